@@ -1,0 +1,164 @@
+"""Possibility templates: how a (record, k) pair becomes chat messages and a prompt string.
+
+The possibility sentence is the LAST thing in the user turn, so the K prompts of one context share every
+token up to the possibility number. Generation relies on that to compute the shared prefix once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+TEMPLATE_FILENAME = "possibility_config.json"
+
+TASK_INSTRUCTIONS = {
+    "dialogue": "Here is a conversation:\n{input}\n\nWrite the next reply in this conversation, as the next speaker.",
+    "story": "Write the opening of a short story for this prompt:\n{input}",
+}
+DEFAULT_POSSIBILITY_SENTENCE = (
+    "There are many possible responses. Think about all the possibilities, then give the response that "
+    "corresponds to possibility number #{k}."
+)
+DEFAULT_PLAIN_SENTENCE = "Give your response."
+# Used when a tokenizer has no chat template of its own (e.g. the offline BERT-based default generator).
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'user' %}user: {{ message['content'] }}\n"
+    "{% else %}assistant: {{ message['content'] }}{{ eos_token }}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+class TemplateError(ValueError):
+    """A template is malformed or cannot render a record."""
+
+
+@dataclass
+class PossibilityTemplate:
+    """Wording of the training/inference prompt; saved beside every trained model."""
+
+    task: str = "dialogue"
+    """Task name: `dialogue`, `story` or `custom` (custom needs `instruction`)."""
+    instruction: str | None = None
+    """Task instruction with an `{input}` placeholder; None = the task's default."""
+    possibility_sentence: str = DEFAULT_POSSIBILITY_SENTENCE
+    """Sentence appended to the user turn in `poexft` mode; must contain `{k}`."""
+    plain_sentence: str = DEFAULT_PLAIN_SENTENCE
+    """Sentence appended instead in `otm`/`oto` mode and for untagged baselines."""
+    max_possibility: int = 9
+    """Largest possibility number the model was trained with (k is drawn from 1..max_possibility)."""
+    system_prompt: str | None = None
+    """Optional system message, placed before the user turn."""
+
+    def __post_init__(self) -> None:
+        if self.instruction is None:
+            if self.task not in TASK_INSTRUCTIONS:
+                raise TemplateError(
+                    f"task {self.task!r} has no default instruction; give `instruction` with an {{input}} "
+                    f"placeholder (known tasks: {sorted(TASK_INSTRUCTIONS)})"
+                )
+            self.instruction = TASK_INSTRUCTIONS[self.task]
+        if "{input}" not in self.instruction:
+            raise TemplateError(f"template instruction must contain '{{input}}': {self.instruction!r}")
+        if "{k}" not in self.possibility_sentence:
+            raise TemplateError(f"possibility_sentence must contain '{{k}}': {self.possibility_sentence!r}")
+        if self.max_possibility < 1:
+            raise TemplateError(f"max_possibility must be >= 1, got {self.max_possibility}")
+
+    # ----- rendering -------------------------------------------------------------------------------
+    def render_input(self, record: dict[str, Any]) -> str:
+        """The record's context (dialogue turns, story prompt or custom input) as plain text."""
+        source = record.get("context", record.get("prompt"))
+        if source is None:
+            raise TemplateError(f"record {record.get('id', '?')!r} has neither 'context' nor 'prompt'")
+        if isinstance(source, str):
+            return source.strip()
+        return "\n".join(_render_turn(turn) for turn in source)
+
+    def user_message(self, record: dict[str, Any], k: int | None) -> str:
+        """User turn text; `k=None` gives the plain (untagged) wording."""
+        body = self.instruction.replace("{input}", self.render_input(record))
+        if k is None:
+            return f"{body}\n\n{self.plain_sentence}"
+        if not 1 <= k <= self.max_possibility:
+            raise TemplateError(f"possibility k={k} is outside 1..{self.max_possibility}")
+        return f"{body}\n\n{self.possibility_sentence.replace('{k}', str(k))}"
+
+    def messages(self, record: dict[str, Any], k: int | None, response: str | None = None) -> list[dict]:
+        """Chat messages for (record, k), with the assistant `response` appended when given."""
+        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        msgs.append({"role": "user", "content": self.user_message(record, k)})
+        if response is not None:
+            msgs.append({"role": "assistant", "content": response})
+        return msgs
+
+    def prompt_text(self, tokenizer, record: dict[str, Any], k: int | None) -> str:
+        """The generation prompt string, rendered by the tokenizer's own chat template."""
+        ensure_chat_template(tokenizer)
+        return tokenizer.apply_chat_template(
+            self.messages(record, k), tokenize=False, add_generation_prompt=True
+        )
+
+    # ----- persistence ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PossibilityTemplate:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TemplateError(f"unknown template fields {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write `possibility_config.json` into `directory` atomically."""
+        path = Path(directory) / TEMPLATE_FILENAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            json.dump(self.to_dict(), tmp, indent=2)
+        os.replace(tmp.name, path)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike) -> PossibilityTemplate:
+        """Read the template saved beside a model (local folder or Hub repo id)."""
+        path = Path(name_or_path) / TEMPLATE_FILENAME
+        if not path.is_file():
+            path = _hub_file(str(name_or_path), TEMPLATE_FILENAME)
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except json.JSONDecodeError as err:
+            raise TemplateError(f"{path}: not valid JSON ({err})") from err
+
+
+def _render_turn(turn: Any) -> str:
+    if isinstance(turn, dict):
+        return f"{turn['speaker']}: {turn['text']}"
+    return str(turn)
+
+
+def _hub_file(repo_id: str, filename: str) -> Path:
+    """Fetch a file from a Hub repo (honours HF_HUB_OFFLINE); a clear error when absent."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, ValueError) as err:
+        raise FileNotFoundError(
+            f"no {filename} found for {repo_id!r}: the model was not trained with peft_diversity, or it is not "
+            "available offline. Pass a template explicitly (--template path/to/possibility_config.json)."
+        ) from err
+
+
+def ensure_chat_template(tokenizer) -> None:
+    """Give a tokenizer without a chat template the plain fallback one (in place)."""
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
