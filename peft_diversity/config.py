@@ -1,0 +1,78 @@
+"""PossibilityConfig: SFTConfig plus the PoExFT settings (one docstring per field, as in TRL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import SFTConfig
+
+from peft_diversity.data import MODES
+from peft_diversity.templates import DEFAULT_PLAIN_SENTENCE, DEFAULT_POSSIBILITY_SENTENCE, PossibilityTemplate
+
+
+@dataclass
+class PossibilityConfig(SFTConfig):
+    """Configuration for [`PossibilityTrainer`]: everything [`trl.SFTConfig`] takes, plus PoExFT's settings.
+
+    Data preparation happens in the trainer (one-to-many records → positive and negative rows), so
+    `dataset_kwargs={"skip_prepare_dataset": True}` and `remove_unused_columns=False` are forced.
+    """
+
+    mode: str = field(default="poexft", metadata={"help": "`poexft` (PEFT), `otm` (OTMFT) or `oto` (OTOFT)."})
+    """Training mode: `poexft` = tagged positives + unlikelihood negatives; `otm` = the same N candidates, no tag,
+    no unlikelihood; `oto` = one candidate per context."""
+    num_candidates: int = field(default=4, metadata={"help": "Candidates used per context (N)."})
+    """Candidates drawn per context (N); each gets its own possibility number in `poexft` mode."""
+    max_possibility: int = field(default=9, metadata={"help": "Possibility numbers are drawn from 1..max_possibility."})
+    """Top of the possibility range; the N numbers of a context are distinct draws from 1..max_possibility."""
+    ul_weight: float = field(default=0.5, metadata={"help": "Weight of the unlikelihood term."})
+    """Weight of the unlikelihood term on mismatched (k_i, response_j) pairs (the paper uses 0.5)."""
+    max_negatives: int | None = field(default=None, metadata={"help": "Cap on negatives per context (None = N(N-1))."})
+    """At most this many mismatched pairs per context; None keeps all N(N-1)."""
+    max_response_words: int | None = field(default=None, metadata={"help": "Truncate responses to this many words."})
+    """Responses (positives and negatives) are cut to this many words; None keeps them whole."""
+    task: str = field(default="dialogue", metadata={"help": "Template task: dialogue, story or custom."})
+    """Which task instruction the template uses (`custom` needs `instruction`)."""
+    instruction: str | None = field(default=None, metadata={"help": "Task instruction with {input}."})
+    """Task instruction with an `{input}` placeholder; None = the task's default."""
+    possibility_sentence: str = field(
+        default=DEFAULT_POSSIBILITY_SENTENCE, metadata={"help": "Possibility sentence with {k}."}
+    )
+    """Sentence ending the user turn in `poexft` mode; must contain `{k}`."""
+    plain_sentence: str = field(default=DEFAULT_PLAIN_SENTENCE, metadata={"help": "Sentence for otm/oto prompts."})
+    """Sentence ending the user turn in `otm`/`oto` mode."""
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
+    """Optional system message placed before the user turn."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        self.remove_unused_columns = False
+        self.validate_possibility_settings()
+
+    def validate_possibility_settings(self) -> None:
+        """Raise before any training starts on settings that cannot work."""
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {MODES}")
+        if self.num_candidates < 1:
+            raise ValueError(f"num_candidates must be >= 1, got {self.num_candidates}")
+        if self.mode == "poexft" and self.max_possibility < self.num_candidates:
+            raise ValueError(
+                f"max_possibility ({self.max_possibility}) must be >= num_candidates ({self.num_candidates})"
+            )
+        if self.ul_weight < 0:
+            raise ValueError(f"ul_weight must be >= 0, got {self.ul_weight}")
+        if self.max_negatives is not None and self.max_negatives < 0:
+            raise ValueError(f"max_negatives must be >= 0 or None, got {self.max_negatives}")
+        self.template()  # raises on a malformed template
+
+    def template(self) -> PossibilityTemplate:
+        """The PossibilityTemplate these settings describe."""
+        return PossibilityTemplate(
+            task=self.task,
+            instruction=self.instruction,
+            possibility_sentence=self.possibility_sentence,
+            plain_sentence=self.plain_sentence,
+            max_possibility=self.max_possibility,
+            system_prompt=self.system_prompt,
+        )

@@ -1,0 +1,112 @@
+"""Conversational warm-up of the offline default generator, shipped as a small low-rank delta.
+
+all-MiniLM-L6-v2 was trained as a sentence encoder; as a causal decoder it babbles. A LoRA warm-up on the
+bundled dialogue TRAIN split (every (context, candidate) pair as a one-to-one example, plain prompt, no
+possibility tag) teaches it to reply. The delta (LoRA factors with the scaling folded in, LayerNorms, LM-head
+bias) is a few MB, so no run has to train it. Rebuild with `python -m peft_diversity.warmup`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+logger = logging.getLogger(__name__)
+
+LORA_TARGETS = ["query", "key", "value", "dense"]
+
+
+def apply_warmup_delta(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Merge a saved delta into `model` in place: W += B @ A for LoRA pairs; other tensors replace weights."""
+    delta = load_file(str(path))
+    params = dict(model.named_parameters())
+    for name, value in delta.items():
+        if name.endswith(".lora_A"):
+            base = name.removesuffix(".lora_A")
+            weight = params[f"{base}.weight"]
+            with torch.no_grad():
+                weight += (delta[f"{base}.lora_B"].float() @ value.float()).to(weight.dtype)
+        elif not name.endswith(".lora_B"):
+            with torch.no_grad():
+                params[name].copy_(value.to(params[name].dtype))
+
+
+def extract_delta(peft_model) -> dict[str, torch.Tensor]:
+    """LoRA factors (scaling folded into B) plus every other trainable tensor, keyed by base-model names."""
+    delta: dict[str, torch.Tensor] = {}
+    for module_name, module in peft_model.base_model.model.named_modules():
+        if hasattr(module, "lora_A") and "default" in module.lora_A:
+            scale = module.scaling["default"]
+            delta[f"{module_name}.lora_A"] = module.lora_A["default"].weight.detach().clone().half()
+            delta[f"{module_name}.lora_B"] = (module.lora_B["default"].weight.detach() * scale).half()
+    for name, param in peft_model.base_model.model.named_parameters():
+        if param.requires_grad and "lora_" not in name:
+            delta[name.replace(".base_layer", "")] = param.detach().clone().half()
+    return delta
+
+
+def warmup_records(split: str = "train") -> list[dict]:
+    """One record per (context, candidate) pair of the bundled dialogue split."""
+    from peft_diversity.data import load_one_to_many
+
+    records = load_one_to_many("builtin:dialogue", split=split)
+    return [{"id": f"{r['id']}#{i}", "context": r["context"], "candidates": [c]}
+            for r in records for i, c in enumerate(r["candidates"])]
+
+
+def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rate: float = 1e-3,
+                 batch_size: int = 32, seed: int = 0) -> Path:
+    """Train the warm-up LoRA on the raw MiniLM decoder and write the delta file atomically."""
+    from peft import LoraConfig, get_peft_model
+
+    from peft_diversity.config import PossibilityConfig
+    from peft_diversity.models import _build_minilm_decoder_raw
+    from peft_diversity.trainer import PossibilityTrainer
+
+    model, tokenizer = _build_minilm_decoder_raw()
+    lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS,
+                      task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    for name, param in model.named_parameters():
+        if "LayerNorm" in name or name.endswith("lm_head.bias"):
+            param.requires_grad = True
+    with tempfile.TemporaryDirectory() as out:
+        args = PossibilityConfig(
+            output_dir=out, mode="oto", num_candidates=1, num_train_epochs=epochs, learning_rate=learning_rate,
+            per_device_train_batch_size=batch_size, lr_scheduler_type="cosine", warmup_steps=20,
+            logging_steps=10, save_strategy="no", report_to=[], bf16=False, gradient_checkpointing=False,
+            seed=seed, max_length=256,
+        )
+        trainer = PossibilityTrainer(model, args=args, train_dataset=warmup_records(), processing_class=tokenizer)
+        trainer.train()
+    delta = extract_delta(model)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".tmp")
+    save_file(delta, str(tmp), metadata={"rank": str(rank), "epochs": str(epochs)})
+    os.replace(tmp, output)
+    return output
+
+
+def main() -> None:
+    from peft_diversity.models import WARMUP_FILE
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", type=Path, default=WARMUP_FILE)
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--rank", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    path = build_warmup(args.output, args.epochs, args.rank, args.learning_rate, args.batch_size)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
