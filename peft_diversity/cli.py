@@ -1,0 +1,51 @@
+"""`peft-diversity` command line: one subcommand per job, each module owning its flags.
+
+A subcommand module exposes `add_arguments(parser)` and `run(args) -> int`; `train` forwards its flags to the
+same TrlParser the recipe uses, so `peft-diversity train --config X.yaml` == `recipes/sft_peft.py --config X.yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+SUBCOMMANDS = {
+    "train": ("peft_diversity.training_cli", "train a PoExFT / OTM / OTO model from a YAML recipe"),
+    "generate": ("peft_diversity.generation_cli", "generate K diverse responses for a context"),
+    "score": ("peft_diversity.scoring.cli", "score a responses.jsonl file with every diversity metric"),
+    "experiment": ("peft_diversity.experiment_cli", "train, generate and score a comparison from a YAML"),
+    "demo": ("peft_diversity.experiment_cli", "the offline CPU demo: the experiment in recipes/experiments/demo-cpu.yaml"),
+}
+# subcommands sharing a module use a differently named flag setter
+ARGUMENT_SETTERS = {"demo": "add_demo_arguments"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="peft-diversity",
+        description="Possibility Exploration Fine-Tuning (PoExFT): diverse LLM outputs at the latency of one.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text, add_help=name != "train")
+        getattr(module, ARGUMENT_SETTERS.get(name, "add_arguments"))(sub_parser)
+        sub_parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.train_argv = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The training entry point shared by `recipes/sft_peft.py` and `peft-diversity train`."""
+
+from __future__ import annotations
+
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
+
+from peft_diversity.config import PossibilityConfig
+from peft_diversity.data import load_one_to_many
+from peft_diversity.models import load_model_and_tokenizer, resolve_model_path
+from peft_diversity.trainer import PossibilityTrainer
+
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    """`--config recipe.yaml` plus any field of ScriptArguments, PossibilityConfig and ModelConfig as a flag."""
+    return TrlParser((ScriptArguments, PossibilityConfig, ModelConfig), prog=prog)
+
+
+def run_training(script_args: ScriptArguments, training_args: PossibilityConfig, model_args: ModelConfig):
+    """Load data (validated before anything else), load the model, train, save model + template, maybe push."""
+    if not model_args.model_name_or_path:
+        raise ValueError("model_name_or_path is required (a Hub id, a local folder or builtin:minilm-decoder)")
+    if not script_args.dataset_name:
+        raise ValueError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a Hub id)")
+    records = load_one_to_many(
+        script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates
+    )
+    model, tokenizer = load_model_and_tokenizer(
+        model_args.model_name_or_path,
+        load_in_4bit=model_args.load_in_4bit,
+        dtype=model_args.dtype or "auto",
+        trust_remote_code=model_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+    )
+    peft_config = None
+    if model_args.use_peft:
+        if not model_args.lora_target_modules:
+            model_args.lora_target_modules = "all-linear"
+        peft_config = get_peft_config(model_args)
+    trainer = PossibilityTrainer(
+        model, args=training_args, train_dataset=records, processing_class=tokenizer, peft_config=peft_config
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    trainer.accelerator.print(f"saved {training_args.mode} model to {training_args.output_dir}")
+    return trainer
+
+
+__all__ = ["make_parser", "run_training", "resolve_model_path"]

@@ -1,0 +1,19 @@
+"""Train a PoExFT (or OTM / OTO baseline) model from a YAML recipe.
+
+    accelerate launch recipes/sft_peft.py --config recipes/configs/demo-cpu.yaml
+    accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml \
+        recipes/sft_peft.py --config recipes/configs/qwen2.5-0.5b-poexft-lora.yaml
+
+Any field of the YAML can be overridden on the command line (`--mode otm --output_dir out/otm`).
+"""
+
+from peft_diversity.training import make_parser, run_training
+
+
+def main() -> None:
+    script_args, training_args, model_args = make_parser().parse_args_and_config()
+    run_training(script_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    main()
