@@ -223,6 +223,22 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
     return row
 
 
+def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run_dir: Path,
+                    judge: Any = None, force: bool = False) -> dict[str, Any]:
+    """The human-written candidates (first K per held-out context) scored like a method: the yardstick."""
+    from peft_diversity.scoring.report import score_predictions
+
+    target = run_dir / "scores" / "human__candidates.json"
+    if target.is_file() and not force:
+        return json.loads(target.read_text())
+    predictions = [r["candidates"][: config.k] for r in records]
+    contexts = [r.get("context", r.get("prompt")) for r in records]
+    scores = score_predictions(predictions, contexts, metrics=config.metrics, judge=judge)
+    row = {"model": "human", "decoder": "candidates", "name": "human__candidates", "scores": scores}
+    _write_json(target, row)
+    return row
+
+
 def run_experiment(config: ExperimentConfig, run_dir: str | os.PathLike, force: bool = False,
                    judge: Any = None) -> list[dict[str, Any]]:
     """All stages; returns one result row per (model, decoder) pair and writes the reports."""
@@ -243,6 +259,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | os.PathLike, force: 
         response_files[run.name] = generate_run(config, run, paths[run.model], records, run_dir, loaded, force)
     loaded.clear()
     rows = [score_run(config, run, response_files[run.name], run_dir, judge, force) for run in config.runs]
+    rows.append(score_reference(config, records, run_dir, judge, force))
     write_reports(rows, [response_files[r.name] for r in config.runs], run_dir, config)
     return rows
 
