@@ -42,6 +42,10 @@ TABLE_COLUMNS = (
 )
 
 
+SAMPLING_KEYS = {"temperature", "top_p", "top_k", "min_p"}
+DETERMINISTIC_DECODERS = {"diverse_beam"}
+
+
 class ExperimentConfigError(ValueError):
     """The experiment YAML names something unknown or cannot run; raised before any training."""
 
@@ -192,7 +196,10 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
         loaded.clear()  # keep one model in memory at a time
         loaded[model_path] = load_model_and_tokenizer(model_path, dtype="float32")
     model, tokenizer = loaded[model_path]
-    settings = {"seed": config.seed, **config.generation, **run.settings}
+    shared = dict(config.generation)
+    if run.decoder in DETERMINISTIC_DECODERS:  # shared sampling knobs do not apply to beam search
+        shared = {key: value for key, value in shared.items() if key not in SAMPLING_KEYS}
+    settings = {"seed": config.seed, **shared, **run.settings}
     results = []
     for record in records:  # one context per call: the latency column is per context
         result = generate_responses(run.decoder, model, tokenizer, record, k=config.k, **settings)

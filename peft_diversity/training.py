@@ -28,7 +28,7 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
         model_args.model_name_or_path,
         load_in_4bit=model_args.load_in_4bit,
         dtype=model_args.dtype or "auto",
-        trust_remote_code=model_args.trust_remote_code,
+        trust_remote_code=training_args.trust_remote_code,
         attn_implementation=model_args.attn_implementation,
     )
     peft_config = None

@@ -1,0 +1,115 @@
+"""The comparison runner end to end on a tiny model: 2 training steps, 2 held-out contexts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from peft_diversity.data import BUNDLED
+from peft_diversity.experiment import ExperimentConfig, ExperimentConfigError, run_experiment
+from peft_diversity.models import tiny_model_and_tokenizer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ALL_RUNS = [
+    {"model": "base", "decoder": "sampling"},
+    {"model": "base", "decoder": "min_p", "settings": {"min_p": 0.1}},
+    {"model": "base", "decoder": "diverse_beam"},
+    {"model": "base", "decoder": "listing", "settings": {"max_new_tokens": 12}},
+    {"model": "base", "decoder": "iterative"},
+    {"model": "oto", "decoder": "sampling"},
+    {"model": "otm", "decoder": "sampling"},
+    {"model": "poexft", "decoder": "possibilities"},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiment")
+    model, tokenizer = tiny_model_and_tokenizer("llama")
+    model.save_pretrained(root / "tiny")
+    tokenizer.save_pretrained(root / "tiny")
+    data = root / "data"
+    data.mkdir()
+    for split, n in (("train", 4), ("test", 2)):
+        lines = (BUNDLED["dialogue"] / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def _config(root: Path, **overrides) -> dict:
+    config = {
+        "name": "tiny",
+        "base_model": str(root / "tiny"),
+        "dataset": str(root / "data"),
+        "k": 3,
+        "train": {"max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-3, "max_length": 128},
+        "generation": {"max_new_tokens": 4, "temperature": 1.0},
+        "runs": ALL_RUNS,
+        "metrics": ["semantic_diversity", "distinct_n", "self_bleu", "coherence"],
+    }
+    config.update(overrides)
+    return config
+
+
+def test_runner_writes_every_output_and_resumes(tiny_setup, tmp_path):
+    config = ExperimentConfig.from_dict(_config(tiny_setup))
+    rows = run_experiment(config, tmp_path / "run")
+    run = tmp_path / "run"
+    assert [(r["model"], r["decoder"]) for r in rows[:-1]] == [(r["model"], r["decoder"]) for r in ALL_RUNS]
+    assert rows[-1]["model"] == "human"
+    for row in rows:
+        assert 0.0 <= row["scores"]["semantic_diversity"] <= 2.0
+        assert row["scores"]["num_prompts"] == 2
+    for mode in ("poexft", "otm", "oto"):
+        assert (run / "models" / mode / "possibility_config.json").is_file()
+    responses = [json.loads(line) for line in (run / "responses.jsonl").read_text().splitlines()]
+    assert len(responses) == 2 * len(ALL_RUNS)
+    assert all(len(r["responses"]) <= 3 and "context" in r and "decoder" in r for r in responses)
+    table = (run / "results.md").read_text()
+    assert "| poexft | possibilities |" in table and "| human | candidates |" in table
+    assert json.loads((run / "results.json").read_text())["results"][0]["decoder"] == "sampling"
+    assert (run / "diversity_vs_coherence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # resumable: a second run trains and generates nothing (outputs untouched); --force redoes
+    stamp = (run / "models" / "poexft" / "train_summary.json").stat().st_mtime_ns
+    gen_stamp = (run / "responses" / "base__sampling.jsonl").stat().st_mtime_ns
+    run_experiment(config, run)
+    assert (run / "models" / "poexft" / "train_summary.json").stat().st_mtime_ns == stamp
+    assert (run / "responses" / "base__sampling.jsonl").stat().st_mtime_ns == gen_stamp
+    shutil.rmtree(run / "responses")
+    run_experiment(config, run)
+    assert (run / "responses" / "base__sampling.jsonl").is_file()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"modes": ["poexft", "bogus"]}, "unknown modes"),
+        ({"runs": [{"model": "base", "decoder": "telepathy"}]}, "unknown decoder"),
+        ({"metrics": ["semantic_diversity", "vibes"]}, "unknown metrics"),
+        ({"runs": [{"model": "base", "decoder": "possibilities"}]}, "needs a PoExFT model"),
+        ({"runs": [{"model": "otm", "decoder": "sampling"}], "modes": ["poexft"]}, "neither 'base'"),
+        ({"surprise": 1}, "unknown keys"),
+    ],
+)
+def test_bad_config_fails_before_training(tiny_setup, tmp_path, change, message):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(_config(tiny_setup, **change)))
+    with pytest.raises(ExperimentConfigError, match=message):
+        ExperimentConfig.from_yaml(path)
+
+
+def test_dataset_without_heldout_split_fails_before_training(tiny_setup, tmp_path):
+    data = tmp_path / "only_train"
+    data.mkdir()
+    shutil.copy(tiny_setup / "data" / "train.jsonl", data / "train.jsonl")
+    config = ExperimentConfig.from_dict(_config(tiny_setup, dataset=str(data)))
+    with pytest.raises(ExperimentConfigError, match="held-out split 'test'"):
+        run_experiment(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "models").exists()
