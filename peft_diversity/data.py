@@ -43,6 +43,8 @@ def load_one_to_many(
             path = _split_file(path, split)
         rows = _read_file(path)
         origin = str(path)
+    elif isinstance(source, Path):
+        raise DataValidationError(f"{source}: no such file or folder")
     elif isinstance(source, str):
         rows, origin = _read_hub(source, split), f"hub:{source}[{split}]"
     else:
@@ -65,7 +67,12 @@ def _read_file(path: Path) -> list[tuple[str, Any]]:
 
         return [(f"row {i}", row) for i, row in enumerate(pq.read_table(path).to_pylist())]
     if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise DataValidationError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
+        except json.JSONDecodeError as err:
+            raise DataValidationError(f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno})") from err
         if not isinstance(data, list):
             raise DataValidationError(f"{path}: a .json file must hold a list of records")
         return [(f"item {i}", row) for i, row in enumerate(data)]

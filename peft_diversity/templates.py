@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -121,9 +121,15 @@ class PossibilityTemplate:
         """Write `possibility_config.json` into `directory` atomically."""
         path = Path(directory) / TEMPLATE_FILENAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-            json.dump(self.to_dict(), tmp, indent=2)
-        os.replace(tmp.name, path)
+        # open() (not NamedTemporaryFile) so the file gets the usual umask permissions, not 0600
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self.to_dict(), fh, indent=2)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a failed save leaves neither a half-written file nor a temp file
+            raise
         return path
 
     @classmethod

@@ -55,13 +55,17 @@ def encode_example(
     completion_ids = enc["input_ids"]
     if negative:
         start = completion.find(response)
+        if start < 0:
+            raise TemplateError("the chat template changed the response text; cannot locate its content words")
         spans = [(s + start, e + start) for s, e in content_word_spans(response)]
         mask = first_subtoken_mask(enc["offset_mapping"], spans)
         completion_labels = [t if m else IGNORE for t, m in zip(completion_ids, mask, strict=True)]
     else:
         completion_labels = list(completion_ids)
     if max_length is not None and len(prompt_ids) + len(completion_ids) > max_length:
-        keep = max(max_length - len(completion_ids), 1)
+        # The prompt keeps at least half the budget (its END, where the possibility number is); the
+        # completion is cut if it still does not fit.
+        keep = min(len(prompt_ids), max(max_length - len(completion_ids), max_length // 2))
         prompt_ids = prompt_ids[-keep:]
         completion_ids, completion_labels = completion_ids[: max_length - keep], completion_labels[: max_length - keep]
     return {
@@ -137,7 +141,12 @@ def add_label_log_probs(model) -> None:
     the model; the backbone and head are looked up per call, since peft replaces modules inside them.
     """
     previous = model.forward
-    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    text_config = model.config.get_text_config()
+    softcap = getattr(text_config, "final_logit_softcapping", None)
+    # Cohere-style `logit_scale` multiplies the logits, Granite-style `logits_scaling` divides them
+    scale = getattr(text_config, "logit_scale", None) or 1.0
+    if getattr(text_config, "logits_scaling", None):
+        scale = scale / text_config.logits_scaling
 
     @functools.wraps(type(model).forward)
     def forward(self, *args, label_log_probs: bool = False, labels=None, **kwargs):
@@ -147,7 +156,7 @@ def add_label_log_probs(model) -> None:
         hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
         targets = labels[:, 1:].to(hidden.device)
         mask = targets != IGNORE
-        logits = self.get_output_embeddings()(hidden[mask])
+        logits = self.get_output_embeddings()(hidden[mask]) * scale
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         selected = -F.cross_entropy(logits.float(), targets[mask], reduction="none")
