@@ -28,6 +28,7 @@ Settings shared by the generate-based decoders (keyword arguments): `temperature
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -167,7 +168,10 @@ def _records(context: Any, contexts: Sequence[Any] | None) -> tuple[list[dict[st
 
 def model_name(model: Any) -> str | None:
     """The name or path the model was loaded from (None for a bare module)."""
-    name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    # `peft_diversity_source` (set by models.load_model_and_tokenizer) names the folder an adapter came from;
+    # a peft model's own name_or_path is its base model's
+    name = (getattr(model, "peft_diversity_source", None) or getattr(model, "name_or_path", None)
+            or getattr(getattr(model, "config", None), "_name_or_path", None))
     return str(name) if name else None
 
 
@@ -182,11 +186,11 @@ def load_template(source: str | os.PathLike) -> PossibilityTemplate:
     return PossibilityTemplate.from_pretrained(source)
 
 
-def find_model_template(model: Any) -> PossibilityTemplate | None:
-    """The template saved beside the model (local folder, or Hub repo when reachable); None when there is none."""
-    name = model_name(model)
-    if not name:
+def find_template(name_or_path: str | os.PathLike | None) -> PossibilityTemplate | None:
+    """The template saved in a model folder (or Hub repo, when reachable); None when there is none."""
+    if not name_or_path:
         return None
+    name = str(name_or_path)
     if Path(name).is_dir():
         return load_template(name) if (Path(name) / TEMPLATE_FILENAME).is_file() else None
     try:
@@ -210,7 +214,9 @@ def resolve_template(
         return template
     if template is not None:
         return load_template(template)
-    found = find_model_template(model)
+    # A peft model reports its base model's name here, not the adapter folder: callers that know the folder
+    # (the CLI) look there themselves and pass the template in.
+    found = find_template(model_name(model))
     if found is not None:
         return found
     if required:
@@ -405,9 +411,7 @@ def clean_response(text: str, *, speakers: Iterable[str] = (), echoes: Iterable[
        label at a line start or after a sentence end.
     4. Whitespace is normalised: runs of spaces/tabs become one space, lines are stripped, blank lines dropped.
     """
-    for echo in echoes:
-        if echo and echo.strip():
-            text = _loose_pattern(echo).sub(" ", text)
+    text = strip_echoes(text, echoes)
     names = [name for name in {str(s).strip() for s in speakers} if name]
     labels = [_loose_pattern(name).pattern for name in names] + list(ROLE_LABELS) + [_NUMBERED_LABEL]
     leading = re.compile(rf"^\s*(?:{'|'.join(labels)})\s*:\s*", re.IGNORECASE)
@@ -416,6 +420,14 @@ def clean_response(text: str, *, speakers: Iterable[str] = (), echoes: Iterable[
     text = _cut_at_next_turn(text, names)
     lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
+
+
+def strip_echoes(text: str, echoes: Iterable[str]) -> str:
+    """`text` without any occurrence of the `echoes` (see `clean_response`, step 1)."""
+    for echo in echoes:
+        if echo and echo.strip():
+            text = _loose_pattern(echo).sub(" ", text)
+    return text
 
 
 def _loose_pattern(text: str) -> re.Pattern:
@@ -482,6 +494,8 @@ def _numbered_items(text: str) -> list[str]:
     for match in _MARKER.finditer(text):
         if int(match.group(1)) == len(accepted) + 1:
             accepted.append(match)
+    if not accepted:
+        return []
     ends = [m.start() for m in accepted[1:]] + [len(text)]
     return [text[m.end():end].strip() for m, end in zip(accepted, ends, strict=True)]
 
@@ -543,11 +557,20 @@ def generate_kwargs(model: Any, tokenizer: Any, settings: dict[str, Any]) -> tup
             kwargs[key] = value
             record[key] = value
     kwargs["max_new_tokens"] = record["max_new_tokens"] = settings.pop("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
-    if (min_new := settings.pop("min_new_tokens", None)) is not None:
+    min_new = settings.pop("min_new_tokens", None)
+    _check_new_tokens(kwargs["max_new_tokens"], min_new)
+    if min_new is not None:
         kwargs["min_new_tokens"] = record["min_new_tokens"] = min_new
     kwargs.update(settings)
     record.update({key: value for key, value in settings.items() if _jsonable(value)})
     return kwargs, record
+
+
+def _check_new_tokens(max_new: Any, min_new: Any) -> None:
+    if not isinstance(max_new, int) or isinstance(max_new, bool) or max_new < 1:
+        raise GenerationError(f"max_new_tokens must be an integer >= 1, got {max_new!r}")
+    if min_new is not None and (not isinstance(min_new, int) or not 0 <= min_new <= max_new):
+        raise GenerationError(f"min_new_tokens must be an integer in 0..max_new_tokens={max_new}, got {min_new!r}")
 
 
 def _jsonable(value: Any) -> bool:
@@ -569,7 +592,12 @@ def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
 
 def _accepts(model: Any, name: str) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(base.forward).parameters
+    return _forward_accepts(type(base), name)
+
+
+@functools.lru_cache(maxsize=256)
+def _forward_accepts(model_type: type, name: str) -> bool:
+    params = inspect.signature(model_type.forward).parameters
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
@@ -615,7 +643,7 @@ def generate_rows(
 
     Returns (new tokens [rows, new], path) with path `"shared_prefix"` or `"plain"` (see the module docstring).
     """
-    _, pad = gen_kwargs["pad_token_id"], gen_kwargs["pad_token_id"]
+    pad = gen_kwargs["pad_token_id"]
     groups = [prompts[i:i + group_size] for i in range(0, len(prompts), group_size)]
     prefix_lengths = [common_prefix_length(group) for group in groups]
     wanted = shared_prefix is not False and group_size > 1 and min(prefix_lengths) >= MIN_SHARED_PREFIX
@@ -887,8 +915,8 @@ def generate_listing(
 
 
 def _listing_result(run: _Run, record: dict[str, Any], text: str, count: int, wall: float) -> Responses:
-    if run.clean:
-        text = clean_response(text, echoes=_template_echoes(run.template))
+    if run.clean:  # numbered labels are the list markers here: only echoes and later turns go before parsing
+        text = _cut_at_next_turn(strip_echoes(text, _template_echoes(run.template)), _speakers(record))
     parsed = parse_numbered_list(text, count)
     if parsed.failures:
         logger.warning("listing: could not parse items %s of %d for record %r", parsed.failures, count,

@@ -245,6 +245,7 @@ def load_model_and_tokenizer(
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if lora is not None:
         model = wrap_lora(model, lora)
+    model.peft_diversity_source = name_or_path if path == name_or_path else path
     return model, tokenizer
 
 

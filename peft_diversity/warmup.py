@@ -61,8 +61,12 @@ def warmup_records(split: str = "train") -> list[dict]:
 
 
 def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rate: float = 1e-3,
-                 batch_size: int = 32, seed: int = 0) -> Path:
-    """Train the warm-up LoRA on the raw MiniLM decoder and write the delta file atomically."""
+                 batch_size: int = 32, seed: int = 0, max_minutes: float | None = None) -> Path:
+    """Train the warm-up LoRA on the raw MiniLM decoder and write the delta file atomically.
+
+    `max_minutes` stops training early (the schedule is constant after warm-up, so any stop point is a
+    usable model); the delta records how many steps it got.
+    """
     from peft import LoraConfig, get_peft_model
 
     from peft_diversity.config import PossibilityConfig
@@ -79,18 +83,43 @@ def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rat
     with tempfile.TemporaryDirectory() as out:
         args = PossibilityConfig(
             output_dir=out, mode="oto", num_candidates=1, num_train_epochs=epochs, learning_rate=learning_rate,
-            per_device_train_batch_size=batch_size, lr_scheduler_type="cosine", warmup_steps=20,
+            per_device_train_batch_size=batch_size, lr_scheduler_type="constant_with_warmup", warmup_steps=20,
             logging_steps=10, save_strategy="no", report_to=[], bf16=False, gradient_checkpointing=False,
-            seed=seed, max_length=256,
+            seed=seed, max_length=160,
         )
         trainer = PossibilityTrainer(model, args=args, train_dataset=warmup_records(), processing_class=tokenizer)
+        if max_minutes is not None:
+            trainer.add_callback(_TimeLimit(max_minutes * 60))
         trainer.train()
+        steps = trainer.state.global_step
     delta = extract_delta(model)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".tmp")
-    save_file(delta, str(tmp), metadata={"rank": str(rank), "epochs": str(epochs)})
+    save_file(delta, str(tmp), metadata={"rank": str(rank), "steps": str(steps), "batch_size": str(batch_size),
+                                         "learning_rate": str(learning_rate)})
     os.replace(tmp, output)
     return output
+
+
+class _TimeLimit:
+    """Trainer callback: stop after a wall-clock budget."""
+
+    def __init__(self, seconds: float):
+        import time
+
+        self.deadline = time.monotonic() + seconds
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import time
+
+        if time.monotonic() > self.deadline:
+            control.should_training_stop = True
+        return control
+
+    def __getattr__(self, name):  # every other TrainerCallback event is a no-op
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
 
 
 def main() -> None:
@@ -102,9 +131,11 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    path = build_warmup(args.output, args.epochs, args.rank, args.learning_rate, args.batch_size)
+    path = build_warmup(args.output, args.epochs, args.rank, args.learning_rate, args.batch_size,
+                        max_minutes=args.max_minutes)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -1,0 +1,192 @@
+"""`peft-diversity generate`: K diverse responses to a context, printed as a numbered list.
+
+    peft-diversity generate --model out/my-poexft-model --context "Maya: Any plans tonight?" -k 5
+    peft-diversity generate --model builtin:minilm-decoder --decoder sampling --prompt "A lighthouse keeper..." -k 3
+    peft-diversity generate --model M --input records.jsonl --output responses.jsonl --decoder listing
+
+Wired into `peft_diversity/cli.py` through `add_arguments` and `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from peft_diversity.generation import (
+    DECODERS,
+    GenerationError,
+    Responses,
+    find_template,
+    get_decoder,
+    load_template,
+    write_responses_jsonl,
+)
+from peft_diversity.templates import TemplateError
+
+SAMPLING_DECODERS = ("possibilities", "sampling", "min_p", "listing", "iterative")
+SHARED_PREFIX_DECODERS = ("possibilities", "sampling", "min_p")
+_TURN = re.compile(r"^\s*([^:\n]{1,40}?)\s*:\s*(\S.*)$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `peft-diversity generate`."""
+    parser.add_argument("--model", required=True, help="model folder, Hub id or builtin:<name>")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--context", help='dialogue ("Maya: hi\\nSam: hello") or plain text to respond to')
+    source.add_argument("--prompt", help="a story prompt (rendered with the story task wording)")
+    source.add_argument("--input", type=Path, help="JSONL file of records ({context|prompt, ...}), one per line")
+    parser.add_argument("-k", "--k", type=int, default=None, help="number of responses (default 5)")
+    parser.add_argument("--decoder", default="possibilities", choices=list(DECODERS), help="default: possibilities")
+    parser.add_argument("--possibilities", help="possibility numbers, e.g. 1,3,7, or 'random' (possibilities only)")
+    parser.add_argument("--template", help="possibility_config.json (file or folder); default: the model's own")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature; 0 = greedy (default 1)")
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--min-p", type=float, default=None, help="min_p decoder threshold (default 0.1)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="per response (default 64)")
+    parser.add_argument("--min-new-tokens", type=int, default=None)
+    parser.add_argument("--diversity-penalty", type=float, default=None, help="diverse_beam (default 1.0)")
+    parser.add_argument("--num-beams", type=int, default=None, help="diverse_beam (default k)")
+    parser.add_argument("--num-beam-groups", type=int, default=None, help="diverse_beam (default k)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="contexts per generate call (default 8)")
+    parser.add_argument("--no-shared-prefix", action="store_true", help="always use the plain batched path")
+    parser.add_argument("--no-clean", action="store_true", help="print raw outputs (no clean-up)")
+    parser.add_argument("--output", type=Path, help="also write responses.jsonl here")
+    parser.add_argument("--dtype", default="auto", help="model dtype (auto, float32, bfloat16, ...)")
+    parser.add_argument("--trust-remote-code", action="store_true")
+
+
+def parse_context(text: str) -> str | list[dict[str, str]]:
+    """A `--context` string: dialogue turns when every line reads "Speaker: text", else the text itself.
+
+    A literal backslash-n (as typed in a shell) separates lines too.
+    """
+    lines = [line for line in text.replace("\\n", "\n").split("\n") if line.strip()]
+    matches = [_TURN.match(line) for line in lines]
+    if lines and all(matches):
+        return [{"speaker": m.group(1), "text": m.group(2).strip()} for m in matches if m]
+    return "\n".join(lines)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise GenerationError(f"{path}:{number}: not valid JSON ({err})") from err
+    return records
+
+
+def decoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword settings for the chosen decoder from the parsed options (unset options keep the defaults)."""
+    kwargs: dict[str, Any] = {"k": args.k}
+    common = {"max_new_tokens": args.max_new_tokens, "min_new_tokens": args.min_new_tokens, "seed": args.seed,
+              "batch_size": args.batch_size}
+    if args.decoder in SAMPLING_DECODERS:
+        common.update(temperature=args.temperature, top_p=args.top_p)
+    elif args.temperature is not None or args.top_p is not None:
+        raise GenerationError(f"--temperature/--top-p do not apply to the {args.decoder} decoder")
+    kwargs.update({key: value for key, value in common.items() if value is not None})
+    _add_decoder_specific(args, kwargs)
+    if args.no_clean:
+        kwargs["clean"] = False
+    return kwargs
+
+
+def _add_decoder_specific(args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
+    specific = {
+        "possibilities": {"possibilities": _possibilities(args.possibilities)},
+        "min_p": {"min_p": args.min_p},
+        "diverse_beam": {"diversity_penalty": args.diversity_penalty, "num_beams": args.num_beams,
+                         "num_beam_groups": args.num_beam_groups},
+    }
+    given = {
+        "--possibilities": args.possibilities, "--min-p": args.min_p, "--diversity-penalty": args.diversity_penalty,
+        "--num-beams": args.num_beams, "--num-beam-groups": args.num_beam_groups,
+    }
+    owner = {"--possibilities": "possibilities", "--min-p": "min_p", "--diversity-penalty": "diverse_beam",
+             "--num-beams": "diverse_beam", "--num-beam-groups": "diverse_beam"}
+    for flag, value in given.items():
+        if value is not None and owner[flag] != args.decoder:
+            raise GenerationError(f"{flag} applies to the {owner[flag]} decoder, not {args.decoder}")
+    kwargs.update({key: value for key, value in specific.get(args.decoder, {}).items() if value is not None})
+    if args.no_shared_prefix and args.decoder in SHARED_PREFIX_DECODERS:
+        kwargs["shared_prefix"] = False
+
+
+def _possibilities(value: str | None) -> list[int] | str | None:
+    if value is None or value == "random":
+        return value
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise GenerationError(f"--possibilities must be comma-separated numbers or 'random', got {value!r}") from None
+
+
+def print_responses(results: list[Responses], out=None, err=None) -> None:
+    """K numbered responses per context; timing and parse failures on stderr."""
+    out, err = out or sys.stdout, err or sys.stderr
+    for index, result in enumerate(results):
+        if len(results) > 1:
+            print(f"## {result.id if result.id is not None else index + 1}", file=out)
+        labels = result.possibilities or list(range(1, len(result.texts) + 1))
+        for number, (label, text) in enumerate(zip(labels, result.texts, strict=False), start=1):
+            tag = f" (possibility {label})" if result.possibilities else ""
+            print(f"{number}.{tag} {text}", file=out)
+        if result.parse_failures:
+            print(f"# listing: items {result.parse_failures} could not be parsed", file=err)
+        path = result.settings.get("path")
+        print(f"# {result.decoder}: {len(result.texts)} responses in {result.wall_time_s:.2f} s"
+              + (f" ({path} path)" if path else ""), file=err)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, generate, print; 0 on success, 2 on bad input (message on stderr)."""
+    try:
+        results = _generate(args)
+    except (GenerationError, TemplateError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_responses(results)
+    if args.output:
+        write_responses_jsonl(results, args.output)
+        print(f"# wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> list[Responses]:
+    from peft_diversity.models import ModelLoadError, load_model_and_tokenizer, resolve_model_path
+
+    kwargs = decoder_kwargs(args)
+    if args.input is not None:
+        contexts: list[Any] = read_records(args.input)
+    else:
+        contexts = [{"prompt": args.prompt} if args.prompt is not None else {"context": parse_context(args.context)}]
+    template = load_template(args.template) if args.template else None
+    try:
+        model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype,
+                                                    trust_remote_code=args.trust_remote_code)
+    except (ModelLoadError, OSError) as err:
+        raise GenerationError(f"cannot load model {args.model!r}: {err}") from err
+    template = template or find_template(resolve_model_path(args.model))
+    results = get_decoder(args.decoder)(model, tokenizer, contexts=contexts, template=template, **kwargs)
+    for result in results:
+        result.model = args.model  # as the user named it (e.g. builtin:minilm-decoder), not the cache folder
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="peft-diversity generate", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
