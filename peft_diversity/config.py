@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from trl import SFTConfig
 
 from peft_diversity.data import MODES
@@ -43,8 +44,15 @@ class PossibilityConfig(SFTConfig):
     """Sentence ending the user turn in `otm`/`oto` mode."""
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
     """Optional system message placed before the user turn."""
+    chat_template_fallback: bool = field(
+        default=True, metadata={"help": "Give tokenizers without a chat template a plain fallback one."}
+    )
+    """When the tokenizer has no chat template: True = use the plain fallback template; False = error."""
 
     def __post_init__(self) -> None:
+        if self.bf16 is None and not self.fp16:
+            # TRL turns bf16 on by default; on a machine without CUDA that means slow CPU autocast (or an error)
+            self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         super().__post_init__()
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
         self.remove_unused_columns = False

@@ -203,14 +203,18 @@ def tiny_model_and_tokenizer(
 
 
 # ----- general loading -------------------------------------------------------------------------------
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, **kwargs: Any) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    name_or_path: str, trust_remote_code: bool = False, chat_template_fallback: bool = True, **kwargs: Any
+) -> PreTrainedTokenizerBase:
     """Tokenizer with left padding, a pad token, and a chat template (fallback when it has none)."""
     path = resolve_model_path(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    ensure_chat_template(tokenizer)
+    # BERT-family tokenizers emit token_type_ids, which causal LMs' generate() rejects (not saved on disk)
+    tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+    ensure_chat_template(tokenizer, fallback=chat_template_fallback)
     return tokenizer
 
 
@@ -222,6 +226,7 @@ def load_model_and_tokenizer(
     dtype: str | torch.dtype = "auto",
     trust_remote_code: bool = False,
     device_map: str | dict | None = None,
+    chat_template_fallback: bool = True,
     **model_kwargs: Any,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM + tokenizer by Hub id, local folder or `builtin:<name>`.
@@ -231,22 +236,35 @@ def load_model_and_tokenizer(
     (`adapter_config.json`) is loaded as base + adapter.
     """
     path = resolve_model_path(name_or_path)
-    tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(
+        name_or_path, trust_remote_code=trust_remote_code, chat_template_fallback=chat_template_fallback
+    )
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code, **model_kwargs}
     if device_map is not None:
         kwargs["device_map"] = device_map
     if load_in_4bit:
         kwargs["quantization_config"] = quantization_config_4bit()
     if (Path(path) / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
-        model = AutoPeftModelForCausalLM.from_pretrained(path, **kwargs)
+        model = _load_adapter_model(path, kwargs)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        if name_or_path.startswith(BUILTIN_PREFIX):
+            # adapters trained on it then record the portable builtin name, not this machine's cache path
+            model.config._name_or_path = name_or_path
+            model.name_or_path = name_or_path
     if lora is not None:
         model = wrap_lora(model, lora)
     model.peft_diversity_source = name_or_path if path == name_or_path else path
     return model, tokenizer
+
+
+def _load_adapter_model(path: str, kwargs: dict[str, Any]):
+    """Base model (resolving `builtin:` names) + the peft adapter in `path`."""
+    from peft import PeftConfig, PeftModel
+
+    base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(base_name), **kwargs)
+    return PeftModel.from_pretrained(base, path)
 
 
 def quantization_config_4bit():

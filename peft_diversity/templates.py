@@ -164,7 +164,16 @@ def _hub_file(repo_id: str, filename: str) -> Path:
         ) from err
 
 
-def ensure_chat_template(tokenizer) -> None:
-    """Give a tokenizer without a chat template the plain fallback one (in place)."""
-    if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+def ensure_chat_template(tokenizer, fallback: bool = True) -> None:
+    """Give a tokenizer without a chat template the plain fallback one (in place).
+
+    With `fallback=False` a tokenizer without a chat template is an error instead.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return
+    if not fallback:
+        raise TemplateError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template and "
+            "chat_template_fallback is False: set a chat template on the tokenizer or allow the fallback"
+        )
+    tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE

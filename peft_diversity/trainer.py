@@ -81,7 +81,7 @@ def build_train_dataset(records: list[dict[str, Any]], tokenizer, args: Possibil
     Keeping a context's rows together means a batch of B contexts holds both terms of the loss for each of
     them, as in the paper's one-context-per-step procedure, instead of batches of only negatives.
     """
-    ensure_chat_template(tokenizer)
+    ensure_chat_template(tokenizer, fallback=args.chat_template_fallback)
     template = args.template()
     rows = build_training_rows(
         records,

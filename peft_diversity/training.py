@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
 from peft_diversity.config import PossibilityConfig
@@ -26,6 +28,7 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     )
     model, tokenizer = load_model_and_tokenizer(
         model_args.model_name_or_path,
+        chat_template_fallback=training_args.chat_template_fallback,
         load_in_4bit=model_args.load_in_4bit,
         dtype=model_args.dtype or "auto",
         trust_remote_code=training_args.trust_remote_code,
@@ -39,12 +42,25 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     trainer = PossibilityTrainer(
         model, args=training_args, train_dataset=records, processing_class=tokenizer, peft_config=peft_config
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=_resume_path(training_args))
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     trainer.accelerator.print(f"saved {training_args.mode} model to {training_args.output_dir}")
     return trainer
+
+
+def _resume_path(args: PossibilityConfig) -> str | bool | None:
+    """`--resume_from_checkpoint true|last` means the newest checkpoint in output_dir."""
+    value = args.resume_from_checkpoint
+    if isinstance(value, str) and value.lower() in ("true", "last"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+        if last is None:
+            raise ValueError(f"resume_from_checkpoint={value!r} but {args.output_dir} holds no checkpoint")
+        return last
+    return value
 
 
 __all__ = ["make_parser", "run_training", "resolve_model_path"]

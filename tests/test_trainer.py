@@ -1,0 +1,348 @@
+"""PossibilityTrainer end to end on a tiny random llama, through the recipe's own code path.
+
+`train_from_config` does exactly what `recipes/sft_peft.py` does (`make_parser().parse_args_and_config()` +
+`run_training`), from a YAML written to tmp_path that points at a tiny model folder and a tmp JSONL dataset.
+Everything runs on CPU in float32 (PossibilityConfig inherits TRL's `bf16=True` default, so it is turned off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from peft_diversity.config import PossibilityConfig
+from peft_diversity.data import DataValidationError, load_one_to_many
+from peft_diversity.loss import PROB_CLAMP
+from peft_diversity.models import ModelLoadError, load_model_and_tokenizer, tiny_model_and_tokenizer
+from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate, TemplateError
+from peft_diversity.trainer import IGNORE, PossibilityTrainer
+from peft_diversity.training import make_parser, run_training
+
+NUM_RECORDS = 4
+NUM_CANDIDATES = 3
+LLAMA_LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+# ----- fixtures --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def records():
+    return load_one_to_many("builtin:dialogue")[:NUM_RECORDS]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny random llama + MiniLM tokenizer saved as a plain transformers folder."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model, tokenizer = tiny_model_and_tokenizer("llama", seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory, records) -> Path:
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def write_config(tmp_path: Path, model_dir: Path, data: Path, **overrides) -> Path:
+    config = {
+        "model_name_or_path": str(model_dir),
+        "dataset_name": str(data),
+        "dataset_train_split": "train",
+        "mode": "poexft",
+        "num_candidates": NUM_CANDIDATES,
+        "max_possibility": 9,
+        "ul_weight": 0.5,
+        "output_dir": str(tmp_path / "out"),
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 1.0e-3,
+        "max_length": 128,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "bf16": False,
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "seed": 0,
+        **overrides,
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def train_from_config(config: Path, *extra: str) -> PossibilityTrainer:
+    """recipes/sft_peft.py's main(), returning the trainer."""
+    script_args, training_args, model_args = make_parser().parse_args_and_config(
+        args=["--config", str(config), *extra]
+    )
+    return run_training(script_args, training_args, model_args)
+
+
+def step_logs(trainer) -> list[dict]:
+    return [h for h in trainer.state.log_history if "loss" in h and "step" in h]
+
+
+def assert_nothing_written(out: Path) -> None:
+    assert not out.exists() or not any(out.iterdir()), f"{out} was written to: {sorted(os.listdir(out))}"
+
+
+def generate_once(
+    model, tokenizer, template: PossibilityTemplate, record: dict, k: int | None
+) -> torch.Tensor:
+    prompt = template.prompt_text(tokenizer, record, k)
+    enc = tokenizer(prompt, add_special_tokens=False, return_tensors="pt", return_token_type_ids=False)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    return out[:, enc["input_ids"].shape[1] :]
+
+
+# ----- the three modes, same recipe path -------------------------------------------------------------------
+ROWS_PER_CONTEXT = {"poexft": NUM_CANDIDATES * NUM_CANDIDATES, "otm": NUM_CANDIDATES, "oto": 1}
+
+
+@pytest.mark.parametrize("mode", ["poexft", "otm", "oto"])
+def test_modes_train_log_save_and_reload(mode, tmp_path, tiny_dir, data_file, records):
+    trainer = train_from_config(write_config(tmp_path, tiny_dir, data_file, mode=mode))
+    out = tmp_path / "out"
+
+    # rows per context: N positives + N(N-1) negatives / N positives / one positive
+    assert [len(item["input_ids"]) for item in trainer.train_dataset] == [
+        ROWS_PER_CONTEXT[mode]
+    ] * NUM_RECORDS
+    n_negative = sum(sum(item["negative"]) for item in trainer.train_dataset)
+    assert n_negative == (NUM_RECORDS * NUM_CANDIDATES * (NUM_CANDIDATES - 1) if mode == "poexft" else 0)
+
+    logs = step_logs(trainer)
+    assert [h["step"] for h in logs] == [1, 2]
+    for h in logs:
+        assert math.isfinite(h["mle_loss"]) and h["mle_loss"] > 0
+        assert ("ul_loss" in h) == (mode == "poexft")
+        ul = h.get("ul_loss", 0.0)
+        if mode == "poexft":
+            assert math.isfinite(ul) and ul > 0
+        assert h["loss"] == pytest.approx(h["mle_loss"] + 0.5 * ul, rel=1e-5)
+
+    # the template travels with the weights
+    assert (out / TEMPLATE_FILENAME).is_file()
+    assert PossibilityTemplate.from_pretrained(out) == trainer.args.template()
+
+    # weights moved, and what was saved is what was trained
+    before = load_file(str(tiny_dir / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    model, tokenizer = load_model_and_tokenizer(str(out))
+    trained = trainer.model.state_dict()
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, trained[name].cpu(), rtol=0, atol=0)
+
+    template = PossibilityTemplate.from_pretrained(out)
+    new = generate_once(model.eval(), tokenizer, template, records[0], 3 if mode == "poexft" else None)
+    assert new.shape == (1, 4)
+
+
+def test_lora_all_linear_trains_and_saves_loadable_adapter(tmp_path, tiny_dir, data_file, records):
+    trainer = train_from_config(
+        write_config(tmp_path, tiny_dir, data_file, use_peft=True, lora_r=4, lora_alpha=8)
+    )
+    out = tmp_path / "out"
+
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()
+    assert PossibilityTemplate.from_pretrained(out) == trainer.args.template()
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 4
+    targets = adapter_config["target_modules"]
+    targets = {t.rsplit(".", 1)[-1] for t in (targets if isinstance(targets, list) else [targets])}
+    assert targets == LLAMA_LINEAR  # all-linear: every projection, never lm_head
+
+    from peft import PeftModel
+
+    model, tokenizer = load_model_and_tokenizer(str(out))
+    assert isinstance(model, PeftModel)
+    lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
+    assert len(lora_b) == 2 * len(LLAMA_LINEAR)  # two layers
+    assert all(p.abs().sum() > 0 for p in lora_b.values())  # B starts at zero: these were trained
+    # the base weights stay those of the base folder
+    base = load_file(str(tiny_dir / "model.safetensors"))
+    loaded_base = model.get_base_model().state_dict()
+    key = "model.layers.0.self_attn.q_proj.weight"
+    lora_key = "model.layers.0.self_attn.q_proj.base_layer.weight"
+    torch.testing.assert_close(loaded_base[lora_key], base[key], rtol=0, atol=0)
+
+    template = PossibilityTemplate.from_pretrained(out)
+    assert generate_once(model.eval(), tokenizer, template, records[0], 2).shape == (1, 4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the no-CUDA error")
+def test_load_in_4bit_without_cuda_fails_before_training(tmp_path, tiny_dir, data_file):
+    config = write_config(tmp_path, tiny_dir, data_file, load_in_4bit=True, use_peft=True)
+    with pytest.raises(ModelLoadError, match="CUDA"):
+        train_from_config(config)
+    assert_nothing_written(tmp_path / "out")
+
+
+# ----- bad input: a clear error before training, nothing written ---------------------------------------------
+def _too_many_candidates(records) -> dict:
+    most = max(len(r["candidates"]) for r in records)
+    return {"num_candidates": most + 1, "max_possibility": most + 5}
+
+
+BAD_INPUTS = {
+    "unknown-mode": (lambda r: {"mode": "dpo"}, ValueError, "unknown mode 'dpo'"),
+    "too-many-candidates": (_too_many_candidates, DataValidationError, "fewer than num_candidates"),
+    "max-possibility-below-candidates": (
+        lambda r: {"num_candidates": 3, "max_possibility": 2},
+        ValueError,
+        r"max_possibility \(2\) must be >= num",
+    ),
+    "negative-ul-weight": (lambda r: {"ul_weight": -0.5}, ValueError, "ul_weight must be >= 0"),
+    "sentence-without-k": (
+        lambda r: {"possibility_sentence": "Give the response for this possibility."},
+        TemplateError,
+        r"\{k\}",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_before_training_and_writes_nothing(case, tmp_path, tiny_dir, data_file, records):
+    overrides, error, message = BAD_INPUTS[case]
+    config = write_config(tmp_path, tiny_dir, data_file, **overrides(records))
+    with pytest.raises(error, match=message):
+        train_from_config(config)
+    assert_nothing_written(tmp_path / "out")
+
+
+def _no_chat_template_copy(tiny_dir: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(tiny_dir, target)
+    (target / "chat_template.jinja").unlink(missing_ok=True)
+    config_path = target / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("chat_template", None)
+    config_path.write_text(json.dumps(config))
+    return target
+
+
+HAS_FALLBACK_FIELD = "chat_template_fallback" in {f.name for f in dataclasses.fields(PossibilityConfig)}
+
+
+@pytest.mark.skipif(not HAS_FALLBACK_FIELD, reason="proposed field PossibilityConfig.chat_template_fallback")
+def test_no_chat_template_and_no_fallback_fails_before_training(tmp_path, tiny_dir, data_file):
+    model_dir = _no_chat_template_copy(tiny_dir, tmp_path / "no-template")
+    config = write_config(tmp_path, model_dir, data_file, chat_template_fallback=False)
+    with pytest.raises(TemplateError, match="chat template"):
+        train_from_config(config)
+    assert_nothing_written(tmp_path / "out")
+
+
+# ----- the loss value, computed independently from full logits -----------------------------------------------
+def independent_loss(model, batch, ul_weight):
+    """MLE over positives' label tokens + ul_weight * mean -log(1 - p) over negatives', from a full softmax."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
+    targets = batch["labels"][:, 1:]
+    labelled = targets != IGNORE
+    token_logp = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+    negative = batch["negative"][:, None]
+    pos, neg = labelled & ~negative, labelled & negative
+    mle = -token_logp[pos].mean()
+    p = token_logp[neg].exp().clamp(max=1 - PROB_CLAMP)
+    ul = -torch.log1p(-p).mean()
+    return mle + ul_weight * ul, mle, ul, p
+
+
+def test_compute_loss_equals_independent_mle_plus_unlikelihood(tmp_path, records):
+    model, tokenizer = tiny_model_and_tokenizer("llama", seed=1)
+    ul_weight = 2.0
+    args = PossibilityConfig(
+        output_dir=str(tmp_path / "out"),
+        num_candidates=NUM_CANDIDATES,
+        ul_weight=ul_weight,
+        max_length=128,
+        bf16=False,
+        use_cpu=True,
+        report_to=[],
+        seed=0,
+    )
+    trainer = PossibilityTrainer(model, args=args, train_dataset=records[:2], processing_class=tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert batch["negative"].sum() == 2 * NUM_CANDIDATES * (NUM_CANDIDATES - 1)
+
+    # A random model gives every token p ~ 1/vocab, where -log(1-p) ~ p. Give the LM head a bias that favours
+    # the negatives' label tokens so their p spreads over (0, 1) and the unlikelihood term is non-trivial.
+    neg_targets = batch["labels"][batch["negative"]]
+    neg_ids = neg_targets[neg_targets != IGNORE].unique()
+    head = model.get_output_embeddings()
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    biased.weight = head.weight  # stays tied to the input embedding
+    with torch.no_grad():
+        biased.bias.zero_()
+        biased.bias[neg_ids] = torch.linspace(6.0, 16.0, len(neg_ids))
+    model.set_output_embeddings(biased)
+    model.train()
+
+    expected, mle, ul, p = independent_loss(model, batch, ul_weight)
+    assert ((p > 0.05) & (p < 0.95)).sum() >= 5, "test set-up: unlikelihood term should see mid-range p"
+    assert ul_weight * ul > 100 * 1e-5 * expected  # an error in the UL term would exceed the tolerance below
+
+    expected.backward()
+    expected_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    loss = trainer.compute_loss(model, dict(batch))
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=0)
+    metrics = trainer._metrics["train"]
+    assert metrics["mle_loss"][-1] == pytest.approx(mle.item(), rel=1e-5)
+    assert metrics["ul_loss"][-1] == pytest.approx(ul.item(), rel=1e-5)
+
+    loss.backward()
+    for name, param in model.named_parameters():
+        scale = expected_grads[name].abs().max().item()
+        torch.testing.assert_close(param.grad, expected_grads[name], rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+# ----- gradient accumulation is exact ------------------------------------------------------------------------
+def test_gradient_accumulation_gives_the_same_update(tmp_path, tiny_dir, data_file):
+    """One SGD step (lr=1, no clipping): update = -gradient, so any normalisation error shows."""
+    common = dict(
+        max_steps=1, optim="sgd", learning_rate=1.0, lr_scheduler_type="constant", max_grad_norm=0.0
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = train_from_config(
+        write_config(tmp_path / "a", tiny_dir, data_file, per_device_train_batch_size=4, **common)
+    )
+    two = train_from_config(
+        write_config(
+            tmp_path / "b",
+            tiny_dir,
+            data_file,
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=2,
+            **common,
+        )
+    )
+    before = load_file(str(tiny_dir / "model.safetensors"))
+    w1 = load_file(str(tmp_path / "a" / "out" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "b" / "out" / "model.safetensors"))
+    largest = max((before[k] - w1[k]).abs().max().item() for k in before)
+    assert largest > 1e-2  # a factor-of-two normalisation error would be far above the tolerance
+    for k in before:
+        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-5, msg=k)
+    # both see the 4 contexts in the step; the logged loss is the same whole-step loss
+    assert step_logs(one)[0]["num_tokens"] == step_logs(two)[0]["num_tokens"]
+    assert step_logs(two)[0]["loss"] == pytest.approx(step_logs(one)[0]["loss"], rel=1e-5)
