@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,9 @@ def _touch_init(directory: Path) -> None:
 def _make_newest(script: Path, siblings: Iterable[Path]) -> None:
     """evaluate picks the most recently modified hash: make ours the newest if it is not."""
     newest = max((p.stat().st_mtime for p in siblings if p.exists()), default=0.0)
-    if script.stat().st_mtime < newest:
-        os.utime(script)
+    if script.stat().st_mtime <= newest:
+        stamp = max(time.time(), newest + 1.0)
+        os.utime(script, (stamp, stamp))
 
 
 def install_metric(
@@ -89,7 +91,7 @@ def install_metric(
     _touch_init(parent)
     digest = hashlib.sha256(script.read_bytes()).hexdigest()  # 64 hex chars, as evaluate expects
     final = parent / digest
-    siblings = [d / f"{name}.py" for d in parent.iterdir() if d.is_dir() and d != final]
+    siblings = [d / f"{name}.py" for d in parent.iterdir() if len(d.name) == 64 and d != final]
     if not (final / f"{name}.py").is_file():
         _atomic_copy(src, script, parent, final, name)
     _make_newest(final / f"{name}.py", siblings)

@@ -1,0 +1,78 @@
+"""``peft-diversity score responses.jsonl``: every metric per (model, decoder), as a table and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .bleu import SMOOTHINGS
+from .judges import make_hf_judge, make_openai_judge
+from .report import METRICS, format_table, load_responses, score_rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``score`` subcommand's arguments to ``parser``."""
+    parser.add_argument(
+        "responses", type=Path, help='JSONL: {"context", "responses": [...], "model"?, "decoder"?}'
+    )
+    parser.add_argument("--output", type=Path, default=None, help="write the scores as JSON here")
+    parser.add_argument(
+        "--metrics", nargs="+", choices=METRICS, default=list(METRICS), help="metrics to compute"
+    )
+    parser.add_argument(
+        "--embedder", default=None, help="SentenceTransformer path/id (default: bundled MiniLM)"
+    )
+    parser.add_argument("--max-order", type=int, default=4, help="self-BLEU max n-gram order")
+    parser.add_argument("--smoothing", choices=SMOOTHINGS, default="method1", help="self-BLEU smoothing")
+    parser.add_argument("--batch-size", type=int, default=128, help="embedding batch size")
+    parser.add_argument(
+        "--judge-model", default=None, help="coherence judge: local causal LM path, or endpoint model"
+    )
+    parser.add_argument(
+        "--judge-base-url", default=None, help="OpenAI-compatible base URL (with /v1) for the judge"
+    )
+    parser.add_argument(
+        "--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge API key"
+    )
+
+
+def _judge(args: argparse.Namespace):
+    if args.judge_base_url:
+        if not args.judge_model:
+            raise SystemExit("--judge-base-url needs --judge-model")
+        return make_openai_judge(args.judge_model, args.judge_base_url, api_key_env=args.judge_api_key_env)
+    return make_hf_judge(args.judge_model) if args.judge_model else None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score ``args.responses``; print a markdown table; write JSON to ``args.output``. Returns 0."""
+    rows = load_responses(args.responses)
+    results = score_rows(
+        rows,
+        metrics=args.metrics,
+        embedder=args.embedder,
+        judge=_judge(args),
+        max_order=args.max_order,
+        smoothing=args.smoothing,
+        batch_size=args.batch_size,
+    )
+    print(format_table(results))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"input": str(args.responses), "metrics": list(args.metrics), "groups": results}
+        args.output.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m peft_diversity.scoring.cli responses.jsonl``."""
+    parser = argparse.ArgumentParser(prog="peft-diversity score", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

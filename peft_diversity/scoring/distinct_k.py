@@ -1,0 +1,72 @@
+"""distinct_k: number of equivalence classes among K responses (NoveltyBench-style greedy partition)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._common import Tokenizer, check_predictions, mean
+from .embeddings import DEFAULT_BATCH_SIZE, EmbedderSpec
+from .vendi import similarity_matrices
+
+DEFAULT_THRESHOLDS = {"embedding": 0.85, "ngram": 0.6}
+
+
+def greedy_partition(similarity: np.ndarray, threshold: float) -> list[int]:
+    """Class label of each item: item i joins the first class whose first member has similarity
+    >= ``threshold`` with it, else opens a new class (labels 0, 1, ... in order of appearance)."""
+    representatives: list[int] = []
+    labels = []
+    for i in range(similarity.shape[0]):
+        label = next((c for c, r in enumerate(representatives) if similarity[i, r] >= threshold), None)
+        if label is None:
+            label = len(representatives)
+            representatives.append(i)
+        labels.append(label)
+    return labels
+
+
+def distinct_k(
+    predictions: Sequence[Sequence[str]],
+    method: str = "embedding",
+    threshold: float | None = None,
+    embedder: EmbedderSpec = None,
+    max_order: int = 2,
+    tokenizer: str | Tokenizer = "regex",
+    lowercase: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    return_per_prompt: bool = False,
+) -> dict[str, Any]:
+    """Number of distinct responses per prompt, by greedy partition into equivalence classes.
+
+    In NoveltyBench's manner (each response is compared with one representative, the first
+    member, of each class found so far), but the equivalence test is NOT NoveltyBench's
+    official trained classifier: two responses are equivalent when their similarity is
+    >= ``threshold`` under ``method="embedding"`` (sentence-embedding cosine, default 0.85)
+    or ``method="ngram"`` (cosine of bag-of-n-gram counts, n = 1..max_order, default 0.6).
+
+    Returns ``distinct_k`` (mean number of classes per prompt, in [1, K]), ``distinct_k_ratio``
+    (mean of classes / K) and ``num_prompts``; with ``return_per_prompt`` also
+    ``distinct_k_per_prompt`` and ``distinct_k_classes`` (class label of every response).
+
+    Edge cases: K = 1 gives 1; identical responses give 1; K = 0 gives 0 (ratio 0.0).
+    """
+    predictions = check_predictions(predictions)
+    threshold = (
+        DEFAULT_THRESHOLDS[method] if threshold is None and method in DEFAULT_THRESHOLDS else threshold
+    )
+    sims = similarity_matrices(predictions, method, embedder, max_order, tokenizer, lowercase, batch_size)
+    labels = [greedy_partition(s, float(threshold)) for s in sims]
+    counts = [float(max(lab, default=-1) + 1) for lab in labels]
+    ratios = [c / len(lab) if lab else 0.0 for c, lab in zip(counts, labels, strict=True)]
+    result: dict[str, Any] = {
+        "distinct_k": mean(counts),
+        "distinct_k_ratio": mean(ratios),
+        "num_prompts": len(predictions),
+    }
+    if return_per_prompt:
+        result["distinct_k_per_prompt"] = counts
+        result["distinct_k_classes"] = labels
+    return result

@@ -1,0 +1,133 @@
+"""All metrics at once, over in-memory predictions or a responses.jsonl grouped by (model, decoder)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .bleu import self_bleu
+from .coherence import coherence
+from .distinct import DEFAULT_VOCAB_SIZE, distinct_n
+from .distinct_k import distinct_k
+from .embeddings import DEFAULT_BATCH_SIZE, CachedEmbedder, EmbedderSpec
+from .semantic import semantic_diversity
+from .vendi import vendi_score
+
+METRICS = ("semantic_diversity", "self_bleu", "distinct_n", "vendi", "distinct_k", "coherence")
+_EMBEDDING_METRICS = {"semantic_diversity", "vendi", "distinct_k", "coherence"}
+
+
+def _scalars(result: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Keep the summary values (numbers / None), optionally renaming ``name`` -> ``prefix`` + rest."""
+    out = {}
+    for key, value in result.items():
+        if key == "num_prompts" or not (value is None or isinstance(value, int | float)):
+            continue
+        out[key.replace("vendi_score", prefix, 1) if prefix else key] = value
+    return out
+
+
+def score_predictions(
+    predictions: Sequence[Sequence[str]],
+    contexts: Sequence[Any] | None = None,
+    metrics: Sequence[str] = METRICS,
+    embedder: EmbedderSpec = None,
+    judge: Any = None,
+    max_order: int = 4,
+    smoothing: str = "method1",
+    vocab_size: int | Mapping[int, float] = DEFAULT_VOCAB_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, Any]:
+    """Flat dict of the summary values of ``metrics`` (see ``METRICS``); texts are embedded once.
+
+    ``vendi`` reports the embedding kernel (``vendi_score*``) and the bigram kernel
+    (``vendi_ngram*``). ``coherence`` needs ``contexts``; with a ``judge`` it adds the judge's
+    ratings to the embedding proxy.
+    """
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
+    emb = embedder
+    if not isinstance(embedder, CachedEmbedder) and _EMBEDDING_METRICS & set(metrics):
+        emb = CachedEmbedder(embedder, batch_size)
+    out: dict[str, Any] = {"num_prompts": len(predictions), "num_responses": sum(len(r) for r in predictions)}
+    if "semantic_diversity" in metrics:
+        out.update(_scalars(semantic_diversity(predictions, emb)))
+    if "self_bleu" in metrics:
+        out.update(_scalars(self_bleu(predictions, max_order, smoothing)))
+    if "distinct_n" in metrics:
+        out.update(_scalars(distinct_n(predictions, vocab_size=vocab_size)))
+    if "vendi" in metrics:
+        out.update(_scalars(vendi_score(predictions, "embedding", emb)))
+        out.update(_scalars(vendi_score(predictions, "ngram"), prefix="vendi_ngram"))
+    if "distinct_k" in metrics:
+        out.update(_scalars(distinct_k(predictions, "embedding", embedder=emb)))
+    if "coherence" in metrics:
+        if contexts is None:
+            raise ValueError("the coherence metric needs contexts")
+        out.update(_scalars(coherence(predictions, contexts, "embedding", emb)))
+        if judge is not None:
+            out.update(_scalars(coherence(predictions, contexts, "judge", judge=judge)))
+    return out
+
+
+def load_responses(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a responses.jsonl: each has "context" (string or list of turns) and "responses"
+    (list of strings), optionally "model" and "decoder". Blank lines are skipped."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if (
+                not isinstance(row, dict)
+                or "context" not in row
+                or not isinstance(row.get("responses"), list)
+            ):
+                raise ValueError(f"{path}:{lineno}: need an object with 'context' and a 'responses' list")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    return rows
+
+
+def group_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, Any], list[Mapping[str, Any]]]]:
+    """Rows grouped by (model, decoder) in order of first appearance; missing keys are ``None``."""
+    groups: dict[tuple, list] = {}
+    for row in rows:
+        groups.setdefault((row.get("model"), row.get("decoder")), []).append(row)
+    return [({"model": m, "decoder": d}, members) for (m, d), members in groups.items()]
+
+
+def score_rows(rows: Sequence[Mapping[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
+    """``score_predictions`` (same options) for each (model, decoder) group of ``rows``."""
+    results = []
+    for key, members in group_rows(rows):
+        scores = score_predictions(
+            [r["responses"] for r in members], [r["context"] for r in members], **kwargs
+        )
+        results.append({**key, "scores": scores})
+    return results
+
+
+def format_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table: one row per score, one column per (model, decoder) group."""
+    labels = [
+        "/".join(str(v) for v in (r.get("model"), r.get("decoder")) if v is not None) or "all"
+        for r in results
+    ]
+    keys = list(dict.fromkeys(k for r in results for k in r["scores"]))
+    lines = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for key in keys:
+        cells = [_fmt(r["scores"].get(key)) for r in results]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.4f}"

@@ -1,0 +1,83 @@
+"""Vendi score: exp of the Shannon entropy of the eigenvalues of the similarity kernel / K."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._common import Tokenizer, check_predictions, flatten, mean, resolve_tokenizer
+from .embeddings import DEFAULT_BATCH_SIZE, EmbedderSpec, encode_texts
+from .kernels import cosine_matrix, ngram_cosine_matrix
+
+KERNELS = ("embedding", "ngram")
+
+
+def vendi_from_kernel(kernel: np.ndarray) -> float:
+    """Vendi score of a K x K PSD similarity matrix with unit diagonal; 0.0 when K == 0.
+
+    ``exp(-sum(l * log l))`` over the eigenvalues ``l`` of ``kernel / K`` (0 log 0 = 0):
+    1.0 for K identical items, K for K mutually orthogonal ones (Friedman & Dieng, 2023).
+    """
+    k = kernel.shape[0]
+    if k < 2:
+        return float(k)
+    eig = np.linalg.eigvalsh((kernel + kernel.T) / (2.0 * k))
+    eig = eig[eig > 1e-12]
+    return float(np.exp(-np.sum(eig * np.log(eig))))
+
+
+def similarity_matrices(
+    predictions: list[list[str]],
+    kernel: str,
+    embedder: EmbedderSpec,
+    max_order: int,
+    tokenizer: str | Tokenizer,
+    lowercase: bool,
+    batch_size: int,
+) -> list[np.ndarray]:
+    """One K x K similarity matrix per prompt (one batched encode for the embedding kernel)."""
+    if kernel == "embedding":
+        texts, offsets = flatten(predictions)
+        emb = encode_texts(texts, embedder, batch_size)
+        return [cosine_matrix(emb[a:b]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    if kernel == "ngram":
+        tok = resolve_tokenizer(tokenizer, lowercase)
+        return [ngram_cosine_matrix([tok(t) for t in responses], max_order) for responses in predictions]
+    raise ValueError(f"unknown kernel {kernel!r}; choose one of {KERNELS}")
+
+
+def vendi_score(
+    predictions: Sequence[Sequence[str]],
+    kernel: str = "embedding",
+    embedder: EmbedderSpec = None,
+    max_order: int = 2,
+    tokenizer: str | Tokenizer = "regex",
+    lowercase: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    return_per_prompt: bool = False,
+) -> dict[str, Any]:
+    """Vendi score (effective number of distinct responses) of each prompt's K responses.
+
+    ``kernel="embedding"``: cosine of sentence embeddings (see ``semantic_diversity`` for
+    ``embedder``); ``kernel="ngram"``: cosine of bag-of-n-gram count vectors, n = 1..max_order.
+    Returns ``vendi_score`` (mean over prompts, in [1, K]), ``vendi_score_normalized``
+    (mean of score / K, in [1/K, 1]) and ``num_prompts``; ``vendi_score_per_prompt`` on request.
+    There is no pooled variant (the score is defined per set).
+
+    Edge cases: K = 1 gives 1.0; identical responses give 1.0; an empty prompt (K = 0) gives
+    0.0; two empty strings are identical under both kernels.
+    """
+    predictions = check_predictions(predictions)
+    sims = similarity_matrices(predictions, kernel, embedder, max_order, tokenizer, lowercase, batch_size)
+    scores = [vendi_from_kernel(s) for s in sims]
+    normalized = [s / len(r) if r else 0.0 for s, r in zip(scores, predictions, strict=True)]
+    result: dict[str, Any] = {
+        "vendi_score": mean(scores),
+        "vendi_score_normalized": mean(normalized),
+        "num_prompts": len(predictions),
+    }
+    if return_per_prompt:
+        result["vendi_score_per_prompt"] = scores
+    return result

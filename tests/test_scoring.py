@@ -1,0 +1,440 @@
+"""Correctness of peft_diversity.scoring against independent references and hand-computed values."""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import json
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from peft_diversity.scoring import (
+    attribute_entropies,
+    attribute_entropy,
+    build_judge_messages,
+    coherence,
+    distinct_k,
+    distinct_n,
+    expected_distinct,
+    greedy_partition,
+    load_embedder,
+    make_hf_judge,
+    make_openai_judge,
+    parse_rating,
+    score_predictions,
+    self_bleu,
+    semantic_diversity,
+    tokenize,
+    vendi_from_kernel,
+    vendi_score,
+)
+from peft_diversity.scoring import cli as score_cli
+from peft_diversity.scoring.kernels import cosine_matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ref = _load("reference_metrics")
+bench = _load("bench_metrics")
+
+EDGE = [
+    ["The cat sat on the mat.", "The cat sat on the mat.", "A dog barked loudly at night."],
+    ["Só um café, por favor — obrigado!", "我喜欢喝茶。", ""],
+    ["only one response"],
+    ["", ""],
+    ["short", "also short", "a b c d e f g h", "a b c d e f g h"],
+]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    """The default all-MiniLM-L6-v2 embedder, loaded once (and cached by load_embedder)."""
+    return load_embedder()
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return bench.synthetic_predictions(40, 6, seed=1) + EDGE
+
+
+class FakeEmbedder:
+    """Deterministic embedder from a text -> vector table; counts encode calls."""
+
+    def __init__(self, table):
+        self.table = table
+        self.calls = []
+
+    def encode(self, texts):
+        self.calls.append(list(texts))
+        return np.array([self.table[t] for t in texts], dtype=float)
+
+
+# --- tokenisation -------------------------------------------------------------------------
+
+
+def test_tokenize_words_punctuation_unicode():
+    assert tokenize("Don't STOP!") == ["don", "'", "t", "stop", "!"]
+    assert tokenize("Café über") == ["café", "über"]
+    assert tokenize("我喜欢 tea") == ["我", "喜", "欢", "tea"]
+    assert tokenize("") == [] and tokenize("   ") == []
+
+
+# --- self-BLEU ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("smoothing", ["none", "method1", "method2", "method3"])
+@pytest.mark.parametrize("max_order", [2, 4])
+def test_self_bleu_matches_nltk(synthetic, smoothing, max_order):
+    ours = self_bleu(synthetic, max_order=max_order, smoothing=smoothing, return_per_prompt=True)
+    nltk = ref.nltk_self_bleu(synthetic, tokenize, max_order, smoothing)
+    for fast, slow in zip(ours["self_bleu_per_response"], nltk, strict=True):
+        assert len(fast) == len(slow)
+        for a, b in zip(fast, slow, strict=True):
+            assert abs(a - b) <= 1e-9
+
+
+def test_self_bleu_hand_values():
+    long = "the cat sat on the mat"
+    assert self_bleu([[long, long]])["self_bleu"] == pytest.approx(1.0)
+    assert self_bleu([["a b c d", "e f g h"]])["self_bleu"] == 0.0
+    # "a b" twice: p1 = p2 = 1, p3 = p4 = 0.1 (method1) -> 0.1 ** 0.5
+    assert self_bleu([["a b", "a b"]])["self_bleu"] == pytest.approx(0.1**0.5, abs=1e-12)
+    # hyp "a b c" vs ref "a b d": p1 = p2 = 1/2... p1 = 2/3, p2 = 1/2, p3 = 0.1/1, bp = 1
+    expected = math.exp((math.log(2 / 3) + math.log(1 / 2) + math.log(0.1)) / 3)
+    assert self_bleu([["a b c", "a b d"]], max_order=3)["self_bleu"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_self_bleu_k1_pooled_and_tokenizers():
+    res = self_bleu(
+        [["x y z w"], ["a b c d", "a b c d"], ["a b c d", "e f g h", "a b c d"]], return_per_prompt=True
+    )
+    assert res["self_bleu_per_prompt"][0] == 1.0  # K = 1: defined as no diversity
+    assert res["self_bleu_per_response"][0] == []
+    assert res["self_bleu_per_prompt"][1:] == pytest.approx([1.0, 2 / 3])
+    assert res["self_bleu"] == pytest.approx((1 + 1 + 2 / 3) / 3)
+    assert res["self_bleu_pooled"] == pytest.approx(4 / 5)  # 5 responses with references
+    assert res["self_bleu_diversity"] == pytest.approx(1 - res["self_bleu"])
+    assert self_bleu([["A B", "a b"]], max_order=2, tokenizer="whitespace")["self_bleu"] == 1.0
+    assert self_bleu([["A B", "a b"]], max_order=2, lowercase=False)["self_bleu"] == 0.0
+    assert self_bleu([["ab", "ab"]], max_order=1, tokenizer=list)["self_bleu"] == 1.0
+    with pytest.raises(ValueError):
+        self_bleu([["a"]], smoothing="method9")
+
+
+# --- semantic diversity ------------------------------------------------------------------
+
+
+def test_semantic_diversity_matches_per_prompt_loop(embedder, synthetic):
+    sample = synthetic[:4] + EDGE  # the reference loop encodes prompt by prompt: keep it small
+    ours = semantic_diversity(sample, embedder, return_per_prompt=True)["semantic_diversity_per_prompt"]
+    loop = ref.loop_semantic_diversity(sample, embedder)
+    assert np.max(np.abs(np.array(ours) - np.array(loop))) <= 1e-6
+
+
+def test_semantic_diversity_edge_cases(embedder):
+    res = semantic_diversity(EDGE, embedder, return_per_prompt=True)
+    per = res["semantic_diversity_per_prompt"]
+    assert per[2] == 0.0 and per[3] == 0.0  # K = 1; two identical empty strings
+    assert 0.0 < per[0] < 1.0 and 0.0 < per[1]
+    assert res["num_pairs"] == 3 + 3 + 0 + 1 + 6
+    json.dumps(res, allow_nan=False)
+
+
+def test_semantic_diversity_hand_values_and_one_encode():
+    table = {"a": [1, 0], "b": [0, 1], "c": [1, 1], "d": [-1, 0]}
+    fake = FakeEmbedder(table)
+    res = semantic_diversity([["a", "b", "c"], ["a", "d"], ["a"]], fake, return_per_prompt=True)
+    assert len(fake.calls) == 1 and fake.calls[0] == ["a", "b", "c", "d"]  # one call, duplicates once
+    c = 1 / math.sqrt(2)
+    assert res["semantic_diversity_per_prompt"] == pytest.approx([1 - (0 + c + c) / 3, 2.0, 0.0])
+    assert res["semantic_diversity"] == pytest.approx((1 - 2 * c / 3 + 2.0 + 0.0) / 3)
+    assert res["semantic_diversity_pooled"] == pytest.approx(1 - (2 * c - 1) / 4)  # 4 pairs pooled
+
+
+def test_default_embedder_cached(embedder):
+    assert load_embedder() is embedder
+
+
+# --- distinct-n / EAD --------------------------------------------------------------------
+
+
+def test_distinct_n_matches_counter(synthetic):
+    res = distinct_n(synthetic, return_per_prompt=True)
+    for n in (1, 2, 3, 4):
+        assert res[f"distinct_{n}_per_prompt"] == pytest.approx(
+            ref.counter_distinct(synthetic, n, tokenize), abs=1e-12
+        )
+    pooled = [[t for responses in synthetic for t in responses]]
+    assert res["distinct_2_pooled"] == pytest.approx(ref.counter_distinct(pooled, 2, tokenize)[0])
+
+
+def test_distinct_n_hand_values():
+    res = distinct_n([["a b a b"], ["c", ""]], orders=(1, 2), vocab_size=10, return_per_prompt=True)
+    assert res["distinct_1_per_prompt"] == [0.5, 1.0]
+    assert res["distinct_2_per_prompt"] == [pytest.approx(2 / 3), 0.0]  # "c" has no bigram
+    assert res["distinct_1_pooled"] == pytest.approx(3 / 5)
+    assert res["ead_1_per_prompt"][0] == pytest.approx(2 / (10 * (1 - 0.9**4)))
+    assert res["ead_2_per_prompt"][0] == pytest.approx(2 / (100 * (1 - 0.99**3)))
+    assert expected_distinct(1e30, 200) == pytest.approx(200)  # stable for huge V
+    assert expected_distinct(5, 0) == 0.0
+    assert distinct_n([[""]])["distinct_1"] == 0.0
+
+
+# --- Vendi / distinct_k -------------------------------------------------------------------
+
+
+def test_vendi_values(embedder):
+    assert vendi_score([["red apple", "blue sky", "green tea"]], kernel="ngram")[
+        "vendi_score"
+    ] == pytest.approx(3.0)
+    assert vendi_score([["same words", "same words"]], kernel="ngram")["vendi_score"] == pytest.approx(1.0)
+    assert vendi_score([["alone"]], embedder=embedder)["vendi_score"] == 1.0
+    assert vendi_score([["", ""]], kernel="ngram")["vendi_score"] == pytest.approx(1.0)
+    emb = np.random.default_rng(0).normal(size=(6, 5))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    kernel = cosine_matrix(emb)
+    assert vendi_from_kernel(kernel) == pytest.approx(ref.eig_vendi(kernel), abs=1e-9)
+    res = vendi_score(EDGE, embedder=embedder, return_per_prompt=True)
+    assert all(
+        1.0 - 1e-9 <= v <= len(r) + 1e-9 for v, r in zip(res["vendi_score_per_prompt"], EDGE, strict=True)
+    )
+
+
+def test_distinct_k(embedder):
+    sim = np.array([[1, 0.9, 0.1], [0.9, 1, 0.95], [0.1, 0.95, 1]])
+    assert greedy_partition(sim, 0.85) == [0, 0, 1]  # item 2 is compared with item 0 only
+    res = distinct_k([["a cat", "a cat", "two dogs"], ["x"]], method="ngram", return_per_prompt=True)
+    assert res["distinct_k_per_prompt"] == [2.0, 1.0] and res["distinct_k_classes"] == [[0, 0, 1], [0]]
+    assert res["distinct_k_ratio"] == pytest.approx((2 / 3 + 1) / 2)
+    res = distinct_k([["I love tea.", "I love tea.", "Quantum physics is hard."]], embedder=embedder)
+    assert res["distinct_k"] == 2.0
+
+
+# --- coherence ---------------------------------------------------------------------------
+
+
+def test_coherence_embedding(embedder):
+    preds = [["I am fine, thanks for asking.", "Bananas are yellow."], ["¡Hola!"]]
+    res = coherence(
+        preds, [["A: hi", "B: how are you?"], "Say hello"], embedder=embedder, return_per_prompt=True
+    )
+    assert -1.0 <= res["coherence_relevance"] <= 1.0
+    assert len(res["coherence_relevance_per_prompt"]) == 2
+    with pytest.raises(ValueError):
+        coherence(preds, ["only one context"], embedder=embedder)
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        ("Rating: 7/10", 7.0),
+        ("**8**", 8.0),
+        ("seven", 7.0),
+        ("Rating: Seven.", 7.0),
+        ("I'd give it 6 out of 10.", 6.0),
+        ("85/100", 8.5),
+        ("**Rating:** 3", 3.0),
+        ("score=9", 9.0),
+        ("Rating: 0", 1.0),
+        ("no idea", None),
+        ("", None),
+        (None, None),
+        ("42", None),
+    ],
+)
+def test_parse_rating(text, score):
+    assert parse_rating(text) == score
+
+
+def test_coherence_judge_with_test_double():
+    seen = []
+
+    def judge(conversations):
+        seen.extend(conversations)
+        return ["Rating: 9", "3/10", "gibberish", "**5**"]
+
+    res = coherence(
+        [["a", "b", "c"], ["d"]],
+        ["ctx one", ["t1", "t2"]],
+        method="judge",
+        judge=judge,
+        return_per_prompt=True,
+    )
+    assert (
+        len(seen) == 4 and seen[0][-1]["content"].count("ctx one") == 1 and "t1\nt2" in seen[3][-1]["content"]
+    )
+    assert res["ratings"] == [[9.0, 3.0, None], [5.0]]
+    assert res["coherence_rating"] == pytest.approx((6.0 + 5.0) / 2)
+    assert res["coherence_rating_pooled"] == pytest.approx(17 / 3)
+    assert res["incoherence_rate"] == pytest.approx((0.5 + 1.0) / 2)
+    assert res["incoherence_rate_pooled"] == pytest.approx(2 / 3)
+    assert res["num_unparsed"] == 1 and res["num_rated"] == 3
+    none = coherence([["a"]], ["c"], method="judge", judge=lambda cs: ["?"] * len(cs))
+    assert none["coherence_rating"] is None and none["incoherence_rate"] is None
+    json.dumps(res, allow_nan=False)
+
+
+class _ChatHandler(http.server.BaseHTTPRequestHandler):
+    requests: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append((self.path, self.headers.get("Authorization"), body))
+        reply = {"choices": [{"message": {"role": "assistant", "content": "Rating: 4"}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_compatible_judge_on_local_server(monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("TEST_JUDGE_KEY", "secret")
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        judge = make_openai_judge("judge-model", url, api_key_env="TEST_JUDGE_KEY", use_openai_package=False)
+        res = coherence([["x", "y"]], ["hello"], method="judge", judge=judge)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert res["coherence_rating"] == 4.0 and res["incoherence_rate"] == 1.0
+    assert len(_ChatHandler.requests) == 2  # concurrent requests: any order
+    for path, auth, body in _ChatHandler.requests:
+        assert path == "/v1/chat/completions" and auth == "Bearer secret" and body["model"] == "judge-model"
+    sent = [body["messages"] for _, _, body in _ChatHandler.requests]
+    assert build_judge_messages("hello", "x") in sent and build_judge_messages("hello", "y") in sent
+
+
+def test_hf_judge_runs_with_tiny_local_model():
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from peft_diversity.scoring import default_embedder_path
+
+    tokenizer = AutoTokenizer.from_pretrained(default_embedder_path())  # any local tokenizer will do
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    model = LlamaForCausalLM(config)
+    judge = make_hf_judge(model, tokenizer, max_new_tokens=3, batch_size=2)
+    replies = judge([build_judge_messages("c", r) for r in ("a", "b", "c")])
+    assert len(replies) == 3 and all(isinstance(r, str) for r in replies)
+    res = coherence([["a", "b"]], ["c"], method="judge", judge=model, judge_tokenizer=tokenizer)
+    assert res["num_rated"] + res["num_unparsed"] == 2
+
+
+# --- attribute entropy -------------------------------------------------------------------
+
+
+def test_attribute_entropy_matches_scipy():
+    values = ["male"] * 5 + ["female"] * 3 + ["non-binary"]
+    h, kl = ref.scipy_entropy(values)
+    res = attribute_entropy(values + ["unknown", None, "Unknown"])
+    assert res["entropy"] == pytest.approx(h, abs=1e-12)
+    assert res["kl_to_reference"] == pytest.approx(kl, abs=1e-12)
+    assert res["normalized_entropy"] == pytest.approx(h / math.log2(3))
+    assert res["num_unknown"] == 3 and res["num_known"] == 9 and res["unknown_rate"] == pytest.approx(0.25)
+    reference = {"male": 0.49, "female": 0.49, "non-binary": 0.02}
+    _, kl_ref = ref.scipy_entropy(values, reference)
+    assert attribute_entropy(values, reference)["kl_to_reference"] == pytest.approx(kl_ref, abs=1e-12)
+
+
+def test_attribute_entropy_edge_cases():
+    one = attribute_entropy(["male", "male"], categories=["male", "female"])
+    assert (
+        one["entropy"] == 0.0
+        and one["normalized_entropy"] == 0.0
+        and one["kl_to_reference"] == pytest.approx(1.0)
+    )
+    assert one["counts"] == {"male": 2, "female": 0}
+    empty = attribute_entropy(["unknown", None])
+    assert empty["entropy"] == 0.0 and empty["kl_to_reference"] is None and empty["unknown_rate"] == 1.0
+    assert attribute_entropy(["a", "b"])["entropy"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        attribute_entropy(["a", "c"], reference={"a": 1, "b": 1})
+    multi = attribute_entropies([{"gender": "f", "age": "30s"}, {"gender": "m"}])
+    assert multi["gender"]["entropy"] == pytest.approx(1.0) and multi["age"]["num_unknown"] == 1
+    json.dumps(multi, allow_nan=False)
+
+
+# --- validation, JSON, report and CLI --------------------------------------------------------
+
+
+def test_input_validation():
+    with pytest.raises(ValueError):
+        self_bleu([])
+    with pytest.raises(TypeError):
+        distinct_n(["not a list of lists"])
+    with pytest.raises(TypeError):
+        distinct_n([[1, 2]])
+
+
+def test_score_predictions_is_json_and_embeds_once(embedder):
+    table = {t: np.random.default_rng(len(t)).normal(size=4) for r in EDGE for t in r}
+    table.update({c: np.ones(4) for c in ("c1", "c2", "c3", "c4", "c5")})
+    fake = FakeEmbedder(table)
+    res = score_predictions(EDGE, ["c1", "c2", "c3", "c4", "c5"], embedder=fake)
+    assert len(fake.calls) == 2  # responses once, then only the unseen contexts
+    assert {
+        "semantic_diversity",
+        "self_bleu",
+        "distinct_2",
+        "vendi_score",
+        "vendi_ngram",
+        "distinct_k",
+        "coherence_relevance",
+    } <= set(res)
+    json.dumps(res, allow_nan=False)
+
+
+def test_cli_groups_by_model_and_decoder(tmp_path, capsys, embedder):
+    rows = [
+        {"context": "Hi", "responses": ["Hello there!", "Hey."], "model": "m", "decoder": "sampling"},
+        {
+            "context": ["A: hi", "B: yo"],
+            "responses": ["Sure.", "Fine", "Ok."],
+            "model": "m",
+            "decoder": "possibilities",
+        },
+        {"context": "Hi again", "responses": ["Hello!", "Hello!"], "model": "m", "decoder": "sampling"},
+    ]
+    path = tmp_path / "responses.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    score_cli.add_arguments(parser)
+    out = tmp_path / "scores.json"
+    args = parser.parse_args(
+        [str(path), "--output", str(out), "--metrics", "self_bleu", "semantic_diversity"]
+    )
+    assert score_cli.run(args) == 0
+    table = capsys.readouterr().out
+    assert "| metric | m/sampling | m/possibilities |" in table and "self_bleu" in table
+    data = json.loads(out.read_text())
+    groups = {(g["model"], g["decoder"]): g["scores"] for g in data["groups"]}
+    assert (
+        groups[("m", "sampling")]["num_prompts"] == 2 and groups[("m", "possibilities")]["num_responses"] == 3
+    )
