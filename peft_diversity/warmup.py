@@ -23,9 +23,20 @@ LORA_TARGETS = ["query", "key", "value", "dense"]
 
 
 def apply_warmup_delta(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Merge a saved delta into `model` in place: W += B @ A for LoRA pairs; other tensors replace weights."""
+    """Merge a saved delta into `model` in place: W += B @ A for LoRA pairs; other tensors replace weights.
+
+    The file's `embedding_scale` metadata scales the (tied) word embeddings first: with position embeddings
+    scaled alike, the embedding LayerNorm makes the input unchanged while the output logits gain range.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        scale = float((handle.metadata() or {}).get("embedding_scale", 1.0))
     delta = load_file(str(path))
     params = dict(model.named_parameters())
+    if scale != 1.0:
+        with torch.no_grad():
+            model.get_input_embeddings().weight.mul_(scale)
     for name, value in delta.items():
         if name.endswith(".lora_A"):
             base = name.removesuffix(".lora_A")
@@ -61,7 +72,8 @@ def warmup_records(split: str = "train") -> list[dict]:
 
 
 def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rate: float = 1e-3,
-                 batch_size: int = 32, seed: int = 0, max_minutes: float | None = None) -> Path:
+                 batch_size: int = 32, seed: int = 0, max_minutes: float | None = None,
+                 embedding_scale: float = 1.0) -> Path:
     """Train the warm-up LoRA on the raw MiniLM decoder and write the delta file atomically.
 
     `max_minutes` stops training early (the schedule is constant after warm-up, so any stop point is a
@@ -74,12 +86,18 @@ def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rat
     from peft_diversity.trainer import PossibilityTrainer
 
     model, tokenizer = _build_minilm_decoder_raw()
-    lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS,
-                      task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    for name, param in model.named_parameters():
-        if "LayerNorm" in name or name.endswith("lm_head.bias"):
-            param.requires_grad = True
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(embedding_scale)
+        model.bert.embeddings.position_embeddings.weight.mul_(embedding_scale)
+    if rank > 0:
+        lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS,
+                          task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+        for name, param in model.named_parameters():
+            if "LayerNorm" in name or name.endswith("lm_head.bias") or "position_embeddings" in name:
+                param.requires_grad = True
+    else:  # full fine-tuning of everything but the (tied) word embeddings
+        model.get_input_embeddings().weight.requires_grad = False
     with tempfile.TemporaryDirectory() as out:
         args = PossibilityConfig(
             output_dir=out, mode="oto", num_candidates=1, num_train_epochs=epochs, learning_rate=learning_rate,
@@ -92,11 +110,13 @@ def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rat
             trainer.add_callback(_TimeLimit(max_minutes * 60))
         trainer.train()
         steps = trainer.state.global_step
-    delta = extract_delta(model)
+    delta = extract_delta(model) if rank > 0 else {
+        name: p.detach().clone().half() for name, p in model.named_parameters() if p.requires_grad
+    }
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".tmp")
     save_file(delta, str(tmp), metadata={"rank": str(rank), "steps": str(steps), "batch_size": str(batch_size),
-                                         "learning_rate": str(learning_rate)})
+                                         "learning_rate": str(learning_rate), "embedding_scale": str(embedding_scale)})
     os.replace(tmp, output)
     return output
 
@@ -127,15 +147,16 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=WARMUP_FILE)
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--rank", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=float, default=5.0)
+    parser.add_argument("--rank", type=int, default=0, help="LoRA rank; 0 = full fine-tuning (no embeddings)")
+    parser.add_argument("--embedding-scale", type=float, default=8.0)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     path = build_warmup(args.output, args.epochs, args.rank, args.learning_rate, args.batch_size,
-                        max_minutes=args.max_minutes)
+                        max_minutes=args.max_minutes, embedding_scale=args.embedding_scale)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
