@@ -36,8 +36,9 @@ TABLE_COLUMNS = (
     ("distinct_1", "distinct-1 ↑"),
     ("distinct_2", "distinct-2 ↑"),
     ("self_bleu", "self-BLEU ↓"),
-    ("coherence", "coherence (emb.) ↑"),
-    ("judge_coherence", "coherence (judge) ↑"),
+    ("coherence_relevance", "coherence (emb. relevance) ↑"),
+    ("coherence_rating", "coherence (judge, 1-10) ↑"),
+    ("responses_per_context", "responses/context"),
     ("latency_s", "latency s/context"),
 )
 
@@ -224,6 +225,8 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
         [r.texts for r in results], [r.context for r in results], metrics=config.metrics, judge=judge
     )
     scores["latency_s"] = sum(r.wall_time_s for r in results) / max(len(results), 1)
+    scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
+    scores["parse_failures"] = sum(len(r.parse_failures) for r in results)
     scores["mean_tokens"] = sum(sum(r.num_tokens) for r in results) / max(sum(len(r.num_tokens) for r in results), 1)
     row = {"model": run.model, "decoder": run.decoder, "name": run.name, "scores": scores}
     _write_json(target, row)
@@ -241,6 +244,7 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
     predictions = [r["candidates"][: config.k] for r in records]
     contexts = [r.get("context", r.get("prompt")) for r in records]
     scores = score_predictions(predictions, contexts, metrics=config.metrics, judge=judge)
+    scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
     row = {"model": "human", "decoder": "candidates", "name": "human__candidates", "scores": scores}
     _write_json(target, row)
     return row
@@ -307,7 +311,7 @@ def plot_diversity_vs_coherence(rows: list[dict[str, Any]], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
     for row in rows:
-        x, y = row["scores"].get("semantic_diversity"), row["scores"].get("coherence")
+        x, y = row["scores"].get("semantic_diversity"), row["scores"].get("coherence_relevance")
         if x is None or y is None:
             continue
         marker = "*" if row["decoder"] == "possibilities" else "o"
