@@ -22,23 +22,26 @@ SUBCOMMANDS = {
 ARGUMENT_SETTERS = {"demo": "add_demo_arguments"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the `only` subcommand's module is imported (torch-heavy modules load lazily)."""
     parser = argparse.ArgumentParser(
         prog="peft-diversity",
         description="Possibility Exploration Fine-Tuning (PoExFT): diverse LLM outputs at the latency of one.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
         sub_parser = sub.add_parser(name, help=help_text, description=help_text, add_help=name != "train")
-        getattr(module, ARGUMENT_SETTERS.get(name, "add_arguments"))(sub_parser)
-        sub_parser.set_defaults(_module=module)
+        if name == only:
+            module = importlib.import_module(module_name)
+            getattr(module, ARGUMENT_SETTERS.get(name, "add_arguments"))(sub_parser)
+            sub_parser.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=command if command in SUBCOMMANDS else None)
     args, rest = parser.parse_known_args(argv)
     if args.command == "train":
         args.train_argv = rest
