@@ -1,0 +1,413 @@
+"""Hub helpers: build the folder to upload (model + tokenizer + template + card), push it, load it back.
+
+    save_for_hub("out/", "upload/", results="runs/demo/results.json")   # the exact folder that gets uploaded
+    push_model("out/", "user/my-poexft-model")                          # private by default
+    gen = PossibilityGenerator.from_pretrained("user/my-poexft-model")
+    gen.generate("A: Any plans for the weekend?", k=5).texts
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
+
+logger = logging.getLogger(__name__)
+
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "model_card.md"
+TRAINING_CONFIG_FILENAME = "training_config.json"
+PAPER_ARXIV = "2412.03343"
+REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+# (key in the experiment's scores dict, pretty name) reported as model-index eval results
+CARD_METRICS = (
+    ("semantic_diversity", "Semantic diversity"),
+    ("self_bleu", "Self-BLEU"),
+    ("distinct_2", "Distinct-2"),
+    ("coherence_relevance", "Coherence (relevance)"),
+)
+TABLE_METRICS = (*CARD_METRICS[:2], ("distinct_1", "Distinct-1"), *CARD_METRICS[2:], ("latency_s", "Latency (s)"))
+# Training settings shown in the card (when present in the training config)
+HYPERPARAMETERS = (
+    "mode", "num_candidates", "max_possibility", "ul_weight", "max_negatives", "max_response_words",
+    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "weight_decay", "max_length",
+    "seed", "bf16", "fp16",
+)
+LORA_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora")
+# Files of a training output folder that never go to the Hub (pickles, optimizer state, our regenerated card)
+EXCLUDED_FILES = {
+    "training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "README.md",
+    "train_summary.json", "builtin_stamp.json",
+}
+EXCLUDED_PATTERNS = (re.compile(r"^rng_state.*\.pth$"), re.compile(r"^\."))
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+    "vocab.json", "merges.txt", "tokenizer.model", "spiece.model", "chat_template.jinja", "chat_template.json",
+)
+MODES_DESCRIPTION = {
+    "poexft": "PoExFT (Possibility Exploration Fine-Tuning): each response is tagged with a possibility number, "
+              "mismatched (number, response) pairs are pushed down with an unlikelihood loss",
+    "otm": "OTMFT (one-to-many fine-tuning): several responses per context, no possibility tag",
+    "oto": "OTOFT (one-to-one fine-tuning): one response per context",
+}
+
+
+class HubError(ValueError):
+    """A Hub operation cannot be done as asked (bad repo id, no token, not a trained folder...)."""
+
+
+# ----- training metadata --------------------------------------------------------------------------------
+def _training_args_globals(path: Path) -> list[Any]:
+    """The classes a pickled TrainingArguments needs, restricted to trusted libraries' config/enum types."""
+    import importlib
+
+    import torch
+
+    trusted = ("peft_diversity.", "transformers.", "trl.", "accelerate.")
+    allowed = []
+    for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path)):
+        module_name, _, attr = name.rpartition(".")
+        if not name.startswith(trusted):
+            raise HubError(f"{path}: refuses to unpickle {name!r} (not a trusted config type)")
+        obj = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(obj, type):
+            raise HubError(f"{path}: refuses to unpickle {name!r} (not a class)")
+        allowed.append(obj)
+    return allowed
+
+
+def load_training_config(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The training settings of a trained folder as a JSON-able dict, or None when unavailable.
+
+    Read from `training_config.json` when present, else from `training_args.bin` with torch's weights-only
+    unpickler (only config and enum classes from peft_diversity/transformers/trl/accelerate are allowed).
+    """
+    folder = Path(model_dir)
+    if (folder / TRAINING_CONFIG_FILENAME).is_file():
+        return json.loads((folder / TRAINING_CONFIG_FILENAME).read_text(encoding="utf-8"))
+    path = folder / "training_args.bin"
+    if not path.is_file():
+        return None
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(_training_args_globals(path)):
+            args = torch.load(path, weights_only=True)
+        data = args.to_dict()
+    except Exception as err:  # noqa: BLE001 - an unreadable pickle only costs the card some detail
+        logger.warning("could not read %s safely (%s): the card will not list the training settings", path, err)
+        return None
+    data.pop("hub_token", None)
+    for key in ("output_dir", "logging_dir", "push_to_hub_token", "hub_model_id"):
+        data.pop(key, None)
+    return json.loads(json.dumps(data, default=str))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _mode(folder: Path, training: dict[str, Any] | None) -> str | None:
+    if training and training.get("mode"):
+        return training["mode"]
+    summary = _read_json(folder / "train_summary.json")
+    return summary.get("mode") if summary else None
+
+
+def _base_model(folder: Path, explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    adapter = _read_json(folder / "adapter_config.json")
+    if adapter and adapter.get("base_model_name_or_path"):
+        return adapter["base_model_name_or_path"]
+    config = _read_json(folder / "config.json") or {}
+    return config.get("_name_or_path") or None
+
+
+def _is_hub_id(name: str | None) -> bool:
+    return bool(name) and bool(REPO_ID_PATTERN.match(name)) and not Path(name).exists()
+
+
+def load_results(results: str | os.PathLike | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Experiment rows ({"model", "decoder", "scores"}) from a results.json path or a list."""
+    if results is None:
+        return []
+    if isinstance(results, (str, os.PathLike)):
+        data = json.loads(Path(results).read_text(encoding="utf-8"))
+        # experiment.py writes {"experiment": name, "results": [rows]}
+        results = data.get("results", data.get("rows")) if isinstance(data, dict) else data
+    if not isinstance(results, list) or not all(isinstance(r, dict) and "scores" in r for r in results):
+        raise HubError("results must be an experiment results.json (a list of rows with 'model' and 'scores')")
+    return list(results)
+
+
+def headline_row(rows: list[dict[str, Any]], mode: str | None) -> dict[str, Any] | None:
+    """The row describing this model: its mode with the possibilities decoder, else its mode's first row."""
+    mode = mode or "poexft"
+    mine = [r for r in rows if r.get("model") == mode]
+    for row in mine:
+        if row.get("decoder") == "possibilities":
+            return row
+    return mine[0] if mine else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+# ----- the card --------------------------------------------------------------------------------------
+def build_model_card(
+    folder: str | os.PathLike,
+    *,
+    results: str | os.PathLike | list[dict[str, Any]] | None = None,
+    base_model: str | None = None,
+    dataset: str | None = None,
+    repo_id: str | None = None,
+    training_config: dict[str, Any] | None = None,
+    template_path: str | os.PathLike | None = None,
+    merged: bool = False,
+):
+    """A `huggingface_hub.ModelCard` for a trained folder, rendered from `model_cards/model_card.md`."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    folder = Path(folder)
+    training = training_config if training_config is not None else load_training_config(folder)
+    mode = _mode(folder, training)
+    base = _base_model(folder, base_model)
+    template = PossibilityTemplate.from_pretrained(folder) if (folder / TEMPLATE_FILENAME).is_file() else None
+    adapter = _read_json(folder / "adapter_config.json")
+    rows = load_results(results)
+    row = headline_row(rows, mode)
+    model_name = repo_id.split("/")[-1] if repo_id else f"peft-diversity-{mode or 'model'}"
+
+    eval_results = []
+    if row is not None:
+        for key, pretty in CARD_METRICS:
+            value = _number(row["scores"].get(key))
+            if value is None:
+                continue
+            eval_results.append(EvalResult(
+                task_type="text-generation", task_name="Diverse response generation",
+                dataset_type=dataset or "custom", dataset_name=dataset or "held-out one-to-many contexts",
+                metric_type=key, metric_value=round(value, 4), metric_name=pretty,
+            ))
+    tags = ["peft-diversity", "poexft", "diversity", "text-generation"]
+    tags += ["merged-lora"] if merged else ["peft", "lora"] if adapter else []
+    card_data = ModelCardData(
+        base_model=base if _is_hub_id(base) else None,
+        datasets=[dataset] if _is_hub_id(dataset) else None,
+        library_name="peft" if adapter and not merged else "transformers",
+        pipeline_tag="text-generation",
+        tags=tags,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    hyper = {key: training[key] for key in HYPERPARAMETERS if training and training.get(key) is not None}
+    lora = {key: adapter[key] for key in LORA_FIELDS if adapter and adapter.get(key) is not None}
+    table = [
+        {"model": r.get("model"), "decoder": r.get("decoder"),
+         "values": [_fmt(r["scores"].get(key)) for key, _ in TABLE_METRICS]}
+        for r in rows
+    ]
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path or MODEL_CARD_TEMPLATE),
+        model_id=repo_id or str(folder),
+        title=repo_id or model_name,
+        base_model_name=base or "unknown",
+        dataset_name=dataset or "unknown",
+        mode=mode or "unknown",
+        mode_description=MODES_DESCRIPTION.get(mode or "", "training mode not recorded"),
+        is_adapter=bool(adapter) and not merged,
+        merged=merged,
+        hyperparameters=hyper,
+        lora=lora,
+        template=template.to_dict() if template else None,
+        max_possibility=template.max_possibility if template else 9,
+        headline=row,
+        headline_metrics=[(pretty, _fmt(row["scores"].get(key))) for key, pretty in CARD_METRICS] if row else [],
+        table_headers=[pretty for _, pretty in TABLE_METRICS],
+        table=table,
+        arxiv=PAPER_ARXIV,
+    )
+
+
+def _fmt(value: Any) -> str:
+    number = _number(value)
+    return "–" if number is None else f"{number:.3f}"
+
+
+# ----- the upload folder ---------------------------------------------------------------------------------
+def _upload_files(folder: Path) -> list[Path]:
+    return [
+        p for p in sorted(folder.iterdir())
+        if p.is_file() and p.name not in EXCLUDED_FILES and not any(pat.match(p.name) for pat in EXCLUDED_PATTERNS)
+    ]
+
+
+def _write_merged(folder: Path, target: Path) -> None:
+    """Base + adapter merged into full weights (safetensors), plus the tokenizer files."""
+    from peft_diversity.models import load_model_and_tokenizer
+
+    model, _ = load_model_and_tokenizer(str(folder), dtype="float32")
+    merged = model.merge_and_unload()
+    merged.save_pretrained(target, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (folder / name).is_file():
+            shutil.copy2(folder / name, target / name)
+
+
+def save_for_hub(
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    results: str | os.PathLike | list[dict[str, Any]] | None = None,
+    base_model: str | None = None,
+    dataset: str | None = None,
+    merge: bool = False,
+    repo_id: str | None = None,
+) -> Path:
+    """Build exactly the folder to upload: model (adapter-only unless `merge`), tokenizer, template, card.
+
+    `training_args.bin` (a pickle) is never uploaded; its settings go to `training_config.json` when it can be
+    read safely. The folder is written to a temp dir beside `out_dir` and renamed into place.
+    """
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise HubError(f"model folder not found: {folder}")
+    is_adapter = (folder / "adapter_config.json").is_file()
+    if not is_adapter and not (folder / "config.json").is_file():
+        raise HubError(f"{folder} holds neither a model (config.json) nor a peft adapter (adapter_config.json)")
+    if not (folder / TEMPLATE_FILENAME).is_file():
+        logger.warning("%s has no %s: the uploaded model will need a template given explicitly", folder,
+                       TEMPLATE_FILENAME)
+    target = Path(out_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        training = load_training_config(folder)
+        if merge and is_adapter:
+            _write_merged(folder, tmp)
+            for name in (TEMPLATE_FILENAME,):
+                if (folder / name).is_file():
+                    shutil.copy2(folder / name, tmp / name)
+        else:
+            if merge:
+                logger.warning("%s holds full weights, not an adapter: nothing to merge", folder)
+            for path in _upload_files(folder):
+                shutil.copy2(path, tmp / path.name)
+        if training is not None:
+            (tmp / TRAINING_CONFIG_FILENAME).write_text(json.dumps(training, indent=2), encoding="utf-8")
+        base = _base_model(folder, base_model)
+        card = build_model_card(
+            folder, results=results, base_model=base, dataset=dataset, repo_id=repo_id, training_config=training,
+            merged=merge and is_adapter,
+        )
+        card.save(tmp / "README.md")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ----- push ------------------------------------------------------------------------------------------------
+def validate_model_repo_id(repo_id: str) -> str:
+    """`owner/name` or a clear error (nothing is uploaded to a malformed id)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(repo_id, str) or not REPO_ID_PATTERN.match(repo_id):
+        raise HubError(f"repo id must look like 'owner/name' (e.g. 'alice/qwen2.5-0.5b-poexft'), got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise HubError(f"invalid repo id {repo_id!r}: {err}") from err
+    return repo_id
+
+
+def resolve_token(token: str | None = None) -> str:
+    """The given token, else the one from `hf auth login` / HF_TOKEN; a clear error when there is none."""
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubError("no Hugging Face token found: run `hf auth login` (or set HF_TOKEN) and try again")
+    return token
+
+
+def push_model(
+    model_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = True,
+    token: str | None = None,
+    commit_message: str = "Upload peft_diversity model",
+    api: Any = None,
+    **save_kwargs: Any,
+) -> str:
+    """Build the upload folder (`save_for_hub`) and push it to `repo_id` (a private model repo by default).
+
+    Returns the commit URL (or whatever `api.upload_folder` returns, as a string).
+    """
+    validate_model_repo_id(repo_id)
+    token = resolve_token(token)
+    if not Path(model_dir).is_dir():
+        raise HubError(f"model folder not found: {model_dir}")
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="peft-diversity-push-") as tmp:
+        folder = save_for_hub(model_dir, Path(tmp) / "upload", repo_id=repo_id, **save_kwargs)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, repo_type="model"
+        )
+    logger.info("pushed %s to https://huggingface.co/%s", model_dir, repo_id)
+    return str(commit)
+
+
+# ----- load back --------------------------------------------------------------------------------------------
+class PossibilityGenerator:
+    """A trained model + tokenizer + its possibility template: `generate(context, k)` → K diverse responses."""
+
+    def __init__(self, model: Any, tokenizer: Any, template: PossibilityTemplate | None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+
+    @classmethod
+    def from_pretrained(cls, repo_or_dir: str | os.PathLike, **load_kwargs: Any) -> PossibilityGenerator:
+        """Load from a local folder, `builtin:<name>` or a Hub repo id (downloaded; honours HF_HUB_OFFLINE)."""
+        from peft_diversity.models import BUILTIN_PREFIX, load_model_and_tokenizer
+
+        source = str(repo_or_dir)
+        if not source.startswith(BUILTIN_PREFIX) and not Path(source).is_dir():
+            from huggingface_hub import snapshot_download
+
+            source = snapshot_download(validate_model_repo_id(source), revision=load_kwargs.pop("revision", None))
+        model, tokenizer = load_model_and_tokenizer(source, **load_kwargs)
+        template = None
+        if (Path(source) / TEMPLATE_FILENAME).is_file():
+            template = PossibilityTemplate.from_pretrained(source)
+        return cls(model.eval(), tokenizer, template)
+
+    def generate(self, context: Any, k: int = 5, **settings: Any):
+        """K possibilities for `context` in one batched generate call (see `generation.generate_possibilities`)."""
+        from peft_diversity.generation import generate_possibilities
+
+        if self.template is not None:
+            settings.setdefault("template", self.template)
+        return generate_possibilities(self.model, self.tokenizer, context, k=k, **settings)

@@ -1,0 +1,226 @@
+"""hub.py: the upload folder, its model card, pushing (through a test double of HfApi) and loading back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from peft_diversity import hub
+from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
+
+CONTEXT = [{"speaker": "A", "text": "Any plans for the weekend?"}, {"speaker": "B", "text": "Not yet, you?"}]
+GREEDY = dict(temperature=0, max_new_tokens=6)
+RESULTS = [
+    {"model": "base", "decoder": "sampling", "name": "base__sampling",
+     "scores": {"semantic_diversity": 0.21, "self_bleu": 0.61, "distinct_1": 0.3, "distinct_2": 0.4,
+                "coherence_relevance": 0.7, "latency_s": 0.5}},
+    {"model": "poexft", "decoder": "possibilities", "name": "poexft__possibilities",
+     "scores": {"semantic_diversity": 0.4321, "self_bleu": 0.1234, "distinct_1": 0.5, "distinct_2": 0.8765,
+                "coherence_relevance": 0.6543, "latency_s": 0.25}},
+]
+
+
+class RecordingApi:
+    """Test double of HfApi: records calls and a snapshot of the uploaded folder."""
+
+    def __init__(self):
+        self.calls = []
+        self.uploaded = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, **kwargs):
+        self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+        from pathlib import Path
+
+        folder = Path(kwargs["folder_path"])
+        self.uploaded = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        return "https://huggingface.co/commit/abc"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A full-weights 'trained' folder and a LoRA adapter folder over a saved tiny base; no training."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from peft_diversity.config import PossibilityConfig
+    from peft_diversity.models import tiny_model_and_tokenizer
+
+    root = tmp_path_factory.mktemp("hub")
+    template = PossibilityTemplate(max_possibility=5)
+    model, tokenizer = tiny_model_and_tokenizer("llama", seed=1)
+    full = root / "full"
+    model.save_pretrained(full)
+    tokenizer.save_pretrained(full)
+    template.save_pretrained(full)
+    args = PossibilityConfig(output_dir=str(root / "args"), mode="poexft", num_candidates=3, max_possibility=5,
+                             ul_weight=0.25, learning_rate=3e-4, report_to=[])
+    torch.save(args, full / "training_args.bin")
+    (full / "optimizer.pt").write_bytes(b"not for upload")
+
+    base = root / "base"
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    base_model = AutoModelForCausalLM.from_pretrained(base).eval()
+    torch.manual_seed(2)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
+    peft_model = get_peft_model(base_model, lora).eval()
+    adapter = root / "adapter"
+    peft_model.save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    template.save_pretrained(adapter)
+    return {"full": full, "adapter": adapter, "model": model, "peft_model": peft_model, "tokenizer": tokenizer,
+            "template": template}
+
+
+def _generate(model, tokenizer, template):
+    from peft_diversity.generation import generate_possibilities
+
+    result = generate_possibilities(model, tokenizer, CONTEXT, k=3, template=template, **GREEDY)
+    return result.texts, result.num_tokens
+
+
+def test_save_for_hub_full_folder_and_card(trained, tmp_path):
+    from huggingface_hub import ModelCard, metadata_load
+
+    out = hub.save_for_hub(trained["full"], tmp_path / "upload", results=RESULTS, base_model="Qwen/Qwen2.5-0.5B",
+                           dataset="user/one-to-many-dialogue", repo_id="alice/tiny-poexft")
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", TEMPLATE_FILENAME, "README.md",
+            hub.TRAINING_CONFIG_FILENAME} <= names
+    assert not names & {"training_args.bin", "optimizer.pt"}
+    assert not list(tmp_path.glob(".upload-*"))  # temp dir renamed away
+    training = json.loads((out / hub.TRAINING_CONFIG_FILENAME).read_text())
+    assert training["mode"] == "poexft" and training["ul_weight"] == 0.25
+
+    text = (out / "README.md").read_text()
+    for snippet in ("poexft", "Qwen/Qwen2.5-0.5B", "0.432", "0.654", "PossibilityGenerator.from_pretrained",
+                    "# alice/tiny-poexft", "2412.03343", "Limitations", "ul_weight", "1..5"):
+        assert snippet in text, snippet
+    card = ModelCard.load(out / "README.md")
+    data = card.data.to_dict()
+    assert data["base_model"] == "Qwen/Qwen2.5-0.5B"
+    assert data["datasets"] == ["user/one-to-many-dialogue"]
+    metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    assert metrics == {"semantic_diversity": 0.4321, "self_bleu": 0.1234, "distinct_2": 0.8765,
+                       "coherence_relevance": 0.6543}
+    assert data["model-index"][0]["results"][0]["task"]["type"] == "text-generation"
+    assert metadata_load(out / "README.md")["model-index"] == data["model-index"]
+    assert [r.metric_type for r in card.data.eval_results] == list(metrics)
+
+
+def test_results_from_json_file_and_no_results(trained, tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(RESULTS))
+    out = hub.save_for_hub(trained["full"], tmp_path / "a", results=path)
+    assert "0.654" in (out / "README.md").read_text()
+    out = hub.save_for_hub(trained["full"], tmp_path / "b")
+    card = (out / "README.md").read_text()
+    assert "model-index" not in card and "No evaluation results" in card
+    with pytest.raises(hub.HubError, match="results"):
+        hub.save_for_hub(trained["full"], tmp_path / "c", results=[{"model": "x"}])
+
+
+def test_saved_full_folder_generates_identically(trained, tmp_path):
+    expected = _generate(trained["model"], trained["tokenizer"], trained["template"])
+    out = hub.save_for_hub(trained["full"], tmp_path / "upload")
+    generator = hub.PossibilityGenerator.from_pretrained(out, dtype="float32")
+    assert generator.template == trained["template"]
+    result = generator.generate(CONTEXT, k=3, **GREEDY)
+    assert (result.texts, result.num_tokens) == expected
+    assert result.possibilities == [1, 2, 3]
+
+
+def test_adapter_folder_adapter_only_and_merged(trained, tmp_path):
+    expected = _generate(trained["peft_model"], trained["tokenizer"], trained["template"])
+    out = hub.save_for_hub(trained["adapter"], tmp_path / "adapter_upload")
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", TEMPLATE_FILENAME, "README.md"} <= names
+    assert "model.safetensors" not in names
+    assert "library_name: peft" in (out / "README.md").read_text()
+    gen = hub.PossibilityGenerator.from_pretrained(out, dtype="float32")
+    assert _generate(gen.model, gen.tokenizer, gen.template) == expected
+
+    merged = hub.save_for_hub(trained["adapter"], tmp_path / "merged_upload", merge=True)
+    names = {p.name for p in merged.iterdir()}
+    assert "adapter_config.json" not in names and "model.safetensors" in names and TEMPLATE_FILENAME in names
+    assert "library_name: transformers" in (merged / "README.md").read_text()
+    gen = hub.PossibilityGenerator.from_pretrained(merged, dtype="float32")
+    assert not hasattr(gen.model, "peft_config")
+    result = gen.generate(CONTEXT, k=3, **GREEDY)
+    assert (result.texts, result.num_tokens) == expected
+
+
+@pytest.fixture
+def logged_in(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_secret_test_token")
+
+
+def test_push_model_private_by_default(trained, logged_in, capsys):
+    api = RecordingApi()
+    hub.push_model(trained["full"], "alice/tiny-poexft", api=api, results=RESULTS)
+    (create, repo, kwargs), (upload, repo2, up) = api.calls
+    assert (create, repo, upload, repo2) == ("create_repo", "alice/tiny-poexft", "upload_folder", "alice/tiny-poexft")
+    assert kwargs == {"private": True, "exist_ok": True, "repo_type": "model"}
+    assert up["repo_type"] == "model" and up["commit_message"]
+    assert {"model.safetensors", TEMPLATE_FILENAME, "README.md"} <= set(api.uploaded)
+    assert "training_args.bin" not in api.uploaded
+    assert b"alice/tiny-poexft" in api.uploaded["README.md"]
+    out = capsys.readouterr()
+    assert "hf_secret_test_token" not in out.out + out.err
+
+
+def test_push_model_public_and_adapter(trained, logged_in):
+    api = RecordingApi()
+    hub.push_model(trained["adapter"], "alice/tiny-adapter", private=False, api=api, commit_message="v1")
+    assert api.calls[0][2]["private"] is False
+    assert api.calls[1][2]["commit_message"] == "v1"
+    assert "adapter_model.safetensors" in api.uploaded
+
+
+def test_push_model_without_token(trained, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    api = RecordingApi()
+    with pytest.raises(hub.HubError, match="hf auth login"):
+        hub.push_model(trained["full"], "alice/tiny-poexft", api=api)
+    assert api.calls == []
+
+
+@pytest.mark.parametrize("repo_id", ["no-owner", "a/b/c", "alice/bad name", "", "alice/", "alice/x--..y"])
+def test_push_model_malformed_repo_id_fails_first(repo_id, tmp_path):
+    api = RecordingApi()
+    with pytest.raises(hub.HubError, match="repo id"):
+        hub.push_model(tmp_path / "does-not-exist", repo_id, api=api, token="hf_x")
+    assert api.calls == []
+
+
+def test_cli_push_and_save_only(trained, logged_in, monkeypatch, tmp_path):
+    import argparse
+
+    from peft_diversity import hub_cli
+
+    parser = argparse.ArgumentParser()
+    hub_cli.add_arguments(parser)
+    args = parser.parse_args(["--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--save-only",
+                              str(tmp_path / "folder")])
+    assert hub_cli.run(args) == 0 and (tmp_path / "folder" / "README.md").is_file()
+
+    api = RecordingApi()
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: api)
+    args = parser.parse_args(["--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--public"])
+    assert hub_cli.run(args) == 0
+    assert api.calls[0][2]["private"] is False
+    with pytest.raises(SystemExit, match="owner/name"):
+        hub_cli.run(parser.parse_args(["--model-dir", str(trained["full"]), "--repo-id", "bad"]))
