@@ -23,6 +23,7 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
         raise ValueError("model_name_or_path is required (a Hub id, a local folder or builtin:minilm-decoder)")
     if not script_args.dataset_name:
         raise ValueError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a Hub id)")
+    push = _check_push(training_args)  # before any work: a bad repo id or a missing token fails now
     records = load_one_to_many(
         script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates
     )
@@ -44,10 +45,29 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     )
     trainer.train(resume_from_checkpoint=_resume_path(training_args))
     trainer.save_model(training_args.output_dir)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    if push and trainer.accelerator.is_main_process:
+        from peft_diversity.hub import push_model
+
+        private = True if training_args.hub_private_repo is None else training_args.hub_private_repo
+        push_model(training_args.output_dir, training_args.hub_model_id, private=private,
+                   token=training_args.hub_token, dataset=script_args.dataset_name)
     trainer.accelerator.print(f"saved {training_args.mode} model to {training_args.output_dir}")
     return trainer
+
+
+def _check_push(args: PossibilityConfig) -> bool:
+    """`push_to_hub: true` goes through peft_diversity.hub.push_model after training (card, template, results),
+    not the Trainer's own push, which would create the repo at start-up and push every checkpoint."""
+    if not args.push_to_hub:
+        return False
+    from peft_diversity.hub import resolve_token, validate_model_repo_id
+
+    if not args.hub_model_id:
+        raise ValueError("push_to_hub needs hub_model_id (owner/name)")
+    validate_model_repo_id(args.hub_model_id)
+    resolve_token(args.hub_token)
+    args.push_to_hub = False
+    return True
 
 
 def _resume_path(args: PossibilityConfig) -> str | bool | None:

@@ -346,3 +346,38 @@ def test_gradient_accumulation_gives_the_same_update(tmp_path, tiny_dir, data_fi
     # both see the 4 contexts in the step; the logged loss is the same whole-step loss
     assert step_logs(one)[0]["num_tokens"] == step_logs(two)[0]["num_tokens"]
     assert step_logs(two)[0]["loss"] == pytest.approx(step_logs(one)[0]["loss"], rel=1e-5)
+
+
+# ----- push_to_hub goes through peft_diversity.hub ------------------------------------------------------------
+class RecordingApi:
+    def __init__(self, *args, **kwargs):
+        self.calls = []
+        RecordingApi.last = self
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        self.calls.append(("upload_folder", kwargs["repo_id"], sorted(os.listdir(kwargs["folder_path"]))))
+        return "https://example.invalid/commit"
+
+
+def test_push_to_hub_uses_the_hub_module_after_training(tmp_path, tiny_dir, data_file, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    config = write_config(tmp_path, tiny_dir, data_file, push_to_hub=True, hub_model_id="someone/tiny-poexft")
+    train_from_config(config)
+    calls = RecordingApi.last.calls
+    assert calls[0][0] == "create_repo" and calls[0][1] == "someone/tiny-poexft" and calls[0][2]["private"]
+    assert calls[1][0] == "upload_folder" and {"README.md", "possibility_config.json"} <= set(calls[1][2])
+
+
+@pytest.mark.parametrize("repo_id", ["not a repo id", ""])
+def test_push_to_hub_with_a_bad_repo_id_fails_before_training(tmp_path, tiny_dir, data_file, monkeypatch, repo_id):
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
+    config = write_config(tmp_path, tiny_dir, data_file, push_to_hub=True, hub_model_id=repo_id)
+    with pytest.raises(ValueError):
+        train_from_config(config)
+    assert_nothing_written(tmp_path / "out")
