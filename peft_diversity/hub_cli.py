@@ -1,4 +1,9 @@
-"""`peft-diversity push`: upload a trained folder (adapter or merged weights + template + card) to the Hub."""
+"""`peft-diversity push`: upload a trained model, a one-to-many dataset or a metric Space to the Hub.
+
+    peft-diversity push --model-dir out/ --repo-id alice/qwen-poexft            # model (private)
+    peft-diversity push --dataset-source builtin:dialogue --repo-id alice/otm   # dataset (private)
+    peft-diversity push --metric vendi --repo-id alice/vendi                    # metric Space (public)
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,62 @@ import logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-dir", required=True, help="trained model folder (the recipe's output_dir)")
-    parser.add_argument("--repo-id", required=True, help="target model repo, owner/name")
-    parser.add_argument("--public", action="store_true", help="create a public repo (default: private)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model-dir", default=None, help="trained model folder (the recipe's output_dir)")
+    what.add_argument("--dataset-source", default=None, metavar="SRC",
+                      help="push a one-to-many dataset instead (builtin:dialogue, a folder of <split>.jsonl, a file)")
+    what.add_argument("--metric", default=None, metavar="NAME", help="push metrics/NAME as a Gradio Space")
+    parser.add_argument("--repo-id", required=True, help="target repo, owner/name")
+    parser.add_argument("--public", action="store_true",
+                        help="create a public repo (default: private; metric Spaces are always public)")
     parser.add_argument("--merge", action="store_true", help="merge a LoRA adapter into full weights first")
     parser.add_argument("--results", default=None, help="experiment results.json to report in the model card")
     parser.add_argument("--base-model", default=None, help="base model id for the card (default: from the folder)")
-    parser.add_argument("--dataset", default=None, help="training dataset id for the card")
-    parser.add_argument("--commit-message", default="Upload peft_diversity model")
+    parser.add_argument("--dataset", default=None, help="training dataset id for the model card")
+    parser.add_argument("--splits", default="train,test", help="dataset splits to push (comma-separated)")
+    parser.add_argument("--pretty-name", default=None, help="dataset card title")
+    parser.add_argument("--license", default="cc-by-4.0", help="dataset licence")
+    parser.add_argument("--commit-message", default=None)
     parser.add_argument("--save-only", default=None, metavar="DIR",
-                        help="write the upload folder to DIR and stop (no token, no upload)")
+                        help="write the upload folder to DIR and stop (no token, no upload; model or dataset)")
+
+
+def _push(args: argparse.Namespace) -> str:
+    from peft_diversity import hub
+
+    message = {"commit_message": args.commit_message} if args.commit_message else {}
+    if args.metric:
+        if args.save_only:
+            raise hub.HubError("--save-only works for --model-dir and --dataset-source, not --metric")
+        hub.metric_folder(args.metric)
+        return hub.push_metric(args.metric, args.repo_id, private=False, **message)
+    if args.dataset_source:
+        kwargs = dict(splits=tuple(s for s in args.splits.split(",") if s), pretty_name=args.pretty_name,
+                      license=args.license)
+        if args.save_only:
+            folder = hub.save_dataset_for_hub(args.dataset_source, args.save_only, repo_id=args.repo_id, **kwargs)
+            return f"wrote {folder} (not uploaded)"
+        return hub.push_dataset(args.dataset_source, args.repo_id, private=not args.public, **message, **kwargs)
+    kwargs = dict(results=args.results, base_model=args.base_model, dataset=args.dataset, merge=args.merge)
+    if args.save_only:
+        folder = hub.save_for_hub(args.model_dir, args.save_only, repo_id=args.repo_id, **kwargs)
+        return f"wrote {folder} (not uploaded)"
+    return hub.push_model(args.model_dir, args.repo_id, private=not args.public, **message, **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
-    from peft_diversity.hub import HubError, push_model, save_for_hub, validate_model_repo_id
+    from peft_diversity.hub import HubError, validate_model_repo_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    save_kwargs = dict(results=args.results, base_model=args.base_model, dataset=args.dataset, merge=args.merge)
     try:
         validate_model_repo_id(args.repo_id)
-        if args.save_only:
-            folder = save_for_hub(args.model_dir, args.save_only, repo_id=args.repo_id, **save_kwargs)
-            print(f"wrote {folder} (not uploaded)")
-            return 0
-        commit = push_model(args.model_dir, args.repo_id, private=not args.public,
-                            commit_message=args.commit_message, **save_kwargs)
+        result = _push(args)
     except HubError as err:
         raise SystemExit(f"peft-diversity push: {err}") from err
-    print(f"pushed {args.model_dir} to https://huggingface.co/{args.repo_id} ({commit})")
+    if result.startswith("wrote "):
+        print(result)
+    else:
+        what = args.model_dir or args.dataset_source or f"metric {args.metric}"
+        prefix = "datasets/" if args.dataset_source else "spaces/" if args.metric else ""
+        print(f"pushed {what} to https://huggingface.co/{prefix}{args.repo_id} ({result})")
     return 0

@@ -38,7 +38,7 @@ class RecordingApi:
         from pathlib import Path
 
         folder = Path(kwargs["folder_path"])
-        self.uploaded = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        self.uploaded = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
         return "https://huggingface.co/commit/abc"
 
 
@@ -224,3 +224,191 @@ def test_cli_push_and_save_only(trained, logged_in, monkeypatch, tmp_path):
     assert api.calls[0][2]["private"] is False
     with pytest.raises(SystemExit, match="owner/name"):
         hub_cli.run(parser.parse_args(["--model-dir", str(trained["full"]), "--repo-id", "bad"]))
+
+
+# ----- datasets and metrics ------------------------------------------------------------------------------------
+def _hash_embedder(texts):
+    """Fast deterministic stand-in for SBERT (the statistics' plumbing, not their values, is under test)."""
+    import hashlib
+
+    import numpy as np
+
+    return np.array([list(hashlib.sha256(t.encode()).digest()[:16]) for t in texts], dtype=float)
+
+
+STORY = [
+    {"id": "s1", "prompt": "A door appears in the desert.", "candidates": ["It was blue.", "Nobody saw it open."]},
+    {"id": "s2", "prompt": "The last train never arrives.", "candidates": ["We waited.", "The clock ran back.",
+                                                                          "A dog barked twice."]},
+]
+PARQUET = "data/{}-00000-of-00001.parquet"
+
+
+def _read_back(folder, splits):
+    import datasets
+
+    files = {s: str(folder / PARQUET.format(s)) for s in splits}
+    return datasets.load_dataset("parquet", data_files=files, cache_dir=str(folder.parent / "hf_cache"))
+
+
+def test_save_dataset_builtin_dialogue(tmp_path):
+    from huggingface_hub import DatasetCard
+
+    from peft_diversity.data import load_one_to_many
+
+    out = hub.save_dataset_for_hub("builtin:dialogue", tmp_path / "ds", embedder=_hash_embedder,
+                                   repo_id="alice/otm-dialogue")
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
+        "README.md", PARQUET.format("train"), PARQUET.format("test")}
+    assert not list(tmp_path.glob(".ds-*"))
+    loaded = _read_back(out, ("train", "test"))
+    for split in ("train", "test"):
+        records = load_one_to_many("builtin:dialogue", split=split)
+        rows = loaded[split]
+        assert len(rows) == len(records)
+        assert sum(map(len, rows["candidates"])) == sum(len(r["candidates"]) for r in records)
+        assert rows[0]["context"] == records[0]["context"] and rows[0]["id"] == records[0]["id"]
+    card = DatasetCard.load(out / "README.md")
+    data = card.data.to_dict()
+    assert data["configs"] == [{"config_name": "default", "data_files": [
+        {"split": "train", "path": PARQUET.format("train")}, {"split": "test", "path": PARQUET.format("test")}]}]
+    assert data["license"] == "cc-by-4.0"
+    from peft_diversity.datacard import dataset_stats
+
+    train_stats = dataset_stats(load_one_to_many("builtin:dialogue", split="train"), _hash_embedder)
+    text = card.text
+    for snippet in ("within context cosine mean", f"| train | {train_stats['contexts']} |",
+                    str(train_stats["within_context_cosine_mean"]), "builtin:dialogue", "{speaker: string",
+                    'load_dataset("alice/otm-dialogue")', "cc-by-4.0"):
+        assert snippet in text, snippet
+    # the folder itself loads as a dataset through the card's configs
+    import datasets
+
+    assert datasets.load_dataset(str(out), cache_dir=str(tmp_path / "c"))["test"].num_rows == len(load_one_to_many("builtin:dialogue", "test"))
+
+
+def test_save_dataset_story_jsonl_missing_split(tmp_path, caplog):
+    src = tmp_path / "story"
+    src.mkdir()
+    (src / "train.jsonl").write_text("\n".join(json.dumps(r) for r in STORY) + "\n")
+    with caplog.at_level("INFO", logger="peft_diversity.hub"):
+        out = hub.save_dataset_for_hub(src, tmp_path / "ds", embedder=_hash_embedder, pretty_name="Tiny stories")
+    assert "'test' split, skipped" in caplog.text
+    assert not (out / PARQUET.format("test")).exists()
+    rows = _read_back(out, ("train",))["train"]
+    assert rows.column_names == ["id", "prompt", "candidates"] and rows["prompt"][0] == STORY[0]["prompt"]
+    assert sum(map(len, rows["candidates"])) == 5
+    text = (out / "README.md").read_text()
+    assert "# Tiny stories" in text and "| `prompt` | string |" in text and "test-00000" not in text
+    with pytest.raises(hub.HubError, match="none of the splits"):
+        hub.save_dataset_for_hub(src, tmp_path / "none", splits=("validation",), embedder=_hash_embedder)
+    assert not (tmp_path / "none").exists()
+
+
+def test_save_dataset_mixed_contexts_one_schema(tmp_path):
+    records = [{"id": "1", "context": "Hi there", "candidates": ["Hello!", "Who are you?"]},
+               {"id": "2", "context": [{"speaker": "A", "text": "Lunch?"}, "Sure"], "candidates": ["Pizza", "No"]}]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records))
+    out = hub.save_dataset_for_hub(path, tmp_path / "ds", embedder=_hash_embedder)
+    rows = _read_back(out, ("train",))["train"]
+    assert rows["context"] == [[{"speaker": "", "text": "Hi there"}],
+                               [{"speaker": "A", "text": "Lunch?"}, {"speaker": "", "text": "Sure"}]]
+
+
+def test_push_dataset_private_by_default(logged_in, capsys):
+    api = RecordingApi()
+    hub.push_dataset("builtin:story", "alice/otm-story", api=api, embedder=_hash_embedder)
+    (create, repo, kwargs), (upload, repo2, up) = api.calls
+    assert (create, repo, upload, repo2) == ("create_repo", "alice/otm-story", "upload_folder", "alice/otm-story")
+    assert kwargs == {"private": True, "exist_ok": True, "repo_type": "dataset"}
+    assert up["repo_type"] == "dataset" and up["commit_message"]
+    assert set(api.uploaded) == {"README.md", PARQUET.format("train"), PARQUET.format("test")}
+    assert b'load_dataset("alice/otm-story")' in api.uploaded["README.md"]
+    out = capsys.readouterr()
+    assert "hf_secret_test_token" not in out.out + out.err
+
+    api = RecordingApi()
+    hub.push_dataset("builtin:story", "alice/otm-story", api=api, private=False, splits=("test",),
+                     embedder=_hash_embedder)
+    assert api.calls[0][2]["private"] is False and set(api.uploaded) == {"README.md", PARQUET.format("test")}
+
+
+@pytest.fixture
+def logged_out(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+
+
+def test_push_dataset_and_metric_without_token(logged_out):
+    api = RecordingApi()
+    with pytest.raises(hub.HubError, match="hf auth login"):
+        hub.push_dataset("builtin:story", "alice/otm-story", api=api)
+    with pytest.raises(hub.HubError, match="hf auth login"):
+        hub.push_metric("vendi", "alice/vendi", api=api)
+    assert api.calls == []
+
+
+@pytest.mark.parametrize("repo_id", ["no-owner", "a/b/c", "alice/bad name", ""])
+def test_push_dataset_and_metric_malformed_repo_id(repo_id):
+    api = RecordingApi()
+    with pytest.raises(hub.HubError, match="repo id"):
+        hub.push_dataset("builtin:story", repo_id, api=api, token="hf_x")
+    with pytest.raises(hub.HubError, match="repo id"):
+        hub.push_metric("vendi", repo_id, api=api, token="hf_x")
+    assert api.calls == []
+
+
+@pytest.mark.parametrize("name", ["vendi", "self_bleu"])
+def test_push_metric_space(name, logged_in):
+    api = RecordingApi()
+    hub.push_metric(name, f"alice/{name}", api=api)
+    (create, repo, kwargs), (upload, repo2, up) = api.calls
+    assert (create, repo, upload, repo2) == ("create_repo", f"alice/{name}", "upload_folder", f"alice/{name}")
+    assert kwargs == {"repo_type": "space", "space_sdk": "gradio", "private": False, "exist_ok": True}
+    assert up["repo_type"] == "space"
+    assert {f"{name}.py", "README.md", "app.py"} <= set(api.uploaded)
+    assert b"sdk: gradio" in api.uploaded["README.md"]
+
+
+def test_push_metric_unknown_name(logged_in):
+    from peft_diversity.metrics_install import METRIC_NAMES
+
+    api = RecordingApi()
+    with pytest.raises(hub.HubError, match="unknown metric 'bleu'") as err:
+        hub.push_metric("bleu", "alice/bleu", api=api)
+    assert all(name in str(err.value) for name in METRIC_NAMES)
+    with pytest.raises(hub.HubError, match="unknown metric"):
+        hub.push_metric("nope", "bad id", api=api, token=None)  # name checked before anything else
+    assert api.calls == []
+
+
+def test_cli_push_dataset_and_metric(logged_in, monkeypatch, tmp_path):
+    import argparse
+
+    from peft_diversity import hub_cli
+
+    monkeypatch.setattr("peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder)
+    parser = argparse.ArgumentParser()
+    hub_cli.add_arguments(parser)
+    args = parser.parse_args(["--dataset-source", "builtin:story", "--repo-id", "alice/s", "--save-only",
+                              str(tmp_path / "folder"), "--splits", "test"])
+    assert hub_cli.run(args) == 0
+    assert (tmp_path / "folder" / PARQUET.format("test")).is_file()
+
+    api = RecordingApi()
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: api)
+    assert hub_cli.run(parser.parse_args(["--dataset-source", "builtin:story", "--repo-id", "alice/s"])) == 0
+    assert api.calls[0][2] == {"private": True, "exist_ok": True, "repo_type": "dataset"}
+    api.calls.clear()
+    assert hub_cli.run(parser.parse_args(["--metric", "vendi", "--repo-id", "alice/vendi"])) == 0
+    assert api.calls[0][2]["repo_type"] == "space" and "vendi.py" in api.uploaded
+    with pytest.raises(SystemExit, match="unknown metric"):
+        hub_cli.run(parser.parse_args(["--metric", "bleu", "--repo-id", "alice/bleu"]))
+    with pytest.raises(SystemExit):  # exactly one of --model-dir / --dataset-source / --metric
+        parser.parse_args(["--metric", "vendi", "--dataset-source", "builtin:story", "--repo-id", "alice/x"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--repo-id", "alice/x"])
