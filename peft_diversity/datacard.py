@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 from pathlib import Path
 from statistics import mean, median
 from typing import Any
 
 import numpy as np
 
+from peft_diversity.atomic import atomic_write_text
 from peft_diversity.data import BUNDLED, BUNDLED_DIR, load_one_to_many
 
 CARD = BUNDLED_DIR / "README.md"
@@ -73,9 +73,7 @@ def write_card_table(table: str, card: Path = CARD) -> None:
         raise ValueError(f"{card} has no {BEGIN} … {END} markers")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    tmp = card.with_suffix(".tmp")
-    tmp.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}", encoding="utf-8")
-    os.replace(tmp, card)
+    atomic_write_text(card, f"{head}{BEGIN}\n{table}\n{END}{tail}")
 
 
 def main() -> None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from peft_diversity.atomic import atomic_directory, atomic_write_text
 from peft_diversity.data import MODES, DataValidationError, load_one_to_many
 
 logger = logging.getLogger(__name__)
@@ -162,8 +161,7 @@ def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool =
     if _done(target) and not force:
         logger.info("train %s: done already (%s)", mode, target)
         return target
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".train-{mode}-"))
-    try:
+    with atomic_directory(target) as tmp:
         train_args = {
             "report_to": [], "save_strategy": "no", "bf16": False, "gradient_checkpointing": False,
             "seed": config.seed, **config.train, **config.mode_overrides.get(mode, {}),
@@ -178,9 +176,6 @@ def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool =
             "mode": mode, "train_seconds": time.perf_counter() - start,
             "log_history": trainer.state.log_history,
         })
-        _replace_dir(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -293,12 +288,12 @@ def _fmt(value: Any) -> str:
 
 def write_reports(rows: list[dict[str, Any]], response_files: list[Path], run_dir: Path,
                   config: ExperimentConfig) -> None:
-    _write_text(run_dir / "results.md", f"# {config.name}\n\n{format_results_table(rows)}\n\n"
+    atomic_write_text(run_dir / "results.md", f"# {config.name}\n\n{format_results_table(rows)}\n\n"
                 f"K = {config.k} responses per context, {rows[0]['scores'].get('num_prompts', '?')} held-out "
                 f"contexts of `{config.dataset}` ({config.eval_split}); base model `{config.base_model}`.\n")
     _write_json(run_dir / "results.json", {"experiment": config.name, "results": rows})
     lines = [line for path in response_files for line in Path(path).read_text(encoding="utf-8").splitlines()]
-    _write_text(run_dir / "responses.jsonl", "\n".join(lines) + "\n")
+    atomic_write_text(run_dir / "responses.jsonl", "\n".join(lines) + "\n")
     plot_diversity_vs_coherence(rows, run_dir / "diversity_vs_coherence.png")
 
 
@@ -335,22 +330,8 @@ def _done(folder: Path) -> bool:
     return (folder / "possibility_config.json").is_file() and (folder / "train_summary.json").is_file()
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(src, dst)
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, data: Any) -> None:
-    _write_text(path, json.dumps(data, indent=2, default=str))
+    atomic_write_text(path, json.dumps(data, indent=2, default=str))
 
 
 def _config_dict(config: ExperimentConfig) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.atomic import atomic_directory
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
 
 logger = logging.getLogger(__name__)
@@ -292,9 +293,7 @@ def save_for_hub(
         logger.warning("%s has no %s: the uploaded model will need a template given explicitly", folder,
                        TEMPLATE_FILENAME)
     target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+    with atomic_directory(target) as tmp:
         training = load_training_config(folder)
         if merge and is_adapter:
             _write_merged(folder, tmp)
@@ -314,12 +313,6 @@ def save_for_hub(
             merged=merge and is_adapter,
         )
         card.save(tmp / "README.md")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -365,18 +358,12 @@ def push_model(
     token = resolve_token(token)
     if not Path(model_dir).is_dir():
         raise HubError(f"model folder not found: {model_dir}")
-    if api is None:
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
+    api = _hf_api(api, token)
     with tempfile.TemporaryDirectory(prefix="peft-diversity-push-") as tmp:
         folder = save_for_hub(model_dir, Path(tmp) / "upload", repo_id=repo_id, **save_kwargs)
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(
-            repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, repo_type="model"
-        )
+        commit = _upload(api, repo_id, folder, "model", private, commit_message)
     logger.info("pushed %s to https://huggingface.co/%s", model_dir, repo_id)
-    return str(commit)
+    return commit
 
 
 # ----- load back --------------------------------------------------------------------------------------------
@@ -535,9 +522,7 @@ def save_dataset_for_hub(
 
     loaded = _load_splits(source, splits)
     target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+    with atomic_directory(target) as tmp:
         (tmp / "data").mkdir()
         stats, is_list = {}, False
         for split, records in loaded.items():
@@ -548,13 +533,15 @@ def save_dataset_for_hub(
         card = build_dataset_card(source, loaded, stats=stats, context_is_list=is_list, repo_id=repo_id,
                                   pretty_name=pretty_name, license=license, embedder_name=_embedder_name(embedder))
         card.save(tmp / "README.md")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _upload(api: Any, repo_id: str, folder: Path, repo_type: str, private: bool, commit_message: str,
+            create_kwargs: dict[str, Any] | None = None, upload_kwargs: dict[str, Any] | None = None) -> str:
+    """Create the repo (if needed) and upload `folder` as one commit; returns the commit URL."""
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, **(create_kwargs or {}))
+    return str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
+                                 repo_type=repo_type, **(upload_kwargs or {})))
 
 
 def _hf_api(api: Any, token: str) -> Any:
@@ -581,12 +568,9 @@ def push_dataset(
     api = _hf_api(api, token)
     with tempfile.TemporaryDirectory(prefix="peft-diversity-push-") as tmp:
         folder = save_dataset_for_hub(source, Path(tmp) / "upload", repo_id=repo_id, **save_kwargs)
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="dataset")
-        commit = api.upload_folder(
-            repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, repo_type="dataset"
-        )
+        commit = _upload(api, repo_id, folder, "dataset", private, commit_message)
     logger.info("pushed %s to https://huggingface.co/datasets/%s", source, repo_id)
-    return str(commit)
+    return commit
 
 
 # ----- metrics ------------------------------------------------------------------------------------------------
@@ -620,10 +604,8 @@ def push_metric(
     validate_model_repo_id(repo_id)
     token = resolve_token(token)
     api = _hf_api(api, token)
-    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id, folder_path=str(folder), repo_type="space",
-        commit_message=commit_message or f"Upload {name} metric", ignore_patterns=["__pycache__/*", "*.pyc"],
-    )
+    commit = _upload(api, repo_id, folder, "space", private, commit_message or f"Upload {name} metric",
+                     create_kwargs={"space_sdk": "gradio"},
+                     upload_kwargs={"ignore_patterns": ["__pycache__/*", "*.pyc"]})
     logger.info("pushed metric %s to https://huggingface.co/spaces/%s", name, repo_id)
-    return str(commit)
+    return commit

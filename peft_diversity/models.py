@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from peft_diversity.atomic import atomic_directory
 from peft_diversity.templates import ensure_chat_template
 
 logger = logging.getLogger(__name__)
@@ -80,19 +79,11 @@ def _read_stamp(folder: Path) -> str | None:
 
 def _materialise(target: Path, builder, stamp: str) -> None:
     """Build into a temp folder, then rename: a crash never leaves a half-written model behind."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+    with atomic_directory(target) as tmp:
         model, tokenizer = builder()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "builtin_stamp.json").write_text(json.dumps({"stamp": stamp}))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def minilm_decoder_tokenizer(source: Path | None = None) -> PreTrainedTokenizerBase:

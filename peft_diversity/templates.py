@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from peft_diversity.atomic import atomic_write_text
 
 TEMPLATE_FILENAME = "possibility_config.json"
 
@@ -119,18 +120,7 @@ class PossibilityTemplate:
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write `possibility_config.json` into `directory` atomically."""
-        path = Path(directory) / TEMPLATE_FILENAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # open() (not NamedTemporaryFile) so the file gets the usual umask permissions, not 0600
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, indent=2)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a failed save leaves neither a half-written file nor a temp file
-            raise
-        return path
+        return atomic_write_text(Path(directory) / TEMPLATE_FILENAME, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike) -> PossibilityTemplate:

@@ -9,7 +9,6 @@ word) → `PossibilityCollator` → `compute_loss`, which reads per-token log-pr
 from __future__ import annotations
 
 import functools
-import os
 import types
 from typing import Any
 
@@ -244,11 +243,3 @@ class PossibilityTrainer(SFTTrainer):
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
             self.template.save_pretrained(output_dir or self.args.output_dir)
-
-    def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-            folder = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            self.template.save_pretrained(folder)

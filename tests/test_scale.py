@@ -129,6 +129,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert not (killed_dir / "model.safetensors").exists(), "the run finished before it was killed"
     checkpoint = _complete_checkpoints(killed_dir)[-1]
     assert checkpoint.name in ("checkpoint-2", "checkpoint-4")
+    assert (checkpoint / "possibility_config.json").is_file()  # a checkpoint generates with its own template
 
     resumed = _recipe(
         config, killed_dir, tmp_path / "resumed.log", "--resume_from_checkpoint", str(checkpoint)
