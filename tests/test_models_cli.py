@@ -112,3 +112,12 @@ def test_every_subcommand_has_help(command):
     assert "usage" in result.stdout.lower()
     if command == ["train"]:
         assert "--num_candidates" in result.stdout and "--ul_weight" in result.stdout
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbase_model: builtin:minilm-decoder\ndataset: builtin:dialogue\n"
+                   "modes: [poexft, bogus]\nruns: [{model: base, decoder: sampling}]\n")
+    assert cli.main(["experiment", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown modes ['bogus']" in err and "Traceback" not in err
