@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import yaml
 
 from peft_diversity.atomic import atomic_directory, atomic_write_text
 from peft_diversity.data import MODES, DataValidationError, load_one_to_many
+from peft_diversity.templates import PossibilityTemplate, TemplateError
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,19 @@ class ExperimentConfig:
                 raise ExperimentConfigError(f"run {run.name}: the possibilities decoder needs a PoExFT model")
         if self.k < 1:
             raise ExperimentConfigError(f"k must be >= 1, got {self.k}")
+        try:
+            self.template()
+        except TemplateError as err:
+            raise ExperimentConfigError(f"train: {err}") from None
+
+    def template(self) -> PossibilityTemplate:
+        """The task wording of every run: the `train` settings' task / instruction / sentences.
+
+        Trained models carry it in their possibility_config.json; base-model runs are given it, so a story or
+        custom experiment asks the base model the same question the fine-tuned ones learnt.
+        """
+        names = {f.name for f in fields(PossibilityTemplate)}
+        return PossibilityTemplate(**{key: value for key, value in self.train.items() if key in names})
 
 
 def _run_fields(index: int, run: Any) -> dict[str, Any]:
@@ -196,6 +210,8 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
     if run.decoder in DETERMINISTIC_DECODERS:  # shared sampling knobs do not apply to beam search
         shared = {key: value for key, value in shared.items() if key not in SAMPLING_KEYS}
     settings = {"seed": config.seed, **shared, **run.settings}
+    if run.model == BASE:
+        settings.setdefault("template", config.template())
     results = []
     for record in records:  # one context per call: the latency column is per context
         result = generate_responses(run.decoder, model, tokenizer, record, k=config.k, **settings)

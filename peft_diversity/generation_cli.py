@@ -25,10 +25,11 @@ from peft_diversity.generation import (
     load_template,
     write_responses_jsonl,
 )
-from peft_diversity.templates import TemplateError
+from peft_diversity.templates import TASK_INSTRUCTIONS, PossibilityTemplate, TemplateError
 
 SAMPLING_DECODERS = ("possibilities", "sampling", "min_p", "listing", "iterative")
 SHARED_PREFIX_DECODERS = ("possibilities", "sampling", "min_p")
+TASKS = (*TASK_INSTRUCTIONS, "custom")
 _TURN = re.compile(r"^\s*([^:\n]{1,40}?)\s*:\s*(\S.*)$")
 
 
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder", default="possibilities", choices=list(DECODERS), help="default: possibilities")
     parser.add_argument("--possibilities", help="possibility numbers, e.g. 1,3,7, or 'random' (possibilities only)")
     parser.add_argument("--template", help="possibility_config.json (file or folder); default: the model's own")
+    parser.add_argument("--task", choices=TASKS, help="task wording for a model without a saved template "
+                        "(default: dialogue, or story for --prompt)")
+    parser.add_argument("--instruction", help="custom task instruction with {input} (implies --task custom)")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature; 0 = greedy (default 1)")
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--min-p", type=float, default=None, help="min_p decoder threshold (default 0.1)")
@@ -170,16 +174,40 @@ def _generate(args: argparse.Namespace) -> list[Responses]:
     else:
         contexts = [{"prompt": args.prompt} if args.prompt is not None else {"context": parse_context(args.context)}]
     template = load_template(args.template) if args.template else None
+    requested = requested_template(args)
+    if template is not None and requested is not None:
+        raise GenerationError("--template and --task/--instruction both set the wording: give one of them")
     try:
         model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype,
                                                     trust_remote_code=args.trust_remote_code)
     except (ModelLoadError, OSError) as err:
         raise GenerationError(f"cannot load model {args.model!r}: {err}") from err
-    template = template or find_template(resolve_model_path(args.model))
+    template = template or _pick_template(args, requested, find_template(resolve_model_path(args.model)))
     results = get_decoder(args.decoder)(model, tokenizer, contexts=contexts, template=template, **kwargs)
     for result in results:
         result.model = args.model  # as the user named it (e.g. builtin:minilm-decoder), not the cache folder
     return results
+
+
+def requested_template(args: argparse.Namespace) -> PossibilityTemplate | None:
+    """The template `--task` / `--instruction` ask for (None when neither is given); checked before loading."""
+    if args.task is None and args.instruction is None:
+        return None
+    task = args.task or "custom"
+    if args.instruction is not None and task != "custom":
+        raise GenerationError(f"--instruction makes a custom task; drop --task {task} or use --task custom")
+    return PossibilityTemplate(task=task, instruction=args.instruction)
+
+
+def _pick_template(args: argparse.Namespace, requested: PossibilityTemplate | None,
+                   saved: PossibilityTemplate | None) -> PossibilityTemplate | None:
+    """`--task`/`--instruction` apply only to models without a template of their own (base models)."""
+    if requested is not None and saved is not None:
+        raise GenerationError(
+            f"{args.model!r} was trained with its own template (task {saved.task!r}); --task/--instruction apply "
+            "to models without one (use --template to override the wording)"
+        )
+    return requested or saved
 
 
 def main(argv: list[str] | None = None) -> int:
