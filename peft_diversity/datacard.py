@@ -21,23 +21,35 @@ CARD = BUNDLED_DIR / "README.md"
 BEGIN, END = "<!-- stats:begin -->", "<!-- stats:end -->"
 
 
-def dataset_stats(records: list[dict[str, Any]], embedder: Any = None) -> dict[str, Any]:
-    """Counts, word lengths, and SBERT cosine between candidates of the same context (one batched encode)."""
+def within_context_cosines(records: list[dict[str, Any]], embedder: Any = None) -> list[list[float]]:
+    """SBERT cosine of every pair of candidates of the same record, per record (one batched encode).
+
+    A record with fewer than two candidates has an empty list.
+    """
     from peft_diversity.scoring.embeddings import encode_texts
 
     cands = [r["candidates"] for r in records]
     flat = [c for group in cands for c in group]
+    if not flat:
+        return [[] for _ in cands]
     emb = encode_texts(flat, embedder)
     emb = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
-    per_context, pooled, top = [], [], 0.0
-    start = 0
+    out, start = [], 0
     for group in cands:
         block = emb[start : start + len(group)]
         start += len(group)
-        sims = [float(block[i] @ block[j]) for i, j in itertools.combinations(range(len(group)), 2)]
-        per_context.append(mean(sims))
-        pooled.extend(sims)
-        top = max(top, max(sims))
+        out.append([float(block[i] @ block[j]) for i, j in itertools.combinations(range(len(group)), 2)])
+    return out
+
+
+def dataset_stats(records: list[dict[str, Any]], embedder: Any = None) -> dict[str, Any]:
+    """Counts, word lengths, and SBERT cosine between candidates of the same context (one batched encode)."""
+    cands = [r["candidates"] for r in records]
+    flat = [c for group in cands for c in group]
+    sims = within_context_cosines(records, embedder)
+    per_context = [mean(s) for s in sims if s]
+    pooled = [x for s in sims for x in s]
+    top = max([0.0, *pooled])
     turns = [len(r["context"]) if isinstance(r.get("context"), list) else 1 for r in records]
     lengths = [len(c.split()) for c in flat]
     return {

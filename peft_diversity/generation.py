@@ -376,13 +376,19 @@ def _encode_fitted(tokenizer: Any, prompt: str, budget: int | None) -> list[int]
 
 
 # ----- chat rendering beyond the template's two sentences ------------------------------------------------------
-def prompt_with_sentence(template: PossibilityTemplate, tokenizer: Any, record: dict[str, Any], sentence: str) -> str:
-    """The template's prompt for `record` with `sentence` as the closing sentence of the user turn."""
-    ensure_chat_template(tokenizer)
+def sentence_messages(template: PossibilityTemplate, record: dict[str, Any], sentence: str) -> list[dict[str, str]]:
+    """The template's chat messages for `record` with `sentence` closing the user turn (no tokenizer needed)."""
     body = template.instruction.replace("{input}", template.render_input(record))
     messages = [{"role": "system", "content": template.system_prompt}] if template.system_prompt else []
     messages.append({"role": "user", "content": f"{body}\n\n{sentence}"})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return messages
+
+
+def prompt_with_sentence(template: PossibilityTemplate, tokenizer: Any, record: dict[str, Any], sentence: str) -> str:
+    """The template's prompt for `record` with `sentence` as the closing sentence of the user turn."""
+    ensure_chat_template(tokenizer)
+    return tokenizer.apply_chat_template(sentence_messages(template, record, sentence), tokenize=False,
+                                         add_generation_prompt=True)
 
 
 def listing_sentence(k: int) -> str:
@@ -444,6 +450,19 @@ def _cut_at_next_turn(text: str, speakers: Sequence[str]) -> str:
         turn = rf"(?:\n|(?<=[.!?])\s+)\s*(?:{names})\s*:"
         cuts += [m.start() for m in re.finditer(turn, text, re.IGNORECASE) if m.start() > 0]
     return text[: min(cuts)] if cuts else text
+
+
+def clean_for_record(text: str, record: dict[str, Any], template: PossibilityTemplate) -> str:
+    """`clean_response` with the record's speakers and the template's sentences as echoes."""
+    return clean_response(text, speakers=_speakers(record), echoes=_template_echoes(template))
+
+
+def listing_text(text: str, record: dict[str, Any], template: PossibilityTemplate) -> str:
+    """A listing generation made ready to parse: template echoes removed, cut where a new turn starts.
+
+    Numbered labels are the list markers here, so they stay until `parse_numbered_list` has split the items.
+    """
+    return _cut_at_next_turn(strip_echoes(text, _template_echoes(template)), _speakers(record))
 
 
 def _speakers(record: dict[str, Any]) -> list[str]:
@@ -726,8 +745,7 @@ class _Run:
     def finish(self, texts: list[str], record: dict[str, Any]) -> list[str]:
         if not self.clean:
             return texts
-        echoes = _template_echoes(self.template)
-        return [clean_response(text, speakers=_speakers(record), echoes=echoes) for text in texts]
+        return [clean_for_record(text, record, self.template) for text in texts]
 
     def result(self, record: dict[str, Any], texts: list[str], counts: list[int], wall: float, decoder: str,
                **extra: Any) -> Responses:
@@ -915,8 +933,8 @@ def generate_listing(
 
 
 def _listing_result(run: _Run, record: dict[str, Any], text: str, count: int, wall: float) -> Responses:
-    if run.clean:  # numbered labels are the list markers here: only echoes and later turns go before parsing
-        text = _cut_at_next_turn(strip_echoes(text, _template_echoes(run.template)), _speakers(record))
+    if run.clean:
+        text = listing_text(text, record, run.template)
     parsed = parse_numbered_list(text, count)
     if parsed.failures:
         logger.warning("listing: could not parse items %s of %d for record %r", parsed.failures, count,

@@ -7,13 +7,13 @@ tests and users can inject their own.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from peft_diversity.chat_http import ChatClient, RetryPolicy
 
 Conversation = list[dict[str, str]]
 JudgeFn = Callable[[Sequence[Conversation]], list[str]]
@@ -157,13 +157,17 @@ def make_openai_judge(
     timeout: float = 60.0,
     max_workers: int = 4,
     use_openai_package: bool | None = None,
+    max_retries: int = 5,
+    requests_per_minute: float | None = None,
 ) -> JudgeFn:
     """A judge calling an OpenAI-compatible ``/chat/completions`` endpoint.
 
     ``base_url`` includes the version prefix, e.g. ``"http://127.0.0.1:8000/v1"`` (default:
     ``$OPENAI_BASE_URL`` or OpenAI's). The key is ``api_key`` or ``$api_key_env`` (may be
     empty for local servers). Uses the ``openai`` package when installed (or when
-    ``use_openai_package=True``), else a plain ``urllib`` POST.
+    ``use_openai_package=True``), else ``chat_http.ChatClient`` (urllib, with its retry policy:
+    backoff on 429/5xx/timeouts, clear errors on auth, quota and unknown-model failures;
+    ``max_retries`` and ``requests_per_minute`` apply to this path).
     """
     base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
     key = api_key if api_key is not None else os.environ.get(api_key_env, "")
@@ -184,11 +188,14 @@ def make_openai_judge(
             reply = client.chat.completions.create(messages=conversation, **params)
             return reply.choices[0].message.content or ""
     else:
+        client = ChatClient(
+            model, base_url, api_key=key, api_key_env=api_key_env,
+            policy=RetryPolicy(max_retries=max_retries, timeout_s=timeout), requests_per_minute=requests_per_minute,
+        )
+        chat_params = {k: v for k, v in params.items() if k != "model"}
 
         def one(conversation: Conversation) -> str:
-            return _post_chat(
-                f"{base_url}/chat/completions", key, {**params, "messages": conversation}, timeout
-            )
+            return client.complete(conversation, **chat_params)
 
     def judge(conversations: Sequence[Conversation]) -> list[str]:
         with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
@@ -196,12 +203,3 @@ def make_openai_judge(
 
     return judge
 
-
-def _post_chat(url: str, key: str, payload: dict, timeout: float) -> str:
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user-chosen endpoint
-        body = json.loads(response.read().decode("utf-8"))
-    return body["choices"][0]["message"]["content"] or ""

@@ -1,0 +1,503 @@
+"""`build-data`: input reading, teachers (local tiny model, OpenAI-compatible double on 127.0.0.1), cleaning and
+de-duplication, retry policy, kill-and-resume, quality report."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from peft_diversity import cli
+from peft_diversity.builder import (
+    BuildError,
+    BuildSettings,
+    LocalTeacher,
+    Sampling,
+    TeacherFailure,
+    build_dataset,
+    listing_messages,
+    prompt_version,
+    quality_report,
+    read_inputs,
+    repair_jsonl,
+)
+from peft_diversity.chat_http import (
+    ChatAuthError,
+    ChatClient,
+    ChatModelNotFoundError,
+    ChatQuotaError,
+    ChatRetriesExhausted,
+    RateLimiter,
+    RetryPolicy,
+)
+from peft_diversity.data import load_one_to_many
+from peft_diversity.templates import PossibilityTemplate
+
+ROOT = Path(__file__).resolve().parents[1]
+STORY = PossibilityTemplate(task="story")
+
+
+def bag_of_words(texts):
+    """Deterministic stand-in for SBERT: hashed word counts (cosine = word overlap)."""
+    out = np.zeros((len(texts), 512))
+    for i, text in enumerate(texts):
+        for word in text.lower().replace(".", " ").split():
+            out[i, zlib.crc32(word.encode()) % 512] += 1
+    return out
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def lines_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# ----- a scripted teacher ---------------------------------------------------------------------------------------
+class ScriptedTeacher:
+    """Replies from a script {id: [reply of attempt 0, reply of attempt 1, ...]}; records every call."""
+
+    name = "scripted"
+
+    def __init__(self, script):
+        self.script, self.calls = script, []
+
+    def __call__(self, records, n, attempt):
+        self.calls.append(([r["id"] for r in records], n, attempt))
+        replies = []
+        for record in records:
+            answers = self.script[record["id"]]
+            reply = answers[min(attempt, len(answers) - 1)]
+            replies.append(TeacherFailure(reply.message) if isinstance(reply, TeacherFailure) else reply)
+        return replies
+
+
+# ----- input reading ----------------------------------------------------------------------------------------------
+def test_read_inputs_reports_bad_rows_per_record(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    rows = [
+        {"id": "a", "prompt": "A dragon opens a bakery."},
+        {"id": "b", "prompt": "   "},
+        {"id": "c", "prompt": "a DRAGON opens   a bakery."},
+        {"id": "d", "text": "no prompt column here"},
+        {"id": "a", "prompt": "Another prompt with a reused id."},
+        {"id": "e", "context": [{"speaker": "Maya", "text": "Hi!"}, {"speaker": "Tom", "text": "Hello."}]},
+        {"id": "f", "context": [{"text": "no speaker"}]},
+    ]
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    data += b'{"id": "g", "prompt": "caf\xe9 au lait"}\n' + b"{not json\n\n" + b'"a bare string prompt"\n'
+    path.write_bytes(data)
+    items = read_inputs(path, column=None)
+    problems = {item.key: item.problem for item in items}
+    assert problems == {
+        "a": None, "b": "empty_prompt", "c": "duplicate_prompt", "d": None,
+        "a@prompts.jsonl:5": "duplicate_id", "e": None, "f": "invalid_context",
+        "line-8": "invalid_utf8", "line-9": "invalid_json", "line-11": None,
+    }
+    by_key = {item.key: item for item in items}
+    assert by_key["d"].source == "no prompt column here"  # 'text' is one of the guessed columns
+    assert by_key["e"].source[0]["speaker"] == "Maya"
+    assert by_key["line-8"].where == "prompts.jsonl:8" and "UTF-8" in by_key["line-8"].detail
+    assert "'a'" in by_key["c"].detail
+    only_prompt = {item.key: item.problem for item in read_inputs(path, column="prompt")}
+    assert only_prompt["d"] == "missing_column" and only_prompt["e"] == "missing_column"
+
+
+def test_read_inputs_csv_parquet_and_dataset_folder(tmp_path, monkeypatch):
+    csv_path = tmp_path / "prompts.csv"
+    csv_path.write_bytes(
+        b"key,question\n"
+        b"q1,What is a good name for a cat?\n"
+        b"q2,\"A question\nspanning two lines\"\n"
+        b"q3,caf\xe9?\n"
+        b"q4,\n"
+        b"q5,What is a good name for a dog?\n"
+    )
+    items = read_inputs(csv_path, column="question", id_column="key")
+    summary = [(i.key, i.where, i.problem) for i in items]
+    assert summary == [
+        ("q1", "prompts.csv:2", None), ("q2", "prompts.csv:3", None), ("line-5", "prompts.csv:5", "invalid_utf8"),
+        ("q4", "prompts.csv:6", "empty_prompt"), ("q5", "prompts.csv:7", None),
+    ]
+    assert items[1].source == "A question\nspanning two lines"
+    table = pa.table({"turns": [[{"speaker": "A", "text": "Hi"}], [{"speaker": "B", "text": "Yo"}]],
+                      "title": ["x", "y"]})
+    pq.write_table(table, tmp_path / "ctx.parquet")
+    items = read_inputs(tmp_path / "ctx.parquet", column="turns")
+    assert [(i.key, i.problem, i.source[0]["text"]) for i in items] == [("row-0", None, "Hi"), ("row-1", None, "Yo")]
+    hub_like = tmp_path / "hub_like"  # a dataset folder goes through datasets.load_dataset, as a Hub id does
+    hub_like.mkdir()
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
+    pq.write_table(pa.table({"id": ["h1", "h2"], "prompt": ["first", "second"]}), hub_like / "train.parquet")
+    items = read_inputs(hub_like, split="train")
+    assert [(i.key, i.where, i.source) for i in items] == [("h1", f"{hub_like}[train] row 0", "first"),
+                                                          ("h2", f"{hub_like}[train] row 1", "second")]
+    with pytest.raises(BuildError, match="no such input file"):
+        read_inputs(tmp_path / "missing.jsonl")
+
+
+# ----- the build with a scripted teacher (exact assertions) ---------------------------------------------------------
+def test_build_cleans_dedups_retries_and_records_provenance(tmp_path):
+    inputs = write_jsonl(tmp_path / "in.jsonl", [
+        {"id": "a", "prompt": "A dragon opens a bakery."},
+        {"id": "b", "prompt": "A robot learns to paint."},
+        {"id": "c", "prompt": ""},
+        {"id": "d", "prompt": "A ghost haunts a library."},
+    ])
+    script = {
+        # a: an exact duplicate and an echo of the prompt, then a near-duplicate (5 of 6 words) and a gap,
+        # then one more than needed (surplus) after a duplicate
+        "a": ["1. Red bread rises at dawn.\n2. red  bread rises at dawn.\n3. A dragon opens a bakery.",
+              "1. Red bread rises at dawn today.\n2. The oven sings.\n3.",
+              "1. Customers flee.\n2. Scales in the dough.\n3. The oven sings."],
+        "b": ["1. Brush strokes hum.\n2. Canvas breathes.\n3. Oil meets metal."],
+        "d": ["1.\n2.\n3.", "A ghost haunts a library.", ""],
+    }
+    teacher = ScriptedTeacher(script)
+    settings = BuildSettings(num_candidates=3, min_candidates=2, max_retries=2, similarity_threshold=0.85,
+                             batch_size=8)
+    summary = build_dataset(read_inputs(inputs), teacher, tmp_path / "out", STORY, settings,
+                            embedder=bag_of_words, log=lambda _: None)
+    assert (summary.kept, summary.shortfall, dict(summary.rejected)) == (2, 0, {"empty_prompt": 1,
+                                                                               "too_few_candidates": 1})
+    # retries only ask for inputs that still lack candidates
+    assert teacher.calls == [(["a", "b", "d"], 3, 0), (["a", "d"], 3, 1), (["a", "d"], 3, 2)]
+    kept = {r["id"]: r for r in lines_of(tmp_path / "out" / "train.jsonl")}
+    assert kept["a"]["candidates"] == ["Red bread rises at dawn.", "The oven sings.", "Customers flee."]
+    assert kept["a"]["prompt"] == "A dragon opens a bakery."
+    prov = kept["a"]["provenance"]
+    assert prov["teacher"] == "scripted" and prov["prompt_version"] == prompt_version(STORY)
+    assert prov["attempts"] == 3 and prov["parse_failures"] == [[], [3], []] and prov["shortfall"] == 0
+    assert prov["dropped"] == {"echo": 1, "duplicate": 2, "near_duplicate": 1, "surplus": 1}
+    assert prov["input"] == "in.jsonl:1"
+    rejected = {r["id"]: r for r in lines_of(tmp_path / "out" / "rejected.jsonl")}
+    assert rejected["c"]["reason"] == "empty_prompt"
+    assert rejected["d"]["reason"] == "too_few_candidates" and rejected["d"]["provenance"]["attempts"] == 3
+    assert rejected["d"]["provenance"]["dropped"] == {"echo": 1}
+    loaded = load_one_to_many(tmp_path / "out", split="train")
+    assert [r["id"] for r in loaded] == ["a", "b"] and loaded[1]["candidates"] == ["Brush strokes hum.",
+                                                                                   "Canvas breathes.", "Oil meets metal."]
+
+
+def test_resume_repairs_torn_line_and_refuses_changed_settings(tmp_path):
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "prompt": f"prompt number {i}"} for i in range(4)])
+    script = {f"p{i}": [f"1. first answer {i}\n2. second reply {i}"] for i in range(4)}
+    out = tmp_path / "out"
+    settings = BuildSettings(num_candidates=2, batch_size=2)
+    build_dataset(read_inputs(inputs)[:2], ScriptedTeacher(script), out, STORY, settings, embedder=False,
+                  log=lambda _: None)
+    with open(out / "train.jsonl", "ab") as handle:  # what a kill in the middle of a write leaves
+        handle.write(b'{"id": "p2", "prompt": "prompt num')
+    teacher = ScriptedTeacher(script)
+    summary = build_dataset(read_inputs(inputs), teacher, out, STORY, settings, embedder=False, log=lambda _: None)
+    assert summary.already_done == 2 and summary.kept == 2
+    assert [ids for ids, _, _ in teacher.calls] == [["p2", "p3"]]
+    assert [r["id"] for r in lines_of(out / "train.jsonl")] == ["p0", "p1", "p2", "p3"]
+    with pytest.raises(BuildError, match=r"num_candidates: 2 -> 3"):
+        build_dataset(read_inputs(inputs), teacher, out, STORY, BuildSettings(num_candidates=3), embedder=False)
+    (out / "train.jsonl").write_text('{"id": "x"}\nnot json\n')
+    with pytest.raises(BuildError, match="train.jsonl:2: not valid JSON"):
+        repair_jsonl(out / "train.jsonl")
+
+
+# ----- the HTTP double ----------------------------------------------------------------------------------------
+class _Double(http.server.BaseHTTPRequestHandler):
+    """OpenAI-compatible /v1/chat/completions; `server.respond(body) -> (status, headers, payload)`."""
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server = self.server
+        with server.lock:
+            server.requests.append((self.path, self.headers.get("Authorization"), body))
+        time.sleep(server.delay)
+        status, headers, payload = server.respond(body)
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        for key, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def chat_reply(text: str):
+    return 200, {}, {"choices": [{"message": {"role": "assistant", "content": text}}]}
+
+
+@pytest.fixture
+def double():
+    """Factory: double(respond, delay=0) -> base URL of a running server; `.requests` on the server."""
+    servers = []
+
+    def start(respond, delay: float = 0.0):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Double)
+        server.respond, server.delay, server.requests, server.lock = respond, delay, [], threading.Lock()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def prompt_of(body) -> str:
+    """The input text inside a listing request (the line after the story instruction)."""
+    return body["messages"][-1]["content"].split("\n")[1]
+
+
+def test_http_teacher_builds_a_loadable_dataset(tmp_path, double, monkeypatch):
+    replies = {
+        "A lighthouse keeper finds a message in a bottle.":  # three good, one SBERT near-duplicate
+            "1. The note was addressed to her, in her own handwriting.\n"
+            "2. The note was addressed to her, in her own hand-writing!\n"
+            "3. It was a map of an island that did not exist.\n4. It asked her to switch off the light.",
+        "A child befriends the moon.":  # too few items and an exact duplicate: a retry fills up
+            "1. The moon came down to the garden.\n2. The moon came down to the garden.",
+        "A clock that runs backwards.": "Sorry, I cannot help with that.",
+    }
+    calls = Counter()
+
+    def respond(body):
+        prompt = prompt_of(body)
+        calls[prompt] += 1
+        if prompt == "A child befriends the moon." and calls[prompt] > 1:
+            return chat_reply("1. Every night she left a glass of milk on the roof.\n2. They played chess with stars."
+                              "\n3. The moon came down to the garden.\n4. The moon borrowed her bicycle.")
+        return chat_reply(replies[prompt])
+
+    server, url = double(respond)
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": f"s{i}", "prompt": p} for i, p in enumerate(replies)])
+    monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test-123")
+    out = tmp_path / "out"
+    code = cli.main(["build-data", "--input", str(inputs), "--output", str(out), "--teacher", "teacher-model",
+                     "--base-url", url, "--api-key-env", "TEST_TEACHER_KEY", "--task", "story", "-n", "4",
+                     "--max-retries", "1", "--min-candidates", "2"])
+    assert code == 0
+    records = {r["id"]: r for r in load_one_to_many(out, split="train")}
+    assert set(records) == {"s0", "s1"}
+    assert records["s0"]["candidates"] == ["The note was addressed to her, in her own handwriting.",
+                                           "It was a map of an island that did not exist.",
+                                           "It asked her to switch off the light."]
+    assert records["s1"]["candidates"] == ["The moon came down to the garden.",
+                                           "Every night she left a glass of milk on the roof.",
+                                           "They played chess with stars.", "The moon borrowed her bicycle."]
+    raw = {r["id"]: r for r in lines_of(out / "train.jsonl")}
+    assert raw["s0"]["provenance"]["dropped"] == {"duplicate": 3, "near_duplicate": 2}  # the retry repeated itself
+    assert raw["s0"]["provenance"]["shortfall"] == 1 and raw["s0"]["provenance"]["attempts"] == 2
+    assert raw["s1"]["provenance"]["dropped"] == {"duplicate": 2}
+    assert raw["s1"]["provenance"]["teacher"] == f"openai:teacher-model@{url}"
+    rejected = lines_of(out / "rejected.jsonl")
+    assert [(r["id"], r["reason"]) for r in rejected] == [("s2", "too_few_candidates")]
+    # the request: the listing decoder's wording, the model, the key, a higher temperature on the retry
+    path, auth, body = server.requests[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer sk-test-123" and body["model"] == "teacher-model"
+    record = {"id": "s0", "prompt": "A lighthouse keeper finds a message in a bottle."}
+    first = [b for _, _, b in server.requests if prompt_of(b) == record["prompt"]]
+    assert first[0]["messages"] == listing_messages(STORY, record, 4)
+    assert [b["temperature"] for b in first] == [1.0, 1.2] and first[0]["max_tokens"] == 4 * 64
+    report = json.loads((out / "quality_report.json").read_text())
+    assert report["records"]["kept"] == 2 and report["records"]["rejected_by_reason"]["too_few_candidates"]["count"] == 1
+    assert report["loads"] == {"ok": True} and report["within_record_cosine"]["count"] == 3 + 6
+    assert "sk-test-123" not in (out / "build_config.json").read_text()
+
+
+# ----- retry policy --------------------------------------------------------------------------------------------
+def scripted_statuses(*responses):
+    """respond() returning the given (status, headers, payload) in order, then the last one forever."""
+    queue = list(responses)
+
+    def respond(_body):
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    return respond
+
+
+def test_retry_after_is_honoured_then_success(double):
+    server, url = double(scripted_statuses((429, {"Retry-After": "2"}, {"error": {"message": "slow down"}}),
+                                           (503, {}, {"error": "overloaded"}), chat_reply("1. ok")))
+    sleeps = []
+    client = ChatClient("m", url, api_key="", policy=RetryPolicy(max_retries=3, base_delay_s=0.5), sleep=sleeps.append)
+    assert client.complete([{"role": "user", "content": "hi"}]) == "1. ok"
+    assert len(server.requests) == 3
+    assert sleeps[0] == 2.0 and 0.5 <= sleeps[1] <= 1.0  # Retry-After, then jittered backoff 0.5 * 2**1 * [0.5, 1]
+
+
+@pytest.mark.parametrize(("status", "payload", "error", "pattern"), [
+    (401, {"error": {"message": "Incorrect API key provided: sk-secret-42"}}, ChatAuthError, "TEST_KEY_ENV"),
+    (429, {"error": {"message": "You exceeded your quota", "type": "insufficient_quota"}}, ChatQuotaError, "quota"),
+    (404, {"error": {"message": "The model `nope` does not exist"}}, ChatModelNotFoundError, "not found"),
+])
+def test_fatal_errors_are_clear_and_not_retried(double, monkeypatch, status, payload, error, pattern):
+    server, url = double(scripted_statuses((status, {}, payload)))
+    monkeypatch.setenv("TEST_KEY_ENV", "sk-secret-42")
+    client = ChatClient("nope", url, api_key_env="TEST_KEY_ENV", sleep=lambda _: None)
+    with pytest.raises(error, match=pattern) as info:
+        client.complete([{"role": "user", "content": "hi"}])
+    assert len(server.requests) == 1 and "sk-secret-42" not in str(info.value) and "sk-secret-42" not in repr(client)
+
+
+def test_server_errors_exhaust_retries_with_backoff(double):
+    server, url = double(scripted_statuses((500, {}, {"error": {"message": "boom"}})))
+    sleeps = []
+    policy = RetryPolicy(max_retries=3, base_delay_s=1.0, max_delay_s=3.0)
+    with pytest.raises(ChatRetriesExhausted, match="gave up after 4 attempts.*HTTP 500"):
+        ChatClient("m", url, api_key="", policy=policy, sleep=sleeps.append).complete([])
+    assert len(server.requests) == 4
+    assert [0.5 <= sleeps[0] <= 1.0, 1.0 <= sleeps[1] <= 2.0, 1.5 <= sleeps[2] <= 3.0] == [True] * 3
+
+
+def test_rate_limiter_spaces_requests():
+    now, sleeps = [0.0], []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(120, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        limiter.wait()
+    assert sleeps == [0.5, 0.5]
+
+
+def test_teacher_errors_leave_inputs_for_resume_and_fatal_errors_stop(tmp_path, double, capsys):
+    broken = {"on": True}
+
+    def respond(body):
+        if broken["on"] and prompt_of(body) == "prompt 1":
+            return 500, {}, {"error": {"message": "internal"}}
+        return chat_reply("1. one answer\n2. another answer")
+
+    server, url = double(respond)
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "prompt": f"prompt {i}"} for i in range(3)])
+    args = ["build-data", "--input", str(inputs), "--output", str(tmp_path / "out"), "--teacher", "m",
+            "--base-url", url, "--task", "story", "-n", "2", "--http-max-retries", "1", "--no-report",
+            "--no-semantic-dedup"]
+    assert cli.main(args) == 1  # p1 unfinished, the others written
+    err = capsys.readouterr().err
+    assert "id 'p1' not built, teacher error" in err and "run the same command again" in err
+    assert [r["id"] for r in lines_of(tmp_path / "out" / "train.jsonl")] == ["p0", "p2"]
+    assert not (tmp_path / "out" / "rejected.jsonl").read_text()
+    broken["on"] = False
+    assert cli.main(args) == 0
+    assert sorted(r["id"] for r in lines_of(tmp_path / "out" / "train.jsonl")) == ["p0", "p1", "p2"]
+    # an endpoint refusing the key stops at once with one clear line
+    _, bad_url = double(scripted_statuses((401, {}, {"error": {"message": "invalid key"}})))
+    code = cli.main([*args[:4], str(tmp_path / "out2"), *args[5:8], bad_url, *args[9:]])
+    assert code == 2 and "check OPENAI_API_KEY / --api-key-env" in capsys.readouterr().err
+    assert not (tmp_path / "out2" / "train.jsonl").read_text()
+
+
+# ----- local teacher -------------------------------------------------------------------------------------------
+def test_local_teacher_tiny_model_folder(tmp_path, tiny_models):
+    model, tokenizer = tiny_models("llama")
+    folder = tmp_path / "tiny"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": f"t{i}", "prompt": p} for i, p in enumerate(
+        ["A cat runs a hotel.", "Rain falls upwards.", "A map redraws itself."])])
+    teacher = LocalTeacher(str(folder), STORY, Sampling(max_new_tokens=6, seed=0), batch_size=3)
+    settings = BuildSettings(num_candidates=2, min_candidates=1, max_retries=1)
+    summary = build_dataset(read_inputs(inputs), teacher, tmp_path / "out", STORY, settings, embedder=False,
+                            log=lambda _: None)
+    kept, rejected = lines_of(tmp_path / "out" / "train.jsonl"), lines_of(tmp_path / "out" / "rejected.jsonl")
+    assert sorted(r["id"] for r in kept + rejected) == ["t0", "t1", "t2"] and summary.kept == len(kept)
+    assert all(r["provenance"]["teacher"] == f"local:{folder}" for r in kept)
+    if kept:
+        assert len(load_one_to_many(tmp_path / "out", split="train")) == len(kept)
+
+
+# ----- kill and resume ------------------------------------------------------------------------------------------
+def test_kill_and_resume_writes_every_input_exactly_once(tmp_path, double):
+    prompts = [f"story seed number {i}" for i in range(16)]
+    server, url = double(lambda body: chat_reply(f"1. {prompt_of(body)} begins\n2. {prompt_of(body)} ends"),
+                         delay=0.15)
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": f"k{i}", "prompt": p} for i, p in enumerate(prompts)])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "peft_diversity.cli", "build-data", "--input", str(inputs), "--output",
+               str(out), "--teacher", "m", "--base-url", url, "--task", "story", "-n", "2", "--batch-size", "2",
+               "--concurrency", "2", "--no-semantic-dedup", "--no-report"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    train = out / "train.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not train.is_file() or train.read_text().count("\n") < 4):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = [json.loads(line) for line in train.read_text().split("\n")[:-1]]  # complete lines
+    assert 4 <= len(first) < 16, proc.stderr.read().decode()
+    requested_before = len(server.requests)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ids = [json.loads(line)["id"] for line in train.read_text().splitlines()]  # every line parses
+    ids += [json.loads(line)["id"] for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert sorted(ids) == sorted(f"k{i}" for i in range(16))  # each exactly once
+    asked_again = {prompt_of(body) for _, _, body in server.requests[requested_before:]}
+    assert not asked_again & {r["prompt"] for r in first}  # finished records were not requested again
+    assert f"already done: {len(first)}" in done.stderr
+
+
+# ----- quality report -------------------------------------------------------------------------------------------
+def test_quality_report_on_a_fixed_dataset(tmp_path):
+    prov = {"teacher": "t", "prompt_version": "v", "requested": 3}
+    write_jsonl(tmp_path / "train.jsonl", [
+        {"id": "a", "prompt": "p", "candidates": ["red green", "red blue", "yellow"],
+         "provenance": {**prov, "attempts": 1, "parse_failures": [[]], "dropped": {"duplicate": 2}, "shortfall": 0}},
+        {"id": "b", "prompt": "q", "candidates": ["one two three four", "five"],
+         "provenance": {**prov, "attempts": 3, "parse_failures": [[2, 3], [3], [2, 3]],
+                        "dropped": {"near_duplicate": 1}, "shortfall": 1}},
+    ])
+    write_jsonl(tmp_path / "rejected.jsonl", [
+        {"id": "c", "reason": "empty_prompt", "detail": "", "input": "x:3"},
+        {"id": "d", "reason": "too_few_candidates", "detail": "", "input": "x:4", "candidates": [],
+         "provenance": {**prov, "attempts": 3, "parse_failures": [[1, 2, 3]] * 3, "dropped": {"echo": 1},
+                        "shortfall": 3}},
+    ])
+    (tmp_path / "build_config.json").write_text(json.dumps({"teacher": "t", "prompt_version": "v",
+                                                            "num_candidates": 3}))
+    (tmp_path / "build_progress.json").write_text(json.dumps({"inputs": 6, "unfinished": {"e": "HTTP 500"}}))
+    report = quality_report(tmp_path, embedder=bag_of_words)
+    counts = report["records"]
+    assert (counts["inputs"], counts["kept"], counts["rejected"], counts["unfinished"], counts["not_processed"]) == (
+        6, 2, 2, 1, 1)
+    assert counts["rejected_by_reason"] == {"empty_prompt": {"count": 1, "share": 0.1667},
+                                            "too_few_candidates": {"count": 1, "share": 0.1667}}
+    assert counts["shortfall_records"] == 1
+    assert report["candidates_per_record"] == {"count": 2, "min": 2, "max": 3, "mean": 2.5,
+                                               "histogram": {"2": 1, "3": 1}}
+    assert report["candidate_words"]["mean"] == pytest.approx(2.0) and report["candidate_words"]["max"] == 4
+    sims = report["within_record_cosine"]  # pairs: 0.5, 0, 0 (record a), 0 (record b)
+    assert sims["count"] == 4 and sims["mean"] == pytest.approx(0.125) and sims["max"] == pytest.approx(0.5)
+    assert sims["per_record_mean"] == pytest.approx((0.5 / 3 + 0) / 2, abs=1e-3)
+    assert [c for _, _, c in sims["histogram"]] == [3, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert report["dropped_candidates"] == {"by_reason": {"echo": 1, "duplicate": 2, "near_duplicate": 1},
+                                            "unparsed_items": 2 + 1 + 2 + 9, "requested_items": 3 * 7}
+    assert report["attempts"]["histogram"] == {"1": 1, "3": 2} and report["loads"] == {"ok": True}
+    markdown = (tmp_path / "quality_report.md").read_text()
+    for line in ("| kept | 2 | 33.3% |", "| rejected: empty_prompt | 1 | 16.7% |",
+                 "| unfinished (teacher errors; a resume retries them) | 1 | |", "(shortfall): 1.",
+                 "Teacher items that could not be parsed: 14 of 21 requested.", "| near_duplicate | 1 |"):
+        assert line in markdown
+    assert json.loads((tmp_path / "quality_report.json").read_text()) == report
