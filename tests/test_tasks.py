@@ -53,7 +53,8 @@ def test_each_task_config_trains_two_steps_and_generates(task, tiny_dir, tmp_pat
     script_args, training_args, model_args = make_parser().parse_args_and_config(args=["--config", str(recipe)])
     trainer = run_training(script_args, training_args, model_args)
     assert trainer.state.global_step == 2
-    assert all(h["loss"] == h["loss"] for h in trainer.state.log_history if "loss" in h)  # no NaN
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)  # logged, finite, not NaN
 
     saved = json.loads((tmp_path / "out" / TEMPLATE_FILENAME).read_text(encoding="utf-8"))
     assert saved["task"] == task
@@ -114,19 +115,27 @@ def test_generate_cli_task_wording_on_a_base_model(tiny_dir, tmp_path, capsys):
     assert "trained with its own template" in capsys.readouterr().err
 
 
-def test_experiment_base_runs_use_the_experiment_task_wording(tiny_dir, tmp_path):
+def test_experiment_base_runs_use_the_experiment_task_wording(tiny_dir, tmp_path, monkeypatch):
     instruction = "Premise: {input}\nOpen the novel."
     config = ExperimentConfig.from_dict({
         "name": "story", "base_model": str(tiny_dir), "dataset": "builtin:story", "k": 2,
         "train": {"task": "custom", "instruction": instruction}, "modes": ["poexft"],
         "generation": {"max_new_tokens": 3},
-        "runs": [{"model": "base", "decoder": "listing"}],
+        "runs": [{"model": "base", "decoder": "sampling"}],
     })
     assert config.template().instruction == instruction
     record = load_one_to_many("builtin:story", split="test")[0]
+    seen = []
+    real_render = PossibilityTemplate.prompt_text
+
+    def spy(self, tokenizer, rec, k):
+        seen.append(self.instruction)
+        return real_render(self, tokenizer, rec, k)
+
+    monkeypatch.setattr(PossibilityTemplate, "prompt_text", spy)
     path = generate_run(config, config.runs[0], str(tiny_dir), [record], tmp_path, {})
-    raw_prompt_task = json.loads(path.read_text(encoding="utf-8").splitlines()[0])["settings"]["template_task"]
-    assert raw_prompt_task == "custom"
+    assert seen and set(seen) == {instruction}  # the base model was asked with the experiment's wording
+    assert json.loads(path.read_text(encoding="utf-8").splitlines()[0])["settings"]["template_task"] == "custom"
     with pytest.raises(ExperimentConfigError, match="train:.*custom"):
         ExperimentConfig.from_dict({"name": "x", "base_model": "m", "dataset": "d", "train": {"task": "custom"},
                                     "runs": [{"model": "base", "decoder": "sampling"}]})
