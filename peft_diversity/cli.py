@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "demo": ("peft_diversity.experiment_cli", "the offline CPU demo: the experiment in recipes/experiments/demo-cpu.yaml"),
     "push": ("peft_diversity.hub_cli", "upload a trained model (adapter or merged) with its template and model card"),
     "build-data": ("peft_diversity.builder_cli", "build one-to-many training data from your prompts with a teacher model"),
+    "bias": ("peft_diversity.persona.cli", "persona demographic-bias test: interview models, compare attribute entropy"),
 }
 # subcommands sharing a module use a differently named flag setter
 ARGUMENT_SETTERS = {"demo": "add_demo_arguments"}

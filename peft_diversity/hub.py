@@ -116,6 +116,12 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def trained_mode(model_dir: str | os.PathLike) -> str | None:
+    """`poexft` / `otm` / `oto` for a folder trained with peft_diversity (from its training settings), else None."""
+    folder = Path(model_dir)
+    return _mode(folder, load_training_config(folder)) if folder.is_dir() else None
+
+
 def _mode(folder: Path, training: dict[str, Any] | None) -> str | None:
     if training and training.get("mode"):
         return training["mode"]

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from peft_diversity.config import PossibilityConfig
 from peft_diversity.data import DataValidationError, load_one_to_many
+from peft_diversity.hub import trained_mode
 from peft_diversity.loss import PROB_CLAMP
 from peft_diversity.models import ModelLoadError, load_model_and_tokenizer, tiny_model_and_tokenizer
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate, TemplateError
@@ -137,6 +138,7 @@ def test_modes_train_log_save_and_reload(mode, tmp_path, tiny_dir, data_file, re
     # the template travels with the weights
     assert (out / TEMPLATE_FILENAME).is_file()
     assert PossibilityTemplate.from_pretrained(out) == trainer.args.template()
+    assert trained_mode(out) == mode  # what picks the default decoder (bias test) and fills the model card
 
     # weights moved, and what was saved is what was trained
     before = load_file(str(tiny_dir / "model.safetensors"))

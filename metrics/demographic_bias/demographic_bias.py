@@ -29,6 +29,8 @@ Args:
     reference (`dict`, optional): category -> weight of the reference distribution (normalised).
     categories (`list` of `str`, optional): the full category set (for the uniform reference and
         the normalisation), default: reference keys + observed values.
+    attribute_name (`str`, optional): one of the persona test's attributes (country, region, age, gender,
+        education, occupation): its shipped categories (`peft_diversity.persona`) become `categories`.
     unknown_values (`list` of `str`, optional): values counted as unknown, default ["unknown", ""].
 
 Returns:
@@ -40,6 +42,8 @@ Examples:
     >>> metric = evaluate.load("demographic_bias")
     >>> metric.compute(attributes=["female", "male", "unknown", "male"], categories=["female", "male"])["entropy"]
     0.9182958340544896
+    >>> metric.compute(attributes=["25-34", "25-34", "65+"], attribute_name="age")["num_categories"]
+    7
 """
 
 
@@ -57,5 +61,11 @@ class DemographicBias(evaluate.Measurement):
             reference_urls=["https://arxiv.org/abs/2412.03343"],
         )
 
-    def _compute(self, attributes, reference=None, categories=None, unknown_values=("unknown", "")):
+    def _compute(
+        self, attributes, reference=None, categories=None, unknown_values=("unknown", ""), attribute_name=None
+    ):
+        if attribute_name is not None and categories is None:
+            from peft_diversity.persona import category_ids
+
+            categories = category_ids(attribute_name)
         return attribute_entropy(attributes, reference, categories, unknown_values)

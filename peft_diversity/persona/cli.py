@@ -1,0 +1,335 @@
+"""`peft-diversity bias`: interview models about themselves and compare how widely their personas spread.
+
+    peft-diversity bias --models builtin:minilm-decoder@sampling runs/demo-cpu/models/poexft -n 100
+    peft-diversity bias --models base=Qwen/Qwen2.5-0.5B-Instruct@sampling poexft=out/poexft@possibilities \\
+        --interviewer openai:gpt-4o-mini --base-url http://127.0.0.1:8000/v1 --out runs/bias
+    peft-diversity bias --check-extractor          # the extractor's precision/recall on the labelled snippets
+
+A model spec is `[label=]model[@decoder]`: a Hub id, a folder, an adapter folder or builtin:<name>. Without
+`@decoder` (or `--decoder`), a model trained with peft_diversity in poexft mode uses `possibilities`, any other
+`sampling` (see `default_decoder`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from peft_diversity.persona.score import PersonaError
+
+if TYPE_CHECKING:
+    from peft_diversity.persona.report import BiasResult
+
+DEFAULT_N = 100
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_MAX_NEW_TOKENS = 40
+
+
+@dataclass
+class ModelSpec:
+    """One `--models` entry."""
+
+    label: str
+    model: str
+    decoder: str | None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `peft-diversity bias`."""
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[],
+        metavar="[LABEL=]MODEL[@DECODER]",
+        help="models to interview (Hub id, folder, adapter folder or builtin:<name>)",
+    )
+    parser.add_argument(
+        "-n", "--n", type=int, default=DEFAULT_N, help=f"conversations per model (default {DEFAULT_N})"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/bias"), help="report folder (default runs/bias)"
+    )
+    parser.add_argument(
+        "--decoder", default=None, help="decoder for models without @decoder (default: automatic)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="conversations per generate call"
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="per answer")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1)")
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--interviewer", default="scripted", help="scripted | hf:<model> | openai:<model>")
+    parser.add_argument("--extractor", default="rules", help="rules | hf:<model> | openai:<model>")
+    parser.add_argument(
+        "--base-url", default=None, help="OpenAI-compatible endpoint (with /v1) for openai: specs"
+    )
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the endpoint's key")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="JSON {attribute: {category: weight}} to compare with (default: uniform)",
+    )
+    parser.add_argument(
+        "--max-followups", type=int, default=1, help="follow-ups per unclear answer (default 1)"
+    )
+    parser.add_argument("--no-recap", action="store_true", help="skip the closing recap question")
+    parser.add_argument(
+        "--check-extractor",
+        action="store_true",
+        help="only print the extractor's precision/recall on the hand-labelled snippets",
+    )
+    parser.add_argument("--dtype", default="auto", help="model dtype (auto, float32, bfloat16, ...)")
+
+
+# ----- parsing and validation (all before any model is loaded) ---------------------------------------------
+def parse_model_spec(spec: str, decoders: list[str]) -> ModelSpec:
+    """`[label=]model[@decoder]`; an `@suffix` that is no decoder name stays part of the model name."""
+    label = None
+    if "=" in spec and "/" not in spec.split("=", 1)[0]:
+        label, spec = spec.split("=", 1)
+    model, decoder = spec, None
+    if "@" in spec and spec.rsplit("@", 1)[1] in decoders:
+        model, decoder = spec.rsplit("@", 1)
+    if not model or label == "":
+        raise PersonaError(f"bad model spec {spec!r}: expected [label=]model[@decoder]")
+    return ModelSpec(label or _short_name(model), model, decoder)
+
+
+def _short_name(model: str) -> str:
+    name = model.removeprefix("builtin:").rstrip("/")
+    return Path(name).name or name
+
+
+def default_decoder(model: str) -> str:
+    """`possibilities` for a model trained with peft_diversity in poexft mode, else `sampling`.
+
+    The mode comes from the folder's training settings (training_args.bin / training_config.json, or an
+    experiment's train_summary.json); a model with a template but no readable mode is taken as poexft.
+    """
+    from peft_diversity.generation import find_template
+    from peft_diversity.hub import trained_mode
+    from peft_diversity.models import resolve_model_path
+
+    path = resolve_model_path(model)
+    if find_template(path) is None:
+        return "sampling"
+    return "sampling" if trained_mode(path) in ("otm", "oto") else "possibilities"
+
+
+def _validate(args: argparse.Namespace) -> None:
+    for name, value in (
+        ("-n", args.n),
+        ("--batch-size", args.batch_size),
+        ("--max-new-tokens", args.max_new_tokens),
+    ):
+        if value < 1:
+            raise PersonaError(f"{name} must be >= 1, got {value}")
+    if args.max_followups < 0:
+        raise PersonaError(f"--max-followups must be >= 0, got {args.max_followups}")
+    if not args.models and not args.check_extractor:
+        raise PersonaError("give --models (one or more [label=]model[@decoder]) or --check-extractor")
+    for option, value, default in (
+        ("--interviewer", args.interviewer, "scripted"),
+        ("--extractor", args.extractor, "rules"),
+    ):
+        kind, _, name = value.partition(":")
+        if value != default and (kind not in ("hf", "openai") or not name):
+            raise PersonaError(f"{option} must be {default}, hf:<model> or openai:<model>, got {value!r}")
+
+
+def check_model_available(model: str) -> None:
+    """Fail before any interview when a model can be neither a folder nor a (cached, when offline) Hub repo."""
+    if model.startswith("builtin:") or Path(model).is_dir():
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = any(
+            isinstance(try_to_load_from_cache(model, f), str) for f in ("config.json", "adapter_config.json")
+        )
+    except ValueError:  # not a valid repo id: a path
+        cached = False
+    if not cached and (constants.HF_HUB_OFFLINE or model.startswith((".", "/", "~")) or model.count("/") > 1):
+        where = " and not in the local Hub cache (offline)" if constants.HF_HUB_OFFLINE else ""
+        raise PersonaError(f"model {model!r} is not a folder{where}")
+
+
+def resolve_specs(args: argparse.Namespace) -> list[ModelSpec]:
+    from peft_diversity.generation import DECODERS, find_template
+    from peft_diversity.models import resolve_model_path
+
+    if args.decoder is not None and args.decoder not in DECODERS:
+        raise PersonaError(f"unknown decoder {args.decoder!r}; known: {list(DECODERS)}")
+    specs = [parse_model_spec(s, list(DECODERS)) for s in args.models]
+    for spec in specs:
+        check_model_available(spec.model)
+        spec.decoder = spec.decoder or args.decoder or default_decoder(spec.model)
+        if spec.decoder == "possibilities" and find_template(resolve_model_path(spec.model)) is None:
+            raise PersonaError(
+                f"{spec.model}: the possibilities decoder needs a model trained with peft_diversity "
+                "(possibility_config.json beside it); use @sampling for other models"
+            )
+    keys = [(s.label, s.decoder) for s in specs]
+    duplicates = sorted({f"{label}@{decoder}" for label, decoder in keys if keys.count((label, decoder)) > 1})
+    if duplicates:
+        raise PersonaError(f"models given twice: {duplicates}; give them distinct labels (label=model)")
+    return specs
+
+
+# ----- interviewer / extractor backends ----------------------------------------------------------------------
+def make_chat(spec: str, args: argparse.Namespace, *, temperature: float, max_tokens: int):
+    """A batched chat function (conversations -> replies) for `hf:<model>` or `openai:<model>`."""
+    from peft_diversity.scoring.judges import make_hf_judge, make_openai_judge
+
+    kind, name = spec.split(":", 1)
+    if kind == "openai":
+        return make_openai_judge(
+            name,
+            base_url=args.base_url,
+            api_key_env=args.api_key_env,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+    from peft_diversity.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(name, dtype=args.dtype)
+    return make_hf_judge(model, tokenizer, max_new_tokens=max_tokens, batch_size=args.batch_size)
+
+
+def build_interviewer(args: argparse.Namespace):
+    from peft_diversity.persona.interview import ChatInterviewer, ScriptedInterviewer
+
+    options = {"seed": args.seed, "max_followups": args.max_followups, "recap": not args.no_recap}
+    if args.interviewer == "scripted":
+        return ScriptedInterviewer(**options)
+    return ChatInterviewer(make_chat(args.interviewer, args, temperature=0.7, max_tokens=64), **options)
+
+
+def build_extractor(args: argparse.Namespace):
+    from peft_diversity.persona.extract import ChatExtractor, RuleExtractor
+
+    if args.extractor == "rules":
+        return RuleExtractor()
+    return ChatExtractor(
+        make_chat(args.extractor, args, temperature=0.0, max_tokens=200), batch_size=args.batch_size
+    )
+
+
+# ----- the run ------------------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    """Interview, extract, score, report; 0 on success, 2 on bad input (one line on stderr)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except Exception as err:
+        if not isinstance(err, _bad_input_errors()):
+            raise
+        print(f"peft-diversity bias: {err}", file=sys.stderr)
+        return 2
+
+
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean bad input (imported only when something failed: they pull in torch)."""
+    from peft_diversity.chat_http import ChatRequestError
+    from peft_diversity.generation import GenerationError
+    from peft_diversity.models import ModelLoadError
+    from peft_diversity.templates import TemplateError
+
+    return PersonaError, ModelLoadError, GenerationError, TemplateError, ChatRequestError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from peft_diversity.persona.extract import extractor_accuracy
+    from peft_diversity.persona.report import format_accuracy_table, format_bias_table, write_bias_report
+    from peft_diversity.persona.score import load_reference
+
+    _validate(args)
+    references = load_reference(args.reference) if args.reference else None
+    extractor = build_extractor(args)
+    if args.check_extractor:
+        for split in ("heldout", "dev", None):
+            accuracy = extractor_accuracy(extractor=extractor, split=split)
+            print(
+                f"\n{accuracy['split']} ({accuracy['num_snippets']} snippets)\n{format_accuracy_table(accuracy)}"
+            )
+        return 0
+    specs = resolve_specs(args)
+    interviewer = build_interviewer(args)
+    # the rule extractor's accuracy costs milliseconds; an LLM extractor's is measured with --check-extractor
+    accuracy = extractor_accuracy(split="heldout") if args.extractor == "rules" else None
+    start = time.perf_counter()
+    results = [_interview_model(spec, args, interviewer, extractor, references) for spec in specs]
+    settings = {
+        "n": args.n,
+        "seed": args.seed,
+        "interviewer": args.interviewer,
+        "extractor": args.extractor,
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "reference": str(args.reference) if args.reference else "uniform",
+        "wall_time_s": round(time.perf_counter() - start, 1),
+    }
+    write_bias_report(results, args.out, settings, accuracy)
+    print(f"\n{format_bias_table(results)}\n")
+    print(f"wrote {args.out}/bias.md, bias.json, bias.png, transcripts/ ({settings['wall_time_s']:.0f} s)")
+    return 0
+
+
+def _interview_model(
+    spec: ModelSpec, args: argparse.Namespace, interviewer: Any, extractor: Any, references: Any
+) -> BiasResult:
+    from peft_diversity.generation import find_template
+    from peft_diversity.models import load_model_and_tokenizer, resolve_model_path
+    from peft_diversity.persona.interview import run_interviews
+    from peft_diversity.persona.report import evaluate_transcripts
+
+    try:
+        model, tokenizer = load_model_and_tokenizer(spec.model, dtype=args.dtype)
+    except OSError as err:
+        raise PersonaError(f"cannot load model {spec.model!r}: {err}") from err
+    template = find_template(resolve_model_path(spec.model))
+    settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
+    start = time.perf_counter()
+    transcripts = run_interviews(
+        model,
+        tokenizer,
+        args.n,
+        decoder=spec.decoder,
+        template=template,
+        interviewer=interviewer,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        model_label=spec.label,
+        **settings,
+    )
+    wall = time.perf_counter() - start
+    print(f"# {spec.label} ({spec.decoder}): {args.n} interviews in {wall:.0f} s", file=sys.stderr)
+    return evaluate_transcripts(
+        spec.label,
+        transcripts,
+        spec.decoder,
+        extractor,
+        references,
+        model=spec.model,
+        wall_time_s=round(wall, 1),
+        settings={"batch_size": args.batch_size, **settings},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="peft-diversity bias", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

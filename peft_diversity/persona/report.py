@@ -1,0 +1,259 @@
+"""The bias report: bias.md (tables), bias.json (everything), bias.png (distributions side by side) and one
+transcripts/<label>.jsonl per model (each line: the transcript and what was extracted from it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peft_diversity.atomic import atomic_write_text
+from peft_diversity.persona.categories import REPORTED, UNKNOWN, load_categories
+from peft_diversity.persona.extract import FLAGS, Extraction, Extractor, RuleExtractor
+from peft_diversity.persona.score import Reference, score_extractions
+from peft_diversity.persona.transcript import Transcript, transcripts_jsonl
+
+PLOT_TOP = 12
+"""Most categories per subplot (the most frequent over all models; the rest are pooled as "other")."""
+
+
+@dataclass
+class BiasResult:
+    """One model (with one decoder): its interviews, what was extracted, and the scores."""
+
+    label: str
+    decoder: str
+    transcripts: list[Transcript]
+    extractions: list[Extraction]
+    scores: dict[str, Any]
+    model: str | None = None
+    wall_time_s: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^\w.-]+", "_", f"{self.label}__{self.decoder}").strip("_")
+
+
+def evaluate_transcripts(
+    label: str,
+    transcripts: Sequence[Transcript],
+    decoder: str = "-",
+    extractor: Extractor | None = None,
+    references: Reference | None = None,
+    **kwargs: Any,
+) -> BiasResult:
+    """Extract (rules by default) and score a model's transcripts."""
+    extractions = (extractor or RuleExtractor())(list(transcripts))
+    scores = score_extractions(extractions, references)
+    return BiasResult(label, decoder, list(transcripts), extractions, scores, **kwargs)
+
+
+# ----- markdown ---------------------------------------------------------------------------------------------------
+def format_bias_table(results: Sequence[BiasResult]) -> str:
+    """Rows = model/decoder; columns = normalised entropy per attribute (with how many answers it rests on),
+    their mean, unknown rate, flags."""
+    head = ["model", "decoder", "n", *REPORTED, "mean", "unknown", *(f.replace("_", "-") for f in FLAGS)]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for r in results:
+        s = r.scores
+        cells = [r.label, r.decoder, str(s["num_conversations"])]
+        cells += [_entropy_cell(s["attributes"][a]) for a in REPORTED]
+        cells += [f"**{s['mean_normalized_entropy']:.3f}**", f"{s['mean_unknown_rate']:.0%}"]
+        cells += [str(s["flags"][f]["answers"]) for f in FLAGS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _entropy_cell(stats: dict[str, Any]) -> str:
+    return f"{stats['normalized_entropy']:.3f} ({stats['num_known']})"
+
+
+def _kl_table(results: Sequence[BiasResult]) -> str:
+    lines = [
+        "| model | decoder | " + " | ".join(REPORTED) + " | mean |",
+        "|---|---|" + "---:|" * (len(REPORTED) + 1),
+    ]
+    for r in results:
+        cells = [_num(r.scores["attributes"][a]["kl_to_reference"]) for a in REPORTED]
+        lines.append(
+            f"| {r.label} | {r.decoder} | "
+            + " | ".join(cells)
+            + f" | {_num(r.scores['mean_kl_to_reference'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _top_table(results: Sequence[BiasResult], top: int = 3) -> str:
+    lines = ["| model | decoder | " + " | ".join(REPORTED) + " |", "|---|---|" + "---|" * len(REPORTED)]
+    for r in results:
+        cells = []
+        for a in REPORTED:
+            counts = r.scores["attributes"][a]["counts"]
+            n = r.scores["num_conversations"] or 1
+            best = sorted(((c, k) for k, c in counts.items() if c), reverse=True)[:top]
+            cells.append(", ".join(f"{k} {c / n:.0%}" for c, k in best) or "-")
+        lines.append(f"| {r.label} | {r.decoder} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_accuracy_table(accuracy: dict[str, Any]) -> str:
+    lines = ["| attribute | precision | recall | support |", "|---|---:|---:|---:|"]
+    rows = [
+        *accuracy["attributes"].items(),
+        *((f"flag: {k}", v) for k, v in accuracy["flags"].items()),
+        ("micro (attributes)", accuracy["micro"]),
+    ]
+    lines += [
+        f"| {name} | {_num(v['precision'])} | {_num(v['recall'])} | {v['support']} |" for name, v in rows
+    ]
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def render_markdown(
+    results: Sequence[BiasResult], settings: dict[str, Any], accuracy: dict[str, Any] | None
+) -> str:
+    parts = [
+        "# Persona demographic-bias test",
+        _settings_line(settings),
+        "Normalised entropy of each attribute over its categories (1 = answers spread evenly over all of them; "
+        "higher = less biased), with the number of known answers it rests on in brackets: a handful of "
+        "answers (or babble that happens to name places and jobs) gives an entropy that means little. "
+        "*mean* averages the five interview attributes (region repeats country); *unknown* is the mean share "
+        "of answers that settled no category; the flag columns count answers.",
+        format_bias_table(results),
+        "## KL divergence to the reference (bits; lower = closer)",
+        _kl_table(results),
+        "## Most frequent categories",
+        _top_table(results),
+    ]
+    if accuracy is not None:
+        parts += [
+            f"## Extractor accuracy ({accuracy['num_snippets']} hand-labelled snippets, split: {accuracy['split']})",
+            format_accuracy_table(accuracy),
+        ]
+    parts += [
+        "![per-attribute distributions](bias.png)",
+        "Transcripts: " + ", ".join(f"`transcripts/{r.slug}.jsonl`" for r in results),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _settings_line(settings: dict[str, Any]) -> str:
+    shown = ", ".join(f"{k} `{v}`" for k, v in settings.items() if v is not None and not isinstance(v, dict))
+    return f"Settings: {shown}." if shown else ""
+
+
+# ----- files ------------------------------------------------------------------------------------------------------
+def write_bias_report(
+    results: Sequence[BiasResult],
+    out_dir: str | os.PathLike,
+    settings: dict[str, Any] | None = None,
+    accuracy: dict[str, Any] | None = None,
+    plot: bool = True,
+) -> dict[str, Path]:
+    """Write bias.md, bias.json, bias.png and transcripts/*.jsonl into `out_dir` (each file atomically)."""
+    out = Path(out_dir)
+    settings = dict(settings or {})
+    paths: dict[str, Path] = {}
+    for r in results:
+        rows = [
+            {**t.to_dict(), "extraction": e.to_dict()}
+            for t, e in zip(r.transcripts, r.extractions, strict=True)
+        ]
+        paths[r.slug] = atomic_write_text(out / "transcripts" / f"{r.slug}.jsonl", transcripts_jsonl(rows))
+    data = {
+        "settings": settings,
+        "categories": {a: list(load_categories().ids[a]) for a in REPORTED if a != "country"},
+        "extractor_accuracy": accuracy,
+        "results": [
+            {
+                "label": r.label,
+                "model": r.model,
+                "decoder": r.decoder,
+                "wall_time_s": r.wall_time_s,
+                "transcripts": f"transcripts/{r.slug}.jsonl",
+                "settings": r.settings,
+                **r.scores,
+            }
+            for r in results
+        ],
+    }
+    paths["json"] = atomic_write_text(out / "bias.json", json.dumps(data, indent=2, ensure_ascii=False))
+    paths["md"] = atomic_write_text(out / "bias.md", render_markdown(results, settings, accuracy))
+    if plot:
+        paths["png"] = plot_distributions(results, out / "bias.png")
+    return paths
+
+
+def plot_distributions(results: Sequence[BiasResult], path: Path) -> Path:
+    """One subplot per attribute: grouped bars (share of conversations per category), one colour per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 2, figsize=(14, 12), dpi=100)
+    width = 0.8 / max(len(results), 1)
+    for ax, attribute in zip(axes.flat, REPORTED, strict=True):
+        categories = _plot_categories(results, attribute)
+        for i, r in enumerate(results):
+            shares = _shares(r, attribute, categories)
+            ax.bar(
+                [x + i * width for x in range(len(categories))],
+                shares,
+                width,
+                label=f"{r.label} ({r.decoder})",
+            )
+        ax.set_xticks([x + width * (len(results) - 1) / 2 for x in range(len(categories))])
+        ax.set_xticklabels(categories, rotation=60, ha="right", fontsize=7)
+        ax.set_title(
+            f"{attribute} (normalised entropy: "
+            + ", ".join(f"{r.scores['attributes'][attribute]['normalized_entropy']:.2f}" for r in results)
+            + ")",
+            fontsize=9,
+        )
+        ax.set_ylabel("share of conversations", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _plot_categories(results: Sequence[BiasResult], attribute: str) -> list[str]:
+    """The categories seen (most frequent first, at most PLOT_TOP; "other" pools the rest), then "unknown"."""
+    totals: dict[str, int] = {}
+    for r in results:
+        for category, count in r.scores["attributes"][attribute]["counts"].items():
+            totals[category] = totals.get(category, 0) + count
+    seen = sorted((c for c, n in totals.items() if n), key=lambda c: -totals[c])
+    if attribute in ("age", "education"):  # ordered scales: keep their order
+        order = load_categories().ids[attribute]
+        seen = [c for c in order if c in seen]
+    shown = seen[:PLOT_TOP] + (["other"] if len(seen) > PLOT_TOP else [])
+    return shown + [UNKNOWN]
+
+
+def _shares(result: BiasResult, attribute: str, categories: list[str]) -> list[float]:
+    stats = result.scores["attributes"][attribute]
+    n = result.scores["num_conversations"] or 1
+    counts = dict(stats["counts"])
+    named = set(categories)
+    other = sum(c for k, c in counts.items() if k not in named)
+    return [
+        (stats["num_unknown"] if c == UNKNOWN else other if c == "other" else counts.get(c, 0)) / n
+        for c in categories
+    ]

@@ -1,0 +1,106 @@
+"""Scores of one model's interviews: `attribute_entropy` per attribute over the shipped categories, averaged,
+with unknown answers and flags counted apart; and the reference distributions they are compared with."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from peft_diversity.persona.categories import ATTRIBUTES, REPORTED, UNKNOWN, category_ids
+from peft_diversity.persona.extract import FLAGS, Extraction
+from peft_diversity.scoring.bias import attribute_entropy
+
+Reference = Mapping[str, Mapping[str, float]]
+
+
+class PersonaError(ValueError):
+    """Bad input to the persona bias test (a reference file, a model spec, an option)."""
+
+
+def load_reference(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """A reference file: {attribute: {category: weight}} for any of the reported attributes (others uniform)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise PersonaError(f"cannot read reference {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise PersonaError(f"{path}: a reference is a JSON object {{attribute: {{category: weight}}}}")
+    return validate_reference(data, str(path))
+
+
+def validate_reference(data: Mapping[str, Any], where: str = "reference") -> dict[str, dict[str, float]]:
+    """Check attribute names, category ids and weights (non-negative numbers, positive sum)."""
+    out: dict[str, dict[str, float]] = {}
+    for attribute, weights in data.items():
+        if attribute not in REPORTED:
+            raise PersonaError(f"{where}: unknown attribute {attribute!r}; known: {list(REPORTED)}")
+        if not isinstance(weights, Mapping) or not weights:
+            raise PersonaError(f"{where}: {attribute} must map categories to weights")
+        unknown = sorted(set(weights) - set(category_ids(attribute)))
+        if unknown:
+            raise PersonaError(
+                f"{where}: unknown {attribute} categories {unknown}; see persona_categories.json"
+            )
+        if (
+            any(
+                not isinstance(w, int | float) or isinstance(w, bool) or w < 0 or not math.isfinite(w)
+                for w in weights.values()
+            )
+            or sum(weights.values()) <= 0
+        ):
+            raise PersonaError(
+                f"{where}: {attribute} weights must be non-negative numbers with a positive sum"
+            )
+        out[attribute] = {c: float(w) for c, w in weights.items()}
+    return out
+
+
+def score_attribute(
+    values: Sequence[str], attribute: str, reference: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """`attribute_entropy` over the shipped categories of `attribute`; a reference that gives no mass to an
+    observed category makes the KL infinite, reported as None with a note."""
+    categories = category_ids(attribute)
+    try:
+        return attribute_entropy(values, reference, categories)
+    except ValueError as err:
+        if reference is None or "no mass" not in str(err):
+            raise
+        result = attribute_entropy(values, None, categories)
+        return {**result, "kl_to_reference": None, "kl_note": f"infinite: {err}"}
+
+
+def score_extractions(
+    extractions: Sequence[Extraction], references: Reference | None = None
+) -> dict[str, Any]:
+    """Per-attribute scores (`REPORTED`), their means over the interview attributes (`ATTRIBUTES`, region
+    left out as it repeats country), and flag counts: flagged answers and conversations with any."""
+    references = references or {}
+    per = {
+        a: score_attribute([e.values.get(a, UNKNOWN) for e in extractions], a, references.get(a))
+        for a in REPORTED
+    }
+    kls = [per[a]["kl_to_reference"] for a in ATTRIBUTES if per[a]["kl_to_reference"] is not None]
+    flags = {
+        flag: {
+            "answers": sum(len(e.flags.get(flag, [])) for e in extractions),
+            "conversations": sum(1 for e in extractions if e.flags.get(flag)),
+        }
+        for flag in FLAGS
+    }
+    return {
+        "num_conversations": len(extractions),
+        "mean_normalized_entropy": _mean([per[a]["normalized_entropy"] for a in ATTRIBUTES]),
+        "mean_kl_to_reference": _mean(kls) if len(kls) == len(ATTRIBUTES) else None,
+        "mean_unknown_rate": _mean([per[a]["unknown_rate"] for a in ATTRIBUTES]),
+        "attributes": per,
+        "flags": flags,
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
