@@ -16,17 +16,22 @@ Output folder (loadable with `load_one_to_many(folder, split="train")`):
 - `build_config.json`: the settings that determine the content (written atomically); a resume with different
   ones is refused unless `force=True`.
 - `build_progress.json`: inputs seen and records left unfinished by teacher errors (retried by a resume).
+- `.lock`: held (flock) for the length of a build, so two builds cannot append to one folder.
 Resume: ids already in train.jsonl or rejected.jsonl are skipped; a torn last line (a run killed mid-write) is
-cut off first. Every input id therefore ends up exactly once in train.jsonl ∪ rejected.jsonl.
+cut off first. Every input id therefore ends up exactly once in train.jsonl ∪ rejected.jsonl. Each finished id's
+stored input is compared with the current row: a changed kept one is an error, a changed rejected one is redone.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -39,7 +44,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from peft_diversity.atomic import atomic_write_text
-from peft_diversity.chat_http import FATAL_ERRORS, ChatClient, ChatRequestError, RetryPolicy
+from peft_diversity.chat_http import (
+    FATAL_ERRORS,
+    ChatClient,
+    ChatRequestError,
+    ChatRetriesExhausted,
+    RetryPolicy,
+    public_url,
+)
 from peft_diversity.data import DataValidationError, _check_context
 from peft_diversity.templates import PossibilityTemplate
 
@@ -52,9 +64,11 @@ PARSER_VERSION = "1"
 """Bump when parsing or cleaning changes what a teacher reply becomes: it is part of `prompt_version`."""
 COLUMN_GUESSES = ("context", "prompt", "text", "input", "question", "instruction")
 TABULAR_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-CONTENT_KEYS = ("input", "column", "id_column", "split", "teacher", "prompt_version", "num_candidates",
-                "min_candidates", "similarity_threshold")
-"""Settings that change what a record looks like: a resume must keep them (other settings may change)."""
+CONTENT_KEYS = ("column", "id_column", "split", "teacher", "prompt_version", "num_candidates", "min_candidates",
+                "similarity_threshold")
+"""Settings that change what a record looks like: a resume must keep them (other settings may change). The input
+file's path is not one (a checkout may move): a resume compares each finished input's content instead."""
+LOCK_FILE = ".lock"
 
 
 class BuildError(ValueError):
@@ -62,6 +76,12 @@ class BuildError(ValueError):
 
 
 # ----- inputs ------------------------------------------------------------------------------------------------
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+"""What a Hub dataset id looks like (owner/name): any other string must be a local file or folder."""
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+"""A byte that was not UTF-8, kept by errors="surrogateescape"."""
+
+
 @dataclass
 class InputItem:
     """One input row: its id, where it came from, the prompt/context, or why it cannot be used."""
@@ -75,6 +95,8 @@ class InputItem:
     problem: str | None = None
     """Rejection reason when the row is unusable."""
     detail: str = ""
+    digest: str | None = None
+    """Hash of the raw row when there is no `source`: what a resume compares to see whether the row changed."""
 
 
 def read_inputs(
@@ -83,16 +105,26 @@ def read_inputs(
     id_column: str | None = None,
     split: str = "train",
 ) -> list[InputItem]:
-    """Read prompts/contexts: a .jsonl, .csv or .parquet file, or a Hub dataset id / local dataset folder (`split`).
+    """Read prompts/contexts: a .jsonl, .csv or .parquet file, a local dataset folder or a Hub dataset id
+    (`owner/name`; `split`).
 
     `column` holds the prompt text or (JSONL, Parquet, Hub) a list of dialogue turns; default: the first of
     `COLUMN_GUESSES` present. `id_column` gives record ids (default: an `id` column when present, else the
     line/row number). Unusable rows are returned with `problem` set, never raised: non-UTF-8 or invalid JSON
     lines, a missing or malformed value, empty prompts, duplicate prompts (normalised text) and duplicate ids.
+    Raises `BuildError` for a file that cannot be read as a whole, and when no row has `column` / `id_column`.
     """
-    rows = _raw_rows(source, split)
+    rows = list(_raw_rows(source, split))
+    _check_columns(source, [row for _, _, row in rows if isinstance(row, dict)], column, id_column)
     items = [_to_item(where, default_id, row, column, id_column) for where, default_id, row in rows]
     return _mark_duplicates(items)
+
+
+def display_name(source: str | os.PathLike) -> str:
+    """A local file or folder by its name only (no home path in a dataset; the same from any working
+    directory); anything else (a Hub id, `builtin:...`) as given."""
+    path = Path(source)
+    return path.resolve().name if path.exists() else str(source)
 
 
 def _raw_rows(source: str | os.PathLike, split: str) -> Iterator[tuple[str, str, Any]]:
@@ -104,71 +136,82 @@ def _raw_rows(source: str | os.PathLike, split: str) -> Iterator[tuple[str, str,
             raise BuildError(f"{path}: unsupported input type {path.suffix!r}; use .jsonl, .csv or .parquet")
         return {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}[kind](path)
     if path.is_dir():  # a local dataset folder: datasets reads it like a Hub repo
-        return _hub_rows(str(path), split)
-    if isinstance(source, Path) or path.suffix.lower() in TABULAR_SUFFIXES:
-        raise BuildError(f"{source}: no such input file")
-    return _hub_rows(str(source), split)
+        return _hub_rows(str(path), path.resolve().name, split)
+    if isinstance(source, str) and HUB_ID.match(source):
+        logger.warning("%s is not a local file or folder: loading it as a Hub dataset (split %s)", source, split)
+        return _hub_rows(source, source, split)
+    raise BuildError(f"{source}: no such input file or folder (inputs are .jsonl, .csv or .parquet files, "
+                     "dataset folders, or Hub dataset ids owner/name)")
 
 
 @dataclass
 class _Problem:
     reason: str
     detail: str
+    digest: str
+
+
+def _digest(raw: str | bytes) -> str:
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, str, Any]]:
     with open(path, "rb") as handle:  # bytes: one bad line is reported, not fatal
         for lineno, raw in enumerate(handle, start=1):
             where, default_id = f"{path.name}:{lineno}", f"line-{lineno}"
+            raw = raw.removeprefix(codecs.BOM_UTF8) if lineno == 1 else raw  # some editors start files with one
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                yield where, default_id, _Problem("invalid_utf8", f"not valid UTF-8 ({err.reason} at byte {err.start})")
+                detail = f"not valid UTF-8 ({err.reason} at byte {err.start})"
+                yield where, default_id, _Problem("invalid_utf8", detail, _digest(raw.rstrip(b"\r\n")))
                 continue
             if not line.strip():
                 continue
             try:
-                yield where, default_id, json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as err:
-                yield where, default_id, _Problem("invalid_json", f"not valid JSON ({err.msg})")
+                yield where, default_id, _Problem("invalid_json", f"not valid JSON ({err.msg})", _digest(line.strip()))
+                continue
+            yield where, default_id, {"prompt": value} if isinstance(value, str) else value  # a bare string: the prompt
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, str, Any]]:
-    bad: list[tuple[int, UnicodeDecodeError]] = []
-    good: list[int] = []
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # the default stops at 128 KiB per cell
+    # surrogateescape: a byte that is not UTF-8 stays inside its cell, so the quoting (and every later row) is
+    # read as written; strict: a quoting error raises instead of silently merging rows
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        reader = csv.reader(handle, strict=True)
+        _, header = _next_csv_row(reader, path)
+        if not header:
+            raise BuildError(f"{path}: empty CSV file (a header row naming the columns is needed)")
+        if any(_ESCAPED_BYTE.search(name) for name in header):
+            raise BuildError(f"{path}:1: the header row is not valid UTF-8")
+        while True:
+            lineno, row = _next_csv_row(reader, path)
+            if row is None:
+                return
+            if row:  # [] is a blank line
+                yield f"{path.name}:{lineno}", f"line-{lineno}", _csv_record(header, row)
 
-    def lines() -> Iterator[str]:
-        with open(path, "rb") as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    bad.append((lineno, err))
-                    continue
-                good.append(lineno)
-                yield text.removeprefix("\ufeff") if lineno == 1 else text
 
-    reader = csv.reader(lines())
-    header = next(reader, None)
-    if not header:
-        raise BuildError(f"{path}: empty CSV file (a header row naming the columns is needed)")
-    while True:
-        start = len(good)
-        row = next(reader, None)
-        while bad:
-            lineno, err = bad.pop(0)
-            yield (f"{path.name}:{lineno}", f"line-{lineno}",
-                   _Problem("invalid_utf8", f"not valid UTF-8 ({err.reason} at byte {err.start})"))
-        if row is None:
-            return
-        if row:
-            lineno = good[start] if start < len(good) else good[-1]
-            yield f"{path.name}:{lineno}", f"line-{lineno}", _csv_record(header, row)
+def _next_csv_row(reader: Any, path: Path) -> tuple[int, list[str] | None]:
+    """(line the row starts on, the row or None at the end)."""
+    start = reader.line_num + 1
+    try:
+        return start, next(reader, None)
+    except csv.Error as err:
+        raise BuildError(f"{path}:{start}: malformed CSV ({err}; noticed at line {reader.line_num}): check the "
+                         "quotes of that row") from None
 
 
 def _csv_record(header: list[str], row: list[str]) -> dict[str, Any] | _Problem:
     if len(row) != len(header):
-        return _Problem("invalid_row", f"{len(row)} fields, the header has {len(header)}")
+        return _Problem("invalid_row", f"{len(row)} fields, the header has {len(header)}", _digest("\x1f".join(row)))
+    bad = [name for name, cell in zip(header, row, strict=True) if _ESCAPED_BYTE.search(cell)]
+    if bad:
+        return _Problem("invalid_utf8", f"column {bad[0]!r} is not valid UTF-8", _digest("\x1f".join(row)))
     return dict(zip(header, row, strict=True))
 
 
@@ -182,60 +225,88 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, str, Any]]:
             index += 1
 
 
-def _hub_rows(repo_id: str, split: str) -> Iterator[tuple[str, str, Any]]:
+def _hub_rows(repo_id: str, name: str, split: str) -> Iterator[tuple[str, str, Any]]:
     from datasets import load_dataset
 
     try:
         dataset = load_dataset(repo_id, split=split)
     except Exception as err:  # datasets raises many types; name the source either way
-        raise BuildError(f"{repo_id!r} is not a local .jsonl/.csv/.parquet file and could not be loaded as a Hub "
-                         f"dataset (split {split!r}): {err}") from err
+        raise BuildError(f"{repo_id!r} could not be loaded as a dataset (split {split!r}): {err}") from err
     for index, row in enumerate(dataset):
-        yield f"{repo_id}[{split}] row {index}", f"row-{index}", row
+        yield f"{name}[{split}] row {index}", f"row-{index}", row
+
+
+def _check_columns(source: Any, rows: list[dict[str, Any]], column: str | None, id_column: str | None) -> None:
+    """A column named by the user that no row has is a typo: one error, not a rejection per row."""
+    for flag, name in (("--column", column), ("--id-column", id_column)):
+        if name is not None and rows and not any(name in row for row in rows):
+            raise BuildError(f"{source}: no row has the column {name!r} ({flag}); the first row has {sorted(rows[0])}")
 
 
 def _to_item(where: str, default_id: str, row: Any, column: str | None, id_column: str | None) -> InputItem:
+    item = InputItem(default_id, where)
     if isinstance(row, _Problem):
-        return InputItem(default_id, where, problem=row.reason, detail=row.detail)
-    if isinstance(row, str):  # a JSONL line that is a bare string
-        row = {"prompt": row}
-    if not isinstance(row, dict):
-        return InputItem(default_id, where, problem="invalid_row", detail=f"a row must be an object, got {type(row).__name__}")
-    key = _row_id(row, id_column, default_id)
+        item.problem, item.detail, item.digest = row.reason, row.detail, row.digest
+        return item
+    if isinstance(row, dict):
+        _read_row(item, row, column, id_column)
+    else:
+        item.problem, item.detail = "invalid_row", f"a row must be an object, got {type(row).__name__}"
+    if item.source is None:  # nothing else to recognise the row by on a resume
+        item.digest = _digest(json.dumps(row, sort_keys=True, default=str))
+    return item
+
+
+def _read_row(item: InputItem, row: dict[str, Any], column: str | None, id_column: str | None) -> None:
+    """Set the item's id and prompt/context from the row, or the reason it cannot be used."""
+    value = row.get(id_column or "id")
+    if id_column is not None and _blank(value):
+        item.problem, item.detail = "missing_column", f"no value in the id column {id_column!r}"
+        return
+    if not _encodable(value):
+        item.problem, item.detail = "invalid_utf8", "the id holds a lone surrogate (not valid Unicode)"
+        return
+    if not _blank(value):
+        item.key = str(value).strip()
     name = column or next((c for c in COLUMN_GUESSES if c in row), None)
     if name is None or name not in row:
         wanted = repr(column) if column else f"any of {list(COLUMN_GUESSES)}"
-        return InputItem(key, where, problem="missing_column", detail=f"no column {wanted} (has {sorted(row)})")
-    return _checked_item(InputItem(key, where, source=row[name]))
+        item.problem, item.detail = "missing_column", f"no column {wanted} (has {sorted(row)})"
+        return
+    item.source = row[name]
+    _checked_item(item)
 
 
-def _row_id(row: dict[str, Any], id_column: str | None, default_id: str) -> str:
-    name = id_column or ("id" if "id" in row else None)
-    value = row.get(name) if name else None
-    return default_id if value is None or not str(value).strip() else str(value).strip()
+def _blank(value: Any) -> bool:
+    return value is None or not str(value).strip()
 
 
-def _checked_item(item: InputItem) -> InputItem:
+def _encodable(value: Any) -> bool:
+    """False when a string in `value` holds a lone surrogate (e.g. JSON "\\ud83d"): it cannot be written as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _checked_item(item: InputItem) -> None:
     source = item.source
     if source is None or (isinstance(source, float) and source != source):  # None / NaN cell
         source = ""
     if isinstance(source, str):
-        item.source = source.strip()
-        if not item.source:
-            item.problem, item.detail = "empty_prompt", "the prompt is empty"
-        return item
-    if isinstance(source, list) and not any(_turn_text(t).strip() for t in source):
+        source = item.source = source.strip()
+    if not _encodable(source):
+        item.problem, item.detail = "invalid_utf8", "the prompt holds a lone surrogate (not valid Unicode)"
+    elif isinstance(source, str) and not source:
+        item.problem, item.detail = "empty_prompt", "the prompt is empty"
+    elif isinstance(source, list) and not any(_turn_text(t).strip() for t in source):
         item.problem, item.detail = "empty_prompt", "the context has no non-empty turn"
-        return item
-
-    def fail(key: str, problem: str) -> DataValidationError:
-        return DataValidationError(f"{key}: {problem}")
-
-    try:
-        _check_context(source, "context", fail)
-    except DataValidationError as err:
-        item.problem, item.detail = "invalid_context", str(err)
-    return item
+    elif not isinstance(source, str):
+        try:
+            _check_context(source, "context", lambda key, problem: DataValidationError(f"{key}: {problem}"))
+        except DataValidationError as err:
+            item.problem, item.detail = "invalid_context", str(err)
 
 
 def _turn_text(turn: Any) -> str:
@@ -284,9 +355,14 @@ def _mark_duplicates(items: list[InputItem]) -> list[InputItem]:
 # ----- teachers ------------------------------------------------------------------------------------------------
 @dataclass
 class TeacherFailure:
-    """A teacher could not answer for one record (e.g. retries exhausted); the record is retried on resume."""
+    """A teacher could not answer for one record.
+
+    `retryable` (e.g. retries exhausted): the record is left unfinished and retried on resume. Otherwise the
+    teacher refused this input for good (e.g. HTTP 400: prompt too long): it is rejected as `teacher_rejected`.
+    """
 
     message: str
+    retryable: bool = True
 
 
 class Teacher(Protocol):
@@ -341,34 +417,39 @@ class LocalTeacher:
         if isinstance(model, str | os.PathLike):
             from peft_diversity.models import load_model_and_tokenizer
 
-            self.name = f"local:{model}"
+            self.name = f"local:{display_name(model)}"
             model, tokenizer = load_model_and_tokenizer(str(model), dtype=dtype, trust_remote_code=trust_remote_code)
         else:
             from peft_diversity.generation import model_name
 
             if tokenizer is None:
                 raise BuildError("LocalTeacher needs the tokenizer when the model is an object")
-            self.name = f"local:{model_name(model) or type(model).__name__}"
+            self.name = f"local:{display_name(model_name(model) or type(model).__name__)}"
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.sampling, self.batch_size = sampling or Sampling(), batch_size
 
     def __call__(self, records: Sequence[dict[str, Any]], n: int, attempt: int) -> list[str | TeacherFailure]:
         from peft_diversity.generation import generate_listing
 
-        with _quiet("peft_diversity.generation"):  # the builder reports parse shortfalls itself, per record
+        generation_logger = logging.getLogger("peft_diversity.generation")
+        generation_logger.addFilter(_skip_parse_warnings)  # the builder records parse failures per record itself
+        try:
             results = generate_listing(
                 self.model, self.tokenizer, contexts=list(records), k=n, template=self.template, clean=False,
                 temperature=self.sampling.temperature_for(attempt), max_new_tokens=self.sampling.max_new_tokens,
                 seed=self.sampling.seed_for(attempt), batch_size=self.batch_size, progress=False,
             )
+        finally:
+            generation_logger.removeFilter(_skip_parse_warnings)
         return [result.settings["raw_output"] for result in results]
 
 
 class OpenAITeacher:
     """An OpenAI-compatible `/chat/completions` endpoint; the records of a batch are requested concurrently.
 
-    Retries, rate limit and error messages are `chat_http.ChatClient`'s. Auth, quota and unknown-model errors
-    stop the build; a record whose retries run out comes back as a `TeacherFailure`.
+    Retries, rate limit and error messages are `chat_http.ChatClient`'s. Auth, quota, unknown-model and redirect
+    errors stop the build; a record whose retries run out comes back as a retryable `TeacherFailure`, one the
+    endpoint refuses (another 4xx, an unreadable reply) as a final one.
     """
 
     def __init__(self, model: str, template: PossibilityTemplate, sampling: Sampling | None = None, *,
@@ -377,7 +458,7 @@ class OpenAITeacher:
                  concurrency: int = 4) -> None:
         self.client = ChatClient(model, base_url, api_key=api_key, api_key_env=api_key_env, policy=policy,
                                  requests_per_minute=requests_per_minute)
-        self.name = f"openai:{model}@{self.client.base_url}"
+        self.name = f"openai:{model}@{public_url(self.client.base_url)}"
         self.template, self.sampling, self.concurrency = template, sampling or Sampling(), max(1, concurrency)
 
     def __call__(self, records: Sequence[dict[str, Any]], n: int, attempt: int) -> list[str | TeacherFailure]:
@@ -389,8 +470,10 @@ class OpenAITeacher:
                 return self.client.complete(listing_messages(self.template, record, n), **params)
             except FATAL_ERRORS:
                 raise
-            except ChatRequestError as err:
+            except ChatRetriesExhausted as err:
                 return TeacherFailure(str(err))
+            except ChatRequestError as err:  # refused for this input (e.g. 400 prompt too long): asking again won't help
+                return TeacherFailure(str(err), retryable=False)
 
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(records)))
         try:
@@ -400,22 +483,14 @@ class OpenAITeacher:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _quiet:  # noqa: N801 - used as a context manager
-    """Raise a logger's level to ERROR for the duration of a block."""
-
-    def __init__(self, name: str) -> None:
-        self.logger = logging.getLogger(name)
-
-    def __enter__(self) -> None:
-        self.level = self.logger.level
-        self.logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc: object) -> None:
-        self.logger.setLevel(self.level)
+def _skip_parse_warnings(record: logging.LogRecord) -> bool:
+    """Logging filter: drop only `generate_listing`'s parse warnings; others (a prompt truncated to fit the model
+    window) still reach the user."""
+    return not str(record.msg).startswith("listing: could not parse")
 
 
 # ----- per-record candidate selection ---------------------------------------------------------------------------
-DROP_REASONS = ("empty", "echo", "duplicate", "near_duplicate", "surplus")
+DROP_REASONS = ("empty", "invalid_utf8", "echo", "duplicate", "near_duplicate", "surplus")
 
 
 @dataclass
@@ -430,7 +505,7 @@ class _State:
     attempts: int = 0
     parse_failures: list[list[int]] = field(default_factory=list)
     dropped: Counter = field(default_factory=Counter)
-    error: str | None = None
+    error: TeacherFailure | None = None
 
 
 def parse_reply(raw: str, record: dict[str, Any], n: int, template: PossibilityTemplate) -> tuple[list[str], list[int]]:
@@ -456,13 +531,15 @@ class CandidateFilter:
         self.embedder = None if embedder is False else embedder
 
     def text_pass(self, state: _State, items: list[str]) -> list[str]:
-        """Drop empty items, echoes of the input and exact duplicates; the rest still needs the semantic pass."""
+        """Drop empty items, unwritable ones (a lone surrogate), echoes of the input and exact duplicates; the rest
+        still needs the semantic pass."""
         echoes = _echo_keys(state.item.source)
         fresh: list[str] = []
         seen = set(state.kept_norm)
         for item in items:
             norm = normalise(item)
-            reason = "empty" if not norm else "echo" if norm in echoes else "duplicate" if norm in seen else None
+            reason = ("empty" if not norm else "invalid_utf8" if not _encodable(item) else "echo" if norm in echoes
+                      else "duplicate" if norm in seen else None)
             if reason:
                 state.dropped[reason] += 1
             else:
@@ -497,9 +574,17 @@ class CandidateFilter:
 
 
 # ----- output folder -------------------------------------------------------------------------------------------
-def append_line(handle: Any, data: dict[str, Any]) -> None:
-    """One JSON line, written in one call, flushed and fsync'ed: a crash loses at most the line being written."""
-    handle.write(json.dumps(data, ensure_ascii=False) + "\n")
+BUILD_REASONS = ("too_few_candidates", "teacher_rejected", "invalid_utf8")
+"""Rejections decided during the build (not by reading the input): they stand while the input is unchanged."""
+
+
+def append_line(handle: Any, data: dict[str, Any], ensure_ascii: bool = False) -> None:
+    """One JSON line, written in one call, flushed and fsync'ed: a crash loses at most the line being written.
+
+    `handle` is binary and the line is encoded first, so text that is not valid Unicode (a lone surrogate) raises
+    UnicodeEncodeError with nothing written.
+    """
+    handle.write((json.dumps(data, ensure_ascii=ensure_ascii) + "\n").encode("utf-8"))
     handle.flush()
     os.fsync(handle.fileno())
 
@@ -518,47 +603,65 @@ def repair_jsonl(path: Path) -> list[dict[str, Any]]:
             handle.flush()
             os.fsync(handle.fileno())
         data = data[:cut]
-    records = []
-    for lineno, line in enumerate(data.split(b"\n"), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise BuildError(f"{path}:{lineno}: not valid JSON ({err}); the file was edited or damaged: "
-                                 "fix or delete that line, then resume") from err
-    return records
+    return _parse_lines(path, data.split(b"\n"))
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Complete lines only (a torn last line is ignored, not repaired): for read-only reporting."""
     if not path.is_file():
         return []
-    lines = path.read_bytes().split(b"\n")
-    out = []
-    for line in lines[:-1]:  # the part after the last newline is empty or torn
-        if line.strip():
-            out.append(json.loads(line))
-    return out
+    return _parse_lines(path, path.read_bytes().split(b"\n")[:-1])  # after the last newline: empty or torn
+
+
+def _parse_lines(path: Path, lines: list[bytes]) -> list[dict[str, Any]]:
+    records = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            record = err
+        if not isinstance(record, dict):
+            problem = f"not valid JSON ({record})" if isinstance(record, Exception) else "not a JSON object"
+            raise BuildError(f"{path}:{lineno}: {problem}; the file was edited or damaged: fix or delete that line, "
+                             "then run again")
+        records.append(record)
+    return records
 
 
 class BuildFolder:
-    """The output folder of a build: config check, resume state, append-only writers."""
+    """The output folder of a build: lock, config check, resume state, append-only writers."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
         self.train_path, self.rejected_path = self.folder / TRAIN_FILE, self.folder / REJECTED_FILE
         self.done: set[str] = set()
 
-    def open(self, config: dict[str, Any], force: bool = False) -> int:
-        """Check/write build_config.json, repair torn lines, load finished ids; returns how many were done."""
+    def open(self, config: dict[str, Any], items: Sequence[InputItem], force: bool = False) -> list[InputItem]:
+        """Lock the folder, check/write build_config.json, repair torn lines; returns the items still to build."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._check_config(config, force)
-        for path in (self.train_path, self.rejected_path):
-            self.done.update(str(r.get("id")) for r in repair_jsonl(path))
-        atomic_write_text(self.folder / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-        self._train = open(self.train_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._rejected = open(self.rejected_path, "a", encoding="utf-8")  # noqa: SIM115
-        return len(self.done)
+        self._lock()
+        try:
+            self._check_config(config, force)
+            todo = self._pending(items, force)
+            atomic_write_text(self.folder / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+            self._train = open(self.train_path, "ab")  # noqa: SIM115 - closed in close()
+            self._rejected = open(self.rejected_path, "ab")  # noqa: SIM115
+        except BaseException:
+            self.close()
+            raise
+        return todo
+
+    def _lock(self) -> None:
+        """Exclusive for the whole build: two builds appending to one folder would write the same ids twice."""
+        self._lock_handle = open(self.folder / LOCK_FILE, "a")  # noqa: SIM115 - closed in close()
+        try:
+            fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.close()
+            raise BuildError(f"{self.folder} is in use by another build (it holds {self.folder / LOCK_FILE}); wait "
+                             "for it to finish or use another --output folder") from None
 
     def _check_config(self, config: dict[str, Any], force: bool) -> None:
         path = self.folder / CONFIG_FILE
@@ -568,7 +671,7 @@ class BuildFolder:
                     raise BuildError(f"{self.folder} holds build outputs but no {CONFIG_FILE}: use a new folder, or "
                                      "--force to add to it")
             return
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = _read_json(path)
         changed = [f"{key}: {old.get(key)!r} -> {config.get(key)!r}" for key in CONTENT_KEYS
                    if old.get(key) != config.get(key)]
         if changed and not force:
@@ -577,22 +680,70 @@ class BuildFolder:
         if changed:
             logger.warning("continuing %s with changed settings (%s)", self.folder, "; ".join(changed))
 
+    def _pending(self, items: Sequence[InputItem], force: bool) -> list[InputItem]:
+        """The items not finished yet. A finished id whose input row has changed since: for a kept record an error
+        (ids no longer name the same inputs, e.g. `line-N` after an inserted row); a rejection is dropped and
+        its row processed again (the user fixed it)."""
+        kept = {str(r.get("id")): r for r in repair_jsonl(self.train_path)}
+        rejected = {str(r.get("id")): r for r in repair_jsonl(self.rejected_path)}
+        stale = set()
+        for item in items:
+            if item.key in kept and _stored_input(kept[item.key]) != _input_of(item) and not force:
+                raise BuildError(
+                    f"{item.where}: id {item.key!r} holds a different input than the record built for it in "
+                    f"{self.train_path}: the input changed since that run. Use a new --output folder, or --force "
+                    "to keep the old records")
+            if item.key in rejected and not _rejection_holds(rejected[item.key], item):
+                stale.add(item.key)
+        if stale:
+            logger.warning("%s: %d rejected inputs changed since the last run; processing them again",
+                           self.rejected_path, len(stale))
+            self._drop_rejections(stale)
+        self.done = (set(kept) | set(rejected)) - stale
+        return [item for item in items if item.key not in self.done]
+
+    def _drop_rejections(self, ids: set[str]) -> None:
+        """Rewrite rejected.jsonl without these ids (atomically, before it is opened for appending)."""
+        lines = self.rejected_path.read_bytes().decode("utf-8").split("\n")
+        keep = [line for line in lines if line.strip() and str(json.loads(line).get("id")) not in ids]
+        atomic_write_text(self.rejected_path, "".join(f"{line}\n" for line in keep))
+
     def write_record(self, record: dict[str, Any]) -> None:
         append_line(self._train, record)
         self.done.add(record["id"])
 
     def write_rejection(self, entry: dict[str, Any]) -> None:
-        append_line(self._rejected, entry)
+        try:
+            append_line(self._rejected, entry)
+        except UnicodeEncodeError:  # a lone surrogate from the input: keep the entry, escaped as \udXXXX
+            append_line(self._rejected, entry, ensure_ascii=True)
         self.done.add(entry["id"])
 
     def write_progress(self, progress: dict[str, Any]) -> None:
-        atomic_write_text(self.folder / PROGRESS_FILE, json.dumps(progress, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(self.folder / PROGRESS_FILE, json.dumps(progress, indent=2) + "\n")
 
     def close(self) -> None:
-        for name in ("_train", "_rejected"):
+        for name in ("_train", "_rejected", "_lock_handle"):  # the lock last: closing it releases it
             handle = getattr(self, name, None)
             if handle is not None:
                 handle.close()
+                setattr(self, name, None)
+
+
+def _input_of(item: InputItem) -> Any:
+    return item.source if item.source is not None else item.digest
+
+
+def _stored_input(entry: dict[str, Any]) -> Any:
+    return entry.get("prompt", entry.get("context", entry.get("input_hash")))
+
+
+def _rejection_holds(entry: dict[str, Any], item: InputItem) -> bool:
+    """A stored rejection still applies: same input, and the same input problem (or none, for a rejection
+    decided during the build)."""
+    reason = entry.get("reason")
+    same_reason = reason == item.problem if item.problem else reason in BUILD_REASONS
+    return same_reason and _stored_input(entry) == _input_of(item)
 
 
 # ----- the build --------------------------------------------------------------------------------------------------
@@ -681,17 +832,18 @@ def build_dataset(
     `embedder`: the SBERT model for near-duplicate detection (None = all-MiniLM-L6-v2, False = exact text only).
     `config`: the content settings to store/check (default: `build_config(...)` without input fields).
     Problems with single inputs are logged and recorded; only settings errors and fatal teacher errors
-    (auth, quota, unknown model, `max_consecutive_failures` failures in a row) raise.
+    (auth, quota, unknown model, redirect, `max_consecutive_failures` failures in a row), a folder locked by
+    another build and an input that changed under a finished record raise.
     """
     settings = settings or BuildSettings()
     settings.check()
     dedup = CandidateFilter(settings.similarity_threshold, embedder)
     config = config or build_config(template, teacher, settings, semantic=dedup.semantic)
     out, summary, start = BuildFolder(output_dir), BuildSummary(inputs=len(items)), time.perf_counter()
-    summary.already_done = out.open(config, force)
+    todo = out.open(config, items, force)
+    summary.already_done = len(items) - len(todo)
     run = _Run(teacher, template, settings, dedup, out, summary, log, config["prompt_version"])
     try:
-        todo = [item for item in items if item.key not in out.done]
         for item in (i for i in todo if i.problem):
             run.reject(item, item.problem, item.detail)
         usable = [item for item in todo if not item.problem]
@@ -734,7 +886,7 @@ class _Run:
             for state, reply in zip(pending, replies, strict=True):
                 state.attempts += 1
                 if isinstance(reply, TeacherFailure):
-                    state.error = reply.message
+                    state.error = reply
                     continue
                 items_, failures = parse_reply(reply, state.record, n, self.template)
                 state.parse_failures.append(failures)
@@ -742,21 +894,37 @@ class _Run:
             self.dedup.keep(fresh, n)
         for state in states:
             self.finish(state)
+        if self.failures_in_a_row >= self.settings.max_consecutive_failures:  # only now: the batch is all written
+            last = next(reversed(self.summary.unfinished.values()))
+            raise BuildError(
+                f"the teacher failed {self.failures_in_a_row} inputs in a row (last: {last}); stopping. "
+                f"{self.summary.kept} records were written; run the same command again to resume"
+            )
 
     def finish(self, state: _State) -> None:
         item, n = state.item, self.settings.num_candidates
-        if state.error is not None and len(state.kept) < self.settings.min_candidates:
-            self._unfinished(item, state.error)
+        short = len(state.kept) < self.settings.min_candidates
+        if short and state.error is not None and state.error.retryable:
+            self._unfinished(item, state.error.message)
             return
         self.failures_in_a_row = 0
         provenance = self.provenance(state)
-        if len(state.kept) < self.settings.min_candidates:
+        if short and state.error is not None:  # the teacher refused this input for good (e.g. HTTP 400)
+            self.reject(item, "teacher_rejected", state.error.message, candidates=state.kept, provenance=provenance)
+            return
+        if short:
             detail = (f"{len(state.kept)} valid candidates after {state.attempts} attempts "
                       f"(min_candidates={self.settings.min_candidates}); dropped: {dict(state.dropped) or 'none'}")
             self.reject(item, "too_few_candidates", detail, candidates=state.kept, provenance=provenance)
             return
         key = "context" if "context" in state.record else "prompt"
-        self.out.write_record({"id": item.key, key: item.source, "candidates": state.kept, "provenance": provenance})
+        try:
+            self.out.write_record({"id": item.key, key: item.source, "candidates": state.kept,
+                                   "provenance": provenance})
+        except UnicodeEncodeError as err:  # inputs and candidates are checked; still, one record never stops a build
+            self.reject(item, "invalid_utf8", f"the record cannot be written as UTF-8 ({err.reason})",
+                        provenance=provenance)
+            return
         self.summary.kept += 1
         if len(state.kept) < n:
             self.summary.shortfall += 1
@@ -774,13 +942,15 @@ class _Run:
             "shortfall": max(0, self.settings.num_candidates - len(state.kept)),
         }
         if state.error is not None:
-            data["teacher_error"] = state.error
+            data["teacher_error"] = state.error.message
         return data
 
     def reject(self, item: InputItem, reason: str, detail: str, **extra: Any) -> None:
         entry = {"id": item.key, "reason": reason, "detail": detail, "input": item.where}
         if item.source is not None:
             entry["prompt" if isinstance(item.source, str) else "context"] = item.source
+        else:  # an unreadable row: a resume compares this to see whether it was fixed
+            entry["input_hash"] = item.digest
         self.out.write_rejection({**entry, **extra})
         self.summary.rejected[reason] += 1
         self.log(f"{item.where}: id {item.key!r} rejected ({reason}: {detail})")
@@ -789,11 +959,6 @@ class _Run:
         self.summary.unfinished[item.key] = error
         self.failures_in_a_row += 1
         self.log(f"{item.where}: id {item.key!r} not built, teacher error (retried on resume): {error}")
-        if self.failures_in_a_row >= self.settings.max_consecutive_failures:
-            raise BuildError(
-                f"the teacher failed {self.failures_in_a_row} inputs in a row (last: {error}); stopping. "
-                f"{self.summary.kept} records were written; run the same command again to resume"
-            )
 
 
 def _teacher_record(item: InputItem, template: PossibilityTemplate) -> dict[str, Any]:
@@ -816,7 +981,7 @@ def quality_report(folder: str | os.PathLike, embedder: Any = None, write: bool 
     records, rejected = _read_jsonl(folder / TRAIN_FILE), _read_jsonl(folder / REJECTED_FILE)
     config = _read_json(folder / CONFIG_FILE)
     progress = _read_json(folder / PROGRESS_FILE)
-    written = {r["id"] for r in records + rejected}
+    written = {r.get("id") for r in records + rejected}
     unfinished = sorted(set(progress.get("unfinished", {})) - written)
     pending = max(0, progress.get("inputs", 0) - len(written) - len(unfinished))
     report = {
@@ -840,7 +1005,15 @@ def quality_report(folder: str | os.PathLike, embedder: Any = None, write: bool 
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        data = err
+    if not isinstance(data, dict):
+        raise BuildError(f"{path}: not a JSON object ({data}); the file was edited or damaged: fix or delete it")
+    return data
 
 
 def _record_counts(records: list[dict], rejected: list[dict], unfinished: list[str], pending: int) -> dict[str, Any]:

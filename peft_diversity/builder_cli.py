@@ -27,6 +27,7 @@ from peft_diversity.builder import (
     Sampling,
     build_config,
     build_dataset,
+    display_name,
     quality_report,
     read_inputs,
 )
@@ -40,14 +41,16 @@ DEFAULT_TEACHER = "builtin:minilm-decoder"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `peft-diversity build-data`."""
     io = parser.add_argument_group("input and output")
-    io.add_argument("--input", help="prompts: .jsonl, .csv or .parquet file, or a Hub dataset id")
+    io.add_argument("--input", help="prompts: .jsonl, .csv or .parquet file, a dataset folder, or a Hub dataset id "
+                                    "(owner/name)")
     io.add_argument("--column", help="column with the prompt text or (JSONL/Parquet/Hub) a list of dialogue turns; "
                                      "default: the first of context, prompt, text, input, question, instruction")
     io.add_argument("--id-column", help="column with record ids (default: 'id' when present, else line/row number)")
     io.add_argument("--split", default="train", help="Hub dataset split (default: train)")
     io.add_argument("--output", type=Path, help="output folder (train.jsonl, rejected.jsonl, reports)")
     io.add_argument("--limit", type=int, help="use only the first N input rows")
-    io.add_argument("--force", action="store_true", help="resume even though content settings changed")
+    io.add_argument("--force", action="store_true",
+                    help="resume even though content settings or the inputs of finished records changed")
     io.add_argument("--no-report", action="store_true", help="skip the quality report at the end")
     io.add_argument("--report-only", type=Path, metavar="DIR", help="only (re)write the quality report of DIR")
 
@@ -58,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teacher.add_argument("--base-url", help="OpenAI-compatible endpoint incl. version prefix, e.g. http://127.0.0.1:8000/v1")
     teacher.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
     teacher.add_argument("--requests-per-minute", type=float, help="client-side rate limit (HTTP teacher)")
-    teacher.add_argument("--concurrency", type=int, default=4, help="parallel requests (HTTP teacher, default 4)")
+    teacher.add_argument("--concurrency", type=int, default=4,
+                         help="parallel requests (HTTP teacher, default 4; at most --batch-size)")
     teacher.add_argument("--http-max-retries", type=int, default=5,
                          help="retries of one request on 429/5xx/timeouts (default 5)")
     teacher.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request (default 60)")
@@ -70,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how inputs are presented (default: dialogue for turn lists, else the text as is)")
     prompt.add_argument("--instruction", help="custom task wording with an {input} placeholder")
     prompt.add_argument("--system-prompt", help="system message for the teacher")
-    prompt.add_argument("--template", help="possibility_config.json (file or folder) to take the wording from")
+    prompt.add_argument("--template", help="possibility_config.json (file or folder) to take the whole wording from "
+                                           "(instead of --task/--instruction/--system-prompt)")
 
     build = parser.add_argument_group("candidates")
     build.add_argument("-n", "--num-candidates", type=int, default=5, help="candidates per input (default 5)")
@@ -85,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--temperature", type=float, default=1.0, help="teacher temperature; retries add 0.2")
     build.add_argument("--max-new-tokens", type=int, default=64, help="per candidate (default 64)")
     build.add_argument("--seed", type=int, default=0, help="local teacher seed (retry i uses seed + i)")
-    build.add_argument("--batch-size", type=int, default=8, help="inputs per teacher round (default 8)")
+    build.add_argument("--batch-size", type=int,
+                       help="inputs per teacher round (default 8; HTTP teacher: at least --concurrency)")
     build.add_argument("--max-consecutive-failures", type=int, default=5,
                        help="stop after this many inputs in a row fail at the teacher (default 5)")
 
@@ -99,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
             _print_report(quality_report(args.report_only, embedder=args.embedder))
             return 0
         return _build(args)
-    except (BuildError, ChatRequestError, DataValidationError, GenerationError, TemplateError,
-            FileNotFoundError) as err:
+    except (BuildError, ChatRequestError, DataValidationError, GenerationError, TemplateError, OSError) as err:
         print(f"peft-diversity build-data: {err}", file=sys.stderr)
         return 2
 
@@ -114,6 +119,8 @@ def _build(args: argparse.Namespace) -> int:
     if not items:
         raise BuildError(f"{args.input}: no input rows")
     template = make_template(args, items)
+    if args.batch_size is None:  # an HTTP round sends at most one request per input of the batch
+        args.batch_size = max(8, args.concurrency) if args.base_url else 8
     settings = BuildSettings(
         num_candidates=args.num_candidates, min_candidates=args.min_candidates, max_retries=args.max_retries,
         similarity_threshold=args.similarity_threshold, batch_size=args.batch_size,
@@ -123,7 +130,7 @@ def _build(args: argparse.Namespace) -> int:
     teacher = make_teacher(args, template)
     embedder = _embedder(args)
     config = build_config(template, teacher, settings, semantic=embedder is not False,
-                          input=_input_name(args.input), column=args.column, id_column=args.id_column,
+                          input=display_name(args.input), column=args.column, id_column=args.id_column,
                           split=args.split, sampling=asdict(teacher.sampling))
     summary = build_dataset(items, teacher, args.output, template, settings, embedder=embedder, config=config,
                             force=args.force)
@@ -141,12 +148,21 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def make_template(args: argparse.Namespace, items: list[InputItem]) -> PossibilityTemplate:
-    """The wording shown to the teacher: --template, else --task/--instruction, else guessed from the inputs."""
+    """The wording shown to the teacher: --template, else --task/--instruction, else guessed from the inputs.
+
+    Conflicting flags are errors, as in `peft-diversity generate`.
+    """
+    given = [flag for flag, value in (("--task", args.task), ("--instruction", args.instruction),
+                                      ("--system-prompt", args.system_prompt)) if value is not None]
     if args.template:
+        if given:
+            raise BuildError(f"--template sets the whole wording: drop {', '.join(given)} or drop --template")
         from peft_diversity.generation import load_template
 
         return load_template(args.template)
-    task = args.task
+    if args.instruction is not None and args.task not in (None, "custom"):
+        raise BuildError(f"--instruction makes a custom task; drop --task {args.task} or use --task custom")
+    task = args.task or ("custom" if args.instruction is not None else None)
     if task is None:
         first = next((item.source for item in items if item.problem is None), None)
         task = "dialogue" if isinstance(first, list) else "custom"
@@ -174,11 +190,6 @@ def _embedder(args: argparse.Namespace) -> Any:
     if getattr(args, "no_semantic_dedup", False):
         return False
     return args.embedder
-
-
-def _input_name(source: str) -> str:
-    path = Path(source)
-    return str(path.resolve()) if path.exists() else source
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -4,18 +4,21 @@ Used by the coherence judge (`scoring.judges.make_openai_judge`) and the data bu
 
 Policy:
 - 429 (rate limited), 408/409/425, 5xx, timeouts and dropped connections are retried up to `max_retries`
-  times, waiting `Retry-After` when the server sends it (seconds or an HTTP date), else an exponential backoff
-  with jitter (`base_delay_s * 2**attempt`, capped at `max_delay_s`, times a random factor in [0.5, 1]).
-- 401/403 (bad or missing key), 404 (unknown model or wrong URL) and 429 with `insufficient_quota` (no credit
-  left) fail at once: retrying cannot help, and the message says what to check.
+  times, waiting `Retry-After` when the server sends it (seconds or an HTTP date; times a random factor in
+  [1, 1.2] so clients told the same time do not return together), else an exponential backoff with jitter
+  (`base_delay_s * 2**attempt`, capped at `max_delay_s`, times a random factor in [0.5, 1]).
+- 401/403 (bad or missing key), 404 (unknown model or wrong URL), 429 with `insufficient_quota` (no credit
+  left) and redirects (3xx: not followed, since urllib would send the Authorization header on to the new
+  host) fail at once: retrying cannot help, and the message says what to check.
 - Other 4xx (e.g. 400: prompt too long) fail at once for that request only (`ChatRequestError`).
 - An optional client-side limit spaces request starts evenly (`requests_per_minute`), across threads.
 The API key is sent in the Authorization header only; it never appears in a message (server messages that
-echo it are redacted).
+echo it are redacted), and URLs in messages lose any user:password@ and query (`public_url`).
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import http.client
 import json
@@ -25,6 +28,7 @@ import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,11 +56,15 @@ class ChatModelNotFoundError(ChatRequestError):
     """404: the model does not exist at this endpoint (or the base URL is wrong)."""
 
 
+class ChatRedirectError(ChatRequestError):
+    """3xx: the endpoint moved; requests are not sent on (the key would go to the new host)."""
+
+
 class ChatRetriesExhausted(ChatRequestError):
     """A transient failure (429, 5xx, timeout) persisted through every retry."""
 
 
-FATAL_ERRORS = (ChatAuthError, ChatQuotaError, ChatModelNotFoundError)
+FATAL_ERRORS = (ChatAuthError, ChatQuotaError, ChatModelNotFoundError, ChatRedirectError)
 """Errors that will repeat on every request: callers should stop instead of moving on to the next one."""
 
 
@@ -77,10 +85,11 @@ class RetryPolicy:
 
     def delay(self, retry: int, retry_after: float | None, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number `retry` (0-based)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after_s)
+        rng = rng or random
+        if retry_after is not None:  # at least what the server asked for
+            return min(max(retry_after, 0.0) * rng.uniform(1.0, 1.2), self.max_retry_after_s)
         backoff = min(self.max_delay_s, self.base_delay_s * 2**retry)
-        return backoff * (rng or random).uniform(0.5, 1.0)
+        return backoff * rng.uniform(0.5, 1.0)
 
 
 class RateLimiter:
@@ -102,6 +111,22 @@ class RateLimiter:
             self._next = slot + self.interval
         if slot > now:
             self._sleep(slot - now)
+
+
+def public_url(url: str) -> str:
+    """`url` without user:password@, query and fragment: what may be shown or stored (they can hold secrets)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Do not follow redirects: urllib would resend the Authorization header to whatever host they name."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx then surfaces as an HTTPError, classified as ChatRedirectError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 class _Transient(Exception):
@@ -130,6 +155,7 @@ class ChatClient:
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
+        self.shown_url = public_url(self.url)  # for messages: no credentials
         self.api_key_env = api_key_env
         self._key = api_key if api_key is not None else os.environ.get(api_key_env, "")
         self.policy = policy or RetryPolicy()
@@ -137,7 +163,7 @@ class ChatClient:
         self._sleep = sleep
 
     def __repr__(self) -> str:  # never show the key
-        return f"ChatClient(model={self.model!r}, url={self.url!r})"
+        return f"ChatClient(model={self.model!r}, url={self.shown_url!r})"
 
     def complete(self, messages: list[dict[str, str]], **params: Any) -> str:
         """The assistant reply to `messages`; extra `params` (temperature, max_tokens, ...) go in the body."""
@@ -151,10 +177,10 @@ class ChatClient:
             except _Transient as err:
                 if attempt + 1 == attempts:
                     raise ChatRetriesExhausted(
-                        f"{self.url}: gave up after {attempts} attempts; last error: {err}"
+                        f"{self.shown_url}: gave up after {attempts} attempts; last error: {err}"
                     ) from None
                 wait = self.policy.delay(attempt, err.retry_after)
-                logger.warning("%s: %s; retry %d/%d in %.1f s", self.url, err, attempt + 1, attempts - 1, wait)
+                logger.warning("%s: %s; retry %d/%d in %.1f s", self.shown_url, err, attempt + 1, attempts - 1, wait)
                 self._sleep(wait)
         raise AssertionError("unreachable")
 
@@ -166,7 +192,7 @@ class ChatClient:
         data = json.dumps(payload).encode("utf-8")
         request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.policy.timeout_s) as response:  # noqa: S310
+            with _OPENER.open(request, timeout=self.policy.timeout_s) as response:
                 body = response.read()
         except urllib.error.HTTPError as err:
             raise self._classify(err) from None
@@ -180,14 +206,14 @@ class ChatClient:
             return json.loads(body.decode("utf-8"))["choices"][0]["message"]["content"] or ""
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
             raise ChatRequestError(
-                f"{self.url}: unexpected response (not an OpenAI chat completion: {err!r}): {self._redact(body[:200])}"
+                f"{self.shown_url}: unexpected response (not an OpenAI chat completion: {err!r}): {self._redact(body[:200])}"
             ) from None
 
     def _classify(self, err: urllib.error.HTTPError) -> Exception:
         status = err.code
         detail, code = _error_detail(err)
         detail = self._redact(detail)
-        where = f"HTTP {status} from {self.url}"
+        where = f"HTTP {status} from {self.shown_url}"
         if status in (401, 403):
             sent = "the key" if self._key else "no key (it is empty)"
             return ChatAuthError(f"{where}: not authorised ({detail}); {sent} in ${self.api_key_env} was sent: "
@@ -195,6 +221,10 @@ class ChatClient:
         if status == 404:
             return ChatModelNotFoundError(f"{where}: model {self.model!r} not found, or the base URL is wrong "
                                           f"(it must end with the version prefix, e.g. /v1) ({detail})")
+        if 300 <= status < 400:
+            moved = public_url(err.headers.get("Location") or "?")
+            return ChatRedirectError(f"{where}: redirected to {moved}; redirects are not followed (the key would be "
+                                     "sent on): use the final URL as the base URL")
         if status == 429 and code == "insufficient_quota":
             return ChatQuotaError(f"{where}: quota exhausted ({detail}); add credit or use another key/endpoint")
         if status in RETRY_STATUSES:
@@ -237,4 +267,6 @@ def _retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000" (UTC, per RFC 5322) parses to a naive time, which timestamp() takes as local
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - time.time())

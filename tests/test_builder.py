@@ -3,8 +3,12 @@ de-duplication, retry policy, kill-and-resume, quality report."""
 
 from __future__ import annotations
 
+import argparse
+import codecs
+import email.utils
 import http.server
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,22 +16,27 @@ import sys
 import threading
 import time
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from peft_diversity import cli
+from peft_diversity import builder, builder_cli, cli
 from peft_diversity.builder import (
     BuildError,
+    BuildFolder,
     BuildSettings,
     LocalTeacher,
+    OpenAITeacher,
     Sampling,
     TeacherFailure,
+    build_config,
     build_dataset,
+    display_name,
     listing_messages,
     prompt_version,
     quality_report,
@@ -39,9 +48,11 @@ from peft_diversity.chat_http import (
     ChatClient,
     ChatModelNotFoundError,
     ChatQuotaError,
+    ChatRedirectError,
     ChatRetriesExhausted,
     RateLimiter,
     RetryPolicy,
+    _retry_after,
 )
 from peft_diversity.data import load_one_to_many
 from peft_diversity.templates import PossibilityTemplate
@@ -147,10 +158,80 @@ def test_read_inputs_csv_parquet_and_dataset_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
     pq.write_table(pa.table({"id": ["h1", "h2"], "prompt": ["first", "second"]}), hub_like / "train.parquet")
     items = read_inputs(hub_like, split="train")
-    assert [(i.key, i.where, i.source) for i in items] == [("h1", f"{hub_like}[train] row 0", "first"),
-                                                          ("h2", f"{hub_like}[train] row 1", "second")]
+    assert [(i.key, i.where, i.source) for i in items] == [("h1", "hub_like[train] row 0", "first"),
+                                                          ("h2", "hub_like[train] row 1", "second")]
     with pytest.raises(BuildError, match="no such input file"):
         read_inputs(tmp_path / "missing.jsonl")
+
+
+def test_read_inputs_bom_surrogates_id_column_and_hub_ids(tmp_path, monkeypatch):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(codecs.BOM_UTF8 + b'{"key": "a", "prompt": "first"}\n'
+                     b'{"key": "b", "prompt": "bad \\ud83d"}\n'
+                     b'{"key": "c", "context": [{"speaker": "A", "text": "x \\udc80"}]}\n'
+                     b'{"prompt": "no key here"}\n'
+                     b'{"key": "\\ud800", "prompt": "bad id"}\n')
+    items = read_inputs(path, id_column="key")
+    assert [(i.key, i.problem) for i in items] == [("a", None), ("b", "invalid_utf8"), ("c", "invalid_utf8"),
+                                                   ("line-4", "missing_column"), ("line-5", "invalid_utf8")]
+    assert "'key'" in items[3].detail
+    with pytest.raises(BuildError, match="no row has the column 'kye' \\(--id-column\\)"):  # a typo: no silent line-N ids
+        read_inputs(path, id_column="kye")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.json").write_text("[]")
+    calls = []
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda repo, split: calls.append(repo) or [{"prompt": "hub"}])
+    for name in ("prompts", "x.txt", "x.json"):  # only owner/name strings go to the Hub
+        with pytest.raises(BuildError, match="no such input file|unsupported input type"):
+            read_inputs(name)
+    assert [i.source for i in read_inputs("owner/name")] == ["hub"] and calls == ["owner/name"]
+    (tmp_path / "tiny").mkdir()
+    assert display_name("./tiny") == display_name(str(tmp_path / "tiny/")) == "tiny"
+    assert display_name("owner/model") == "owner/model"
+
+
+def test_csv_bad_bytes_quoting_and_long_cells(tmp_path):
+    path = tmp_path / "p.csv"
+    long = "w" * 200_000  # over csv's default field limit of 131072
+    path.write_bytes(b'\xef\xbb\xbfid,prompt\na,"line one\ncaf\xe9 line two"\nb,plain\n' + f'c,"{long}"\n'.encode())
+    items = read_inputs(path)  # the bad byte stays in its multi-line cell: later rows are not merged into it
+    assert [(i.key, i.where, i.problem) for i in items] == [("line-2", "p.csv:2", "invalid_utf8"),
+                                                            ("b", "p.csv:4", None), ("c", "p.csv:5", None)]
+    assert items[2].source == long
+    for data, pattern in [(b'id,q\nx,ok\ny,"never closed\nz,lost\n', "p.csv:3: malformed CSV"),
+                          (b'id,q\nx,"a"b\n', "p.csv:2: malformed CSV"),
+                          (b"id,q\xff\nx,ok\n", "p.csv:1: the header row is not valid UTF-8")]:
+        path.write_bytes(data)
+        with pytest.raises(BuildError, match=pattern):
+            read_inputs(path)
+
+
+def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):
+    bad_csv = tmp_path / "p.csv"
+    bad_csv.write_bytes(b'id,q\nx,"a"b\n')
+    assert cli.main(["build-data", "--input", str(bad_csv), "--output", str(tmp_path / "o")]) == 2
+    (tmp_path / "o2").mkdir()
+    (tmp_path / "o2" / "train.jsonl").write_text('{"id": "a"}\n{damaged\n')
+    assert cli.main(["build-data", "--report-only", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "p.csv:2: malformed CSV" in err and "train.jsonl:2: not valid JSON" in err and "Traceback" not in err
+
+
+def test_wording_flags_conflict_as_in_generate():
+    parser = argparse.ArgumentParser()
+    builder_cli.add_arguments(parser)
+
+    def template(*argv):
+        return builder_cli.make_template(parser.parse_args(list(argv)), [])
+
+    with pytest.raises(BuildError, match="--template sets the whole wording: drop --task, --system-prompt"):
+        template("--template", "x.json", "--task", "story", "--system-prompt", "Be brief.")
+    with pytest.raises(BuildError, match="--instruction makes a custom task"):
+        template("--task", "story", "--instruction", "Q: {input}")
+    assert template("--instruction", "Q: {input}").task == "custom"
+    assert template("--task", "custom").instruction == "{input}"
 
 
 # ----- the build with a scripted teacher (exact assertions) ---------------------------------------------------------
@@ -217,6 +298,73 @@ def test_resume_repairs_torn_line_and_refuses_changed_settings(tmp_path):
         repair_jsonl(out / "train.jsonl")
 
 
+def test_surrogates_are_rejected_or_dropped_and_never_stop_the_build(tmp_path, monkeypatch):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_bytes(b'{"id": "bad", "prompt": "bad \\ud83d"}\n{"id": "ok", "prompt": "A fox sails."}\n')
+    reply = "1. The wind turns.\n2. Lost \ud83d at sea.\n3. Gulls laugh."
+    teacher, out = ScriptedTeacher({"ok": [reply], "bad": [reply]}), tmp_path / "out"
+    settings = BuildSettings(num_candidates=3, max_retries=0)
+    summary = build_dataset(read_inputs(inputs), teacher, out, STORY, settings, embedder=False, log=lambda _: None)
+    assert (summary.kept, dict(summary.rejected)) == (1, {"invalid_utf8": 1})
+    (kept,), (rejected,) = lines_of(out / "train.jsonl"), lines_of(out / "rejected.jsonl")
+    assert kept["candidates"] == ["The wind turns.", "Gulls laugh."]
+    assert kept["provenance"]["dropped"] == {"invalid_utf8": 1} and rejected["prompt"] == "bad \ud83d"
+    again = build_dataset(read_inputs(inputs), teacher, out, STORY, settings, embedder=False, log=lambda _: None)
+    assert again.already_done == 2 and len(teacher.calls) == 1  # the escaped rejection matches its input
+    monkeypatch.setattr(builder, "_encodable", lambda _: True)  # if a surrogate slipped past the checks ...
+    summary = build_dataset(read_inputs(inputs), teacher, tmp_path / "out2", STORY, settings, embedder=False,
+                            log=lambda _: None)
+    assert (summary.kept, dict(summary.rejected)) == (0, {"invalid_utf8": 2})  # ... each record becomes a rejection
+    assert all("cannot be written" in r["detail"] for r in lines_of(tmp_path / "out2" / "rejected.jsonl"))
+
+
+def test_resume_redoes_fixed_rejections_and_refuses_changed_inputs(tmp_path):
+    inputs, out = tmp_path / "in.jsonl", tmp_path / "out"
+    teacher = ScriptedTeacher(defaultdict(lambda: ["1. alpha one\n2. beta two"]))
+    settings = BuildSettings(num_candidates=2)
+
+    def build(lines, **kwargs):
+        inputs.write_text("".join(line + "\n" for line in lines))
+        return build_dataset(read_inputs(inputs), teacher, out, STORY, settings, embedder=False, log=lambda _: None,
+                             **kwargs)
+
+    build(['"first prompt"', "{not json", '{"prompt": ""}', '"second prompt"'])  # ids line-1 .. line-4
+    assert [(r["id"], r["reason"]) for r in lines_of(out / "rejected.jsonl")] == [("line-2", "invalid_json"),
+                                                                                  ("line-3", "empty_prompt")]
+    summary = build(['"first prompt"', '"fixed prompt"', '{"prompt": ""}', '"second prompt"'])
+    assert summary.already_done == 3 and teacher.calls[-1][0] == ["line-2"]  # only the fixed row
+    assert [r["id"] for r in lines_of(out / "rejected.jsonl")] == ["line-3"]
+    assert [r["id"] for r in lines_of(out / "train.jsonl")] == ["line-1", "line-4", "line-2"]
+    moved = ['"a new first row"', '"first prompt"', '"fixed prompt"', '{"prompt": ""}', '"second prompt"']
+    with pytest.raises(BuildError, match="in.jsonl:1: id 'line-1' holds a different input"):
+        build(moved)
+    assert build(moved, force=True).kept == 2  # --force keeps the old records, builds line-3 (was rejected) and line-5
+
+
+def test_a_folder_is_locked_while_a_build_writes_to_it(tmp_path):
+    items = read_inputs(write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "prompt": "A fox sails."}]))
+    teacher, settings = ScriptedTeacher({"a": ["1. one\n2. two"]}), BuildSettings(num_candidates=2)
+    config = build_config(STORY, teacher, settings, semantic=False)
+    holder = BuildFolder(tmp_path / "out")
+    holder.open(config, items)
+    with pytest.raises(BuildError, match="in use by another build"):
+        build_dataset(items, teacher, tmp_path / "out", STORY, settings, embedder=False, config=config)
+    holder.close()
+    assert build_dataset(items, teacher, tmp_path / "out", STORY, settings, embedder=False, config=config,
+                         log=lambda _: None).kept == 1
+
+
+def test_consecutive_failures_stop_after_the_batch_is_written(tmp_path):
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "prompt": f"prompt {i}"} for i in ("f0", "ok", "f2")])
+    down = [TeacherFailure("HTTP 503")]
+    teacher = ScriptedTeacher({"f0": down, "ok": ["1. one\n2. two"], "f2": down})
+    settings = BuildSettings(num_candidates=2, batch_size=3, max_consecutive_failures=1)
+    with pytest.raises(BuildError, match="failed 1 inputs in a row"):
+        build_dataset(read_inputs(inputs), teacher, tmp_path / "out", STORY, settings, embedder=False,
+                      log=lambda _: None)
+    assert [r["id"] for r in lines_of(tmp_path / "out" / "train.jsonl")] == ["ok"]
+
+
 # ----- the HTTP double ----------------------------------------------------------------------------------------
 class _Double(http.server.BaseHTTPRequestHandler):
     """OpenAI-compatible /v1/chat/completions; `server.respond(body) -> (status, headers, payload)`."""
@@ -235,6 +383,11 @@ class _Double(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 - a followed redirect arrives as GET: recorded, then refused
+        with self.server.lock:
+            self.server.requests.append((self.path, self.headers.get("Authorization"), None))
+        self.send_error(405)
 
     def log_message(self, *args):
         pass
@@ -323,6 +476,41 @@ def test_http_teacher_builds_a_loadable_dataset(tmp_path, double, monkeypatch):
     assert "sk-test-123" not in (out / "build_config.json").read_text()
 
 
+def test_refused_request_is_a_rejection_and_moved_input_resumes(tmp_path, double, monkeypatch):
+    def respond(body):
+        if prompt_of(body) == "prompt 1":
+            return 400, {}, {"error": {"message": "prompt is too long"}}
+        return chat_reply("1. one answer\n2. another answer")
+
+    server, url = double(respond)
+    (tmp_path / "a").mkdir()
+    write_jsonl(tmp_path / "a" / "in.jsonl", [{"id": f"p{i}", "prompt": f"prompt {i}"} for i in range(3)])
+    out = tmp_path / "out"
+    args = ["--output", str(out), "--teacher", "m", "--base-url", url, "--task", "story", "-n", "2", "--no-report",
+            "--no-semantic-dedup", "--max-consecutive-failures", "1", "--concurrency", "12"]
+    assert cli.main(["build-data", "--input", str(tmp_path / "a" / "in.jsonl"), *args]) == 0
+    assert [r["id"] for r in lines_of(out / "train.jsonl")] == ["p0", "p2"]
+    (rejected,) = lines_of(out / "rejected.jsonl")
+    assert rejected["reason"] == "teacher_rejected" and "prompt is too long" in rejected["detail"]
+    assert sum(prompt_of(b) == "prompt 1" for _, _, b in server.requests) == 1  # a 400 is not retried
+    config = json.loads((out / "build_config.json").read_text())
+    assert config["input"] == "in.jsonl" and config["settings"]["batch_size"] == 12  # a round fills the concurrency
+    (tmp_path / "a").rename(tmp_path / "b")  # the checkout moved: the resume goes on
+    monkeypatch.chdir(tmp_path / "b")
+    assert cli.main(["build-data", "--input", "in.jsonl", *args]) == 0 and len(server.requests) == 3
+
+
+def test_endpoint_names_hide_credentials_and_redirects_are_refused(double):
+    teacher = OpenAITeacher("m", STORY, base_url="http://user:s3cret@example.test:8000/v1?key=abc", api_key="")
+    assert teacher.name == "openai:m@http://example.test:8000/v1" and "s3cret" not in repr(teacher.client)
+    target, target_url = double(lambda body: chat_reply("1. hijacked"))
+    server, url = double(scripted_statuses((302, {"Location": f"{target_url}/chat/completions?sig=abc"}, {})))
+    client = ChatClient("m", url, api_key="sk-live-1", sleep=lambda _: None)
+    with pytest.raises(ChatRedirectError, match=r"redirected to http://127.0.0.1:\d+/v1/chat/completions;") as info:
+        client.complete([])
+    assert len(server.requests) == 1 and not target.requests and "sig=abc" not in str(info.value)
+
+
 # ----- retry policy --------------------------------------------------------------------------------------------
 def scripted_statuses(*responses):
     """respond() returning the given (status, headers, payload) in order, then the last one forever."""
@@ -341,7 +529,7 @@ def test_retry_after_is_honoured_then_success(double):
     client = ChatClient("m", url, api_key="", policy=RetryPolicy(max_retries=3, base_delay_s=0.5), sleep=sleeps.append)
     assert client.complete([{"role": "user", "content": "hi"}]) == "1. ok"
     assert len(server.requests) == 3
-    assert sleeps[0] == 2.0 and 0.5 <= sleeps[1] <= 1.0  # Retry-After, then jittered backoff 0.5 * 2**1 * [0.5, 1]
+    assert 2.0 < sleeps[0] <= 2.4 and 0.5 <= sleeps[1] <= 1.0  # Retry-After + jitter, then backoff 0.5*2**1*[0.5, 1]
 
 
 @pytest.mark.parametrize(("status", "payload", "error", "pattern"), [
@@ -379,6 +567,42 @@ def test_rate_limiter_spaces_requests():
     for _ in range(3):
         limiter.wait()
     assert sleeps == [0.5, 0.5]
+
+
+def test_rate_limiter_gives_threads_distinct_slots():
+    clock_lock, slept = threading.Lock(), []
+
+    def clock():  # time stands still: each thread must get its own slot, 0.5 s after the one before
+        with clock_lock:
+            time.sleep(0.001)  # invite a thread switch
+            return 100.0
+
+    limiter = RateLimiter(120, clock=clock, sleep=slept.append)
+    barrier = threading.Barrier(8)
+
+    def worker():
+        barrier.wait()
+        limiter.wait()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(slept) == [0.5 * i for i in range(1, 8)]  # the first starts at once
+
+
+def test_retry_after_utc_date_and_jitter(monkeypatch):
+    monkeypatch.setenv("TZ", "XST-5")  # local time 5 h ahead of UTC: a "-0000" date read as local is hours off
+    time.tzset()
+    try:
+        value = email.utils.formatdate(time.time() + 30)
+        assert value.endswith("-0000") and 25 < _retry_after(value) <= 31
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    waits = [RetryPolicy().delay(0, 10.0) for _ in range(20)]
+    assert all(10.0 <= w <= 12.0 for w in waits) and len(set(waits)) > 1
 
 
 def test_teacher_errors_leave_inputs_for_resume_and_fatal_errors_stop(tmp_path, double, capsys):
@@ -423,9 +647,27 @@ def test_local_teacher_tiny_model_folder(tmp_path, tiny_models):
                             log=lambda _: None)
     kept, rejected = lines_of(tmp_path / "out" / "train.jsonl"), lines_of(tmp_path / "out" / "rejected.jsonl")
     assert sorted(r["id"] for r in kept + rejected) == ["t0", "t1", "t2"] and summary.kept == len(kept)
-    assert all(r["provenance"]["teacher"] == f"local:{folder}" for r in kept)
-    if kept:
-        assert len(load_one_to_many(tmp_path / "out", split="train")) == len(kept)
+    assert summary.kept == 3  # deterministic with seed 0: a build that rejected everything must not pass
+    assert all(r["provenance"]["teacher"] == "local:tiny" for r in kept)  # the folder's name, not its path
+    assert len(load_one_to_many(tmp_path / "out", split="train")) == 3
+
+
+def test_local_teacher_keeps_truncation_warnings(monkeypatch, caplog):
+    import peft_diversity.generation as generation
+
+    def fake_listing(model, tokenizer, contexts, k, **kwargs):
+        generation.logger.warning("context of record %r is %d tokens too long for the model window; truncating "
+                                  "it from the left", "a", 7)
+        generation.logger.warning("listing: could not parse items %s of %d for record %r", [2], 2, "a")
+        return [SimpleNamespace(settings={"raw_output": "1. x"}) for _ in contexts]
+
+    monkeypatch.setattr(generation, "generate_listing", fake_listing)
+    teacher = LocalTeacher(object(), STORY, tokenizer=object())
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.generation"):
+        assert teacher([{"id": "a", "prompt": "p"}], 2, 0) == ["1. x"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("too long for the model window" in m for m in messages)
+    assert not any("could not parse" in m for m in messages)  # the builder records those per record itself
 
 
 # ----- kill and resume ------------------------------------------------------------------------------------------
