@@ -146,6 +146,18 @@ def tiny_models():
     return models.tiny_model_and_tokenizer
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny random llama + MiniLM tokenizer saved as a plain transformers folder (read it, don't write it)."""
+    from peft_diversity import models
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-llama"
+    model, tokenizer = models.tiny_model_and_tokenizer("llama", seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def arch_model(arch_tokenizer, tiny_models):
     """Factory: `arch_model(arch)` -> (fresh tiny random model of `arch`, BPE tokenizer with its chat template).

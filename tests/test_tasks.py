@@ -18,7 +18,7 @@ from peft_diversity.experiment import ExperimentConfig, ExperimentConfigError, g
 from peft_diversity.generation import GenerationError, generate_responses
 from peft_diversity.generation_cli import main as generate_main
 from peft_diversity.generation_cli import requested_template
-from peft_diversity.models import load_model_and_tokenizer, tiny_model_and_tokenizer
+from peft_diversity.models import load_model_and_tokenizer
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate, TemplateError
 from peft_diversity.training import make_parser, run_training
 
@@ -28,15 +28,6 @@ TEST_OVERRIDES = {
     "max_steps": 2, "per_device_train_batch_size": 1, "max_length": 96, "logging_steps": 1, "warmup_steps": 0,
     "use_cpu": True, "disable_tqdm": True, "lora_r": 4, "lora_alpha": 8,
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model, tokenizer = tiny_model_and_tokenizer("llama", seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def shipped_config(task: str) -> dict:

@@ -39,16 +39,6 @@ def records():
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A tiny random llama + MiniLM tokenizer saved as a plain transformers folder."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model, tokenizer = tiny_model_and_tokenizer("llama", seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def data_file(tmp_path_factory, records) -> Path:
     path = tmp_path_factory.mktemp("data") / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
