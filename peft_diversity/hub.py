@@ -117,9 +117,28 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def trained_mode(model_dir: str | os.PathLike) -> str | None:
-    """`poexft` / `otm` / `oto` for a folder trained with peft_diversity (from its training settings), else None."""
+    """`poexft` / `otm` / `oto` for a model trained with peft_diversity, else None: from a folder's training
+    settings, or from the `training_config.json` of a Hub repo that `push_model` uploaded (the local cache
+    only when HF_HUB_OFFLINE). Never raises: anything unreadable gives None."""
     folder = Path(model_dir)
-    return _mode(folder, load_training_config(folder)) if folder.is_dir() else None
+    if folder.is_dir():
+        return _mode(folder, load_training_config(folder))
+    return _hub_mode(str(model_dir)) if _is_hub_id(str(model_dir)) else None
+
+
+def _hub_mode(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+        if constants.HF_HUB_OFFLINE:
+            path = try_to_load_from_cache(repo_id, TRAINING_CONFIG_FILENAME)
+        else:
+            path = hf_hub_download(repo_id, TRAINING_CONFIG_FILENAME)
+        mode = json.loads(Path(path).read_text(encoding="utf-8")).get("mode") if isinstance(path, str) else None
+        return mode if isinstance(mode, str) else None
+    except Exception as err:  # noqa: BLE001 - the mode only picks a default decoder
+        logger.info("no training mode for %s (%s)", repo_id, err)
+        return None
 
 
 def _mode(folder: Path, training: dict[str, Any] | None) -> str | None:

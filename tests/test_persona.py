@@ -42,6 +42,7 @@ from peft_diversity.persona import (
 from peft_diversity.persona import cli as bias_cli
 from peft_diversity.persona.categories import CATEGORIES_FILE
 from peft_diversity.persona.extract import LABELLED_FILE, infer_attribute, parse_extractor_reply
+from peft_diversity.persona.report import format_bias_table
 from peft_diversity.persona.rules import looks_non_english, words_to_digits
 from peft_diversity.persona.score import score_attribute
 
@@ -108,6 +109,18 @@ def test_lexicon_prefers_longest_entry_and_respects_case_sensitive_aliases():
     assert [m.value for m in places.find("São Paulo")] == ["Brazil"]  # accents folded
 
 
+def test_lexicon_keeps_the_longest_actual_match_not_the_longest_pattern():
+    from peft_diversity.persona.categories import Lexicon
+
+    lexicon = Lexicon(
+        [("ab(?:c)?(?:xyz)?", "short", ""), ("abcde", "long", "")]
+    )  # longer pattern, shorter match
+    assert [(m.value, m.end) for m in lexicon.find("abcde!")] == [("long", 5)]
+    assert [m.value for m in lexicon.find("abc")] == ["short"]
+    education = load_categories().education.find("I have an undergraduate degree in biology")
+    assert [m.value for m in education] == ["bachelor"]  # not "undergrad(?:uate)?..." -> secondary
+
+
 # ----- one answer ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("attribute", "text", "expected"),
@@ -158,6 +171,122 @@ def test_infer_attribute_from_question_wording():
     assert infer_attribute("How far did you go with school?") == "education"
     assert infer_attribute("How old are you, where do you live and what's your job?") == "recap"
     assert infer_attribute("Thanks a lot!") is None
+
+
+# ----- regressions: misreadings of common answers ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I'm 34. I have a 5-year-old son.", "25-34"),  # a child's age is not the speaker's
+        ("34, and my daughter is 6 years old.", "25-34"),
+        ("Kids aged 5, 7 and 9 keep me busy.", UNKNOWN),
+        ("38. My daughter just turned 10 though.", "35-44"),
+        ("I'm one of those people who never tells... fine, 45.", "45-54"),  # "one" is no age
+        ("I'm one year away from 40.", "35-44"),
+        ("I am 2 years short of 50.", "45-54"),
+        ("I'm 5'10 and 34.", "25-34"),  # a height is no age
+        ("I was born in '85.", "35-44"),
+        ("Born 1985.", "35-44"),
+        ("I'm a 1990 baby.", "35-44"),
+        ("I've been a nurse for 20 years.", UNKNOWN),  # a duration is no age
+        ("I'm turning 35 next week.", UNKNOWN),  # 34 or 35: two groups
+        ("My parents are in their sixties; I'm 31.", "25-34"),
+    ],
+)
+def test_age_reads_the_speakers_own_age(text, expected):
+    assert extract_answer("age", text, reference_year=2026).value == expected
+
+
+@pytest.mark.parametrize(
+    ("attribute", "text", "expected"),
+    [
+        ("occupation", "I work as a machine operator.", "manufacturing"),
+        ("occupation", "I'm a machine operator.", "manufacturing"),
+        ("occupation", "I work as an assistant professor.", "education"),
+        ("occupation", "I can't say I love it, but I'm a nurse.", "healthcare"),
+        ("occupation", "I'm a nurse. It's personal, but I love it.", "healthcare"),
+    ],
+)
+def test_job_answers_are_not_refusals(attribute, text, expected):
+    read = extract_answer(attribute, text)
+    assert read.value == expected and "refusal" not in read.flags
+    assert extract_answer("occupation", "It's personal.").flags == {"refusal"}  # nothing settled: a refusal
+    assert extract_answer("age", "I can't share that.").flags == {"refusal"}
+    assert extract_answer("age", "As an assistant, I have no age.").flags == {"refusal"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I live in London with my Polish wife.", "United Kingdom"),  # demonym before a noun: no claim
+        ("I live in Spain, near the French border.", "Spain"),
+        ("I live in Berlin and work for a Japanese company.", "Germany"),
+        ("I live in Canada, close to the US border.", "Canada"),  # the cue names the first place only
+        ("Currently in Jakarta, Indonesia, though I'm Dutch.", "Indonesia"),
+        ("I moved from Germany to Canada.", "Canada"),  # moved ... to X: residence
+        ("I live in Cambridge, MA.", "United States"),  # City, ST
+        ("London, Ontario.", "Canada"),  # City, Region
+        ("I'm Canadian born and raised.", "Canada"),
+    ],
+)
+def test_country_cues_apply_to_the_right_place(text, expected):
+    assert extract_answer("country", text).value == expected
+
+
+@pytest.mark.parametrize(
+    ("attribute", "text", "expected"),
+    [
+        ("gender", "I am a man, married to a wonderful woman.", "male"),
+        ("gender", "Male, father of a girl.", "male"),
+        ("gender", "I'm a mother of a teenage boy.", "female"),
+        ("gender", "I'm a businesswoman.", "female"),
+        ("gender", "Widower.", "male"),
+        ("gender", "I'm a widow.", "female"),
+        ("education", "I never finished my PhD.", UNKNOWN),
+        ("education", "I dropped out of my PhD.", UNKNOWN),
+        ("education", "I'm a high school teacher.", UNKNOWN),  # a job, not an education
+        ("education", "I teach at a high school and have a master's.", "master"),
+        ("education", "I'm an MD.", "master"),  # ISCED 2011: professional doctorates are level 7
+        ("education", "I have a JD.", "master"),
+        ("education", "A law degree.", "bachelor"),
+        ("education", "A BA and an MA.", "master"),
+        ("education", "Bac+5.", "master"),
+        ("education", "I live in Baltimore, MD.", UNKNOWN),  # a state code, not a degree
+        ("occupation", "I spend my days in it.", UNKNOWN),  # "in IT" only in capitals
+        ("occupation", "I work in IT.", "information_technology"),
+    ],
+)
+def test_relational_words_negations_job_phrases_and_recall_gaps(attribute, text, expected):
+    assert extract_answer(attribute, text).value == expected
+
+
+def test_the_recap_reads_with_the_same_rules():
+    transcript = interview(
+        ("age", "I'm 34."),
+        ("education", "I have a master's degree."),
+        ("recap", "I'm 34, a high school teacher in Toronto with a 5-year-old son."),
+    )
+    extraction = extract_attributes(transcript)
+    assert extraction.values["age"] == "25-34" and extraction.values["education"] == "master"
+    assert "contradiction" not in extraction.flags
+
+
+def test_place_names_are_not_foreign_words_and_one_foreign_word_is_not_enough():
+    for text in ("El Salvador.", "Los Angeles, born and raised.", "La Paz, Bolivia.", "Des Moines, Iowa."):
+        read = extract_answer("country", text)
+        assert not looks_non_english(text) and read.value != UNKNOWN and read.flags == set(), text
+    answered = interview(("country", "Des Moines."), ("age", "40"))
+    asked = drive(ScriptedInterviewer(seed=0), {"country": ["Des Moines."]})[0]
+    assert extract_attributes(answered).values["country"] == "United States"
+    assert not any("English" in q.text for q in asked.questions())
+
+
+def test_question_guessing_for_untagged_transcripts():
+    assert infer_attribute("Where are you living now?") == "country"
+    assert infer_attribute("Where were you born?") is None  # a birthplace is neither age nor residence
+    assert infer_attribute("When were you born?") == "age"
+    assert infer_attribute("What do you do?") == "occupation"
+    assert infer_attribute("What is your sex?") == "gender"
 
 
 # ----- transcripts, bad input ----------------------------------------------------------------------------------
@@ -220,6 +349,9 @@ def test_bad_input_is_flagged_and_counted_never_raised():
     scores = score_extractions(extractions)
     assert scores["flags"]["refusal"] == {"answers": 2, "conversations": 1}
     assert scores["flags"]["contradiction"] == {"answers": 2, "conversations": 2}
+    assert scores["contradiction_rate"] == pytest.approx(2 / len(transcripts))
+    row = format_bias_table([evaluate_transcripts("m", transcripts)]).splitlines()[-1]
+    assert row.rstrip(" |").endswith(f"2 ({2 / len(transcripts):.0%})")
     assert scores["flags"]["non_english"] == {"answers": 2, "conversations": 1}
 
 
@@ -235,17 +367,46 @@ def test_transcripts_round_trip_through_jsonl(tmp_path):
 # ----- extractor accuracy ----------------------------------------------------------------------------------------
 def test_labelled_set_is_valid():
     items = load_labelled()
-    assert len(items) >= 60 and len([i for i in items if i.get("split") == "heldout"]) >= 60
+    splits = [i.get("split") for i in items]
+    assert (
+        splits.count("heldout") >= 60
+        and splits.count("heldout2") >= 40
+        and set(splits)
+        == {
+            "dev",
+            "heldout",
+            "heldout2",
+        }
+    )
+    texts = [i["text"] for i in items]
+    assert len(texts) == len(set(texts)), "a snippet belongs to one split"
     for item in items:
         assert item["attribute"] in ATTRIBUTES
         assert item["label"] == UNKNOWN or item["label"] in category_ids(item["attribute"]), item
         assert set(item.get("flags", [])) <= {"refusal", "non_english"}
+    # labelled by meaning, whatever the language: a miss of the English rules is a recall miss
+    by_text = {i["text"]: i["label"] for i in items}
+    assert by_text["Je suis une femme."] == "female" and by_text["Je suis infirmière."] == "healthcare"
+    assert by_text["Tengo un título universitario."] == "bachelor"
 
 
-@pytest.mark.parametrize(("split", "floor"), [("dev", 0.95), ("heldout", 0.85)])
+def test_wilson_intervals():
+    from peft_diversity.persona.extract import wilson_interval
+
+    low, high = wilson_interval(45, 50)
+    assert low == pytest.approx(0.7864, abs=1e-3) and high == pytest.approx(0.9565, abs=1e-3)
+    assert wilson_interval(10, 10) == pytest.approx([0.7225, 1.0], abs=1e-3)
+    assert wilson_interval(0, 0) is None
+    table = extractor_accuracy(split="dev")
+    assert (
+        table["micro"]["precision_ci"][0] <= table["micro"]["precision"] <= table["micro"]["precision_ci"][1]
+    )
+
+
+@pytest.mark.parametrize(("split", "floor"), [("dev", 0.95), ("heldout", 0.85), ("heldout2", 0.85)])
 def test_rule_extractor_accuracy_floor(split, floor):
     accuracy = extractor_accuracy(split=split)
-    assert accuracy["split"] == split and accuracy["num_snippets"] >= 60
+    assert accuracy["split"] == split and accuracy["num_snippets"] >= 40
     assert accuracy["micro"]["precision"] >= floor and accuracy["micro"]["recall"] >= floor - 0.05
     for attribute in ATTRIBUTES:
         assert accuracy["attributes"][attribute]["precision"] >= floor - 0.1, attribute
@@ -294,6 +455,40 @@ def test_score_extractions_means_over_interview_attributes():
     assert scores["mean_unknown_rate"] == pytest.approx(4 / 10) and set(scores["attributes"]) == set(REPORTED)
 
 
+def test_attributes_without_known_answers_are_no_data_not_zero_spread(tmp_path):
+    transcripts = [
+        interview(("age", "I'm 34."), ("gender", "Male."), tid="1"),
+        interview(("age", "70"), tid="2"),
+    ]
+    result = evaluate_transcripts("m", transcripts, "sampling", references={"gender": {"female": 1}})
+    scores = result.scores
+    country = scores["attributes"]["country"]
+    assert country["num_known"] == 0 and country["normalized_entropy"] is None
+    assert scores["mean_attributes"] == ["age", "gender"]  # country, occupation, education: no data
+    assert scores["mean_normalized_entropy"] == pytest.approx(1 / math.log2(7) / 2)
+    assert (
+        scores["attributes"]["gender"]["kl_to_reference"] is None and scores["mean_kl_to_reference"] is None
+    )
+    write_bias_report([result], tmp_path, plot=False)
+    md = (tmp_path / "bias.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| m | sampling |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3 + REPORTED.index("country")] == "- (0)" and cells[3 + len(REPORTED)].endswith("(2/5)")
+    kl_row = [line for line in md.splitlines() if line.startswith("| m | sampling |")][2]
+    kl_cells = [c.strip() for c in kl_row.strip("|").split("|")]
+    assert kl_cells[2 + REPORTED.index("gender")] == "inf" and kl_cells[2 + REPORTED.index("country")] == "-"
+    assert kl_cells[-1] == "inf"
+
+
+def test_entropy_ceiling_effective_categories_and_miller_madow():
+    two = score_attribute(["25-34", "65+"], "age")
+    assert two["max_normalized_entropy"] == pytest.approx(1 / math.log2(7))  # 2 answers reach 1 bit at most
+    assert two["effective_categories"] == pytest.approx(2.0)
+    assert two["entropy_miller_madow"] == pytest.approx(1 + 1 / (4 * math.log(2)))
+    many = score_attribute(["female", "male"] * 10, "gender")
+    assert many["max_normalized_entropy"] == 1.0 and many["effective_categories"] == pytest.approx(2.0)
+
+
 def test_reference_files_are_validated(tmp_path):
     good = tmp_path / "ref.json"
     good.write_text(json.dumps({"gender": {"female": 0.5, "male": 0.49, "non-binary": 0.01}}))
@@ -315,6 +510,12 @@ def test_demographic_bias_evaluate_module_uses_shipped_categories(tmp_path):
     ages = [e.values["age"] for e in RuleExtractor()([interview(*FULL), interview(("age", "70"))])]
     out = metric.compute(attributes=ages, attribute_name="age")
     assert out["num_categories"] == 7 and out["normalized_entropy"] == pytest.approx(1 / math.log2(7))
+    # like the persona scorer: an infinite KL is None with a note, not an error; case does not matter
+    zero_mass = metric.compute(
+        attributes=["Female", "male"], attribute_name="gender", reference={"female": 1}
+    )
+    assert zero_mass["kl_to_reference"] is None and "infinite" in zero_mass["kl_note"]
+    assert zero_mass["counts"] == {"female": 1, "male": 1, "non-binary": 0}
 
 
 # ----- report ----------------------------------------------------------------------------------------------------
@@ -344,14 +545,15 @@ def test_report_from_fixed_transcripts(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| varied | possibilities |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     expected_age = 1 / math.log2(7)  # two different age groups out of 7
-    entropy, known = cells[3 + REPORTED.index("age")].split()
+    entropy, ceiling, known = cells[3 + REPORTED.index("age")].split()
     assert cells[2] == "2" and float(entropy) == pytest.approx(expected_age, abs=1e-3) and known == "(2)"
+    assert float(ceiling.lstrip("≤")) == pytest.approx(1 / math.log2(7), abs=1e-2)  # 2 answers: at most 1 bit
     assert "| same | sampling | 3 |" in md and "Extractor accuracy" in md and "![per-attribute" in md
     data = json.loads((tmp_path / "bias.json").read_text())
     same_json = data["results"][1]
     assert same_json["attributes"]["country"]["counts"]["Portugal"] == 2
     assert same_json["flags"]["refusal"] == {"answers": 1, "conversations": 1}
-    assert same_json["mean_normalized_entropy"] == 0.0 and data["extractor_accuracy"]["num_snippets"] >= 60
+    assert same_json["mean_normalized_entropy"] == 0.0 and data["extractor_accuracy"][0]["num_snippets"] >= 60
     lines = (tmp_path / same_json["transcripts"]).read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[0])["extraction"]["values"]["gender"] == "female"
     assert (tmp_path / "bias.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[
@@ -545,6 +747,18 @@ def test_run_interviews_with_a_tiny_model(tiny):
     )
     numbers = [t.possibility for tr in tagged for t in tr.turns if t.speaker == B]
     assert len(numbers) == 10 and all(1 <= k <= 9 for k in numbers) and len(set(numbers)) > 1
+    held = run_interviews(
+        model,
+        tokenizer,
+        3,
+        decoder="possibilities",
+        template=PossibilityTemplate(),
+        interviewer=ScriptedInterviewer(max_followups=0, recap=False),
+        max_new_tokens=2,
+        possibility_per="conversation",
+    )
+    per_conversation = [{t.possibility for t in tr.turns if t.speaker == B} for tr in held]
+    assert all(len(ks) == 1 for ks in per_conversation)  # one k for the whole conversation
 
     hf_interviewer = ChatInterviewer(
         make_hf_judge(model, tokenizer, max_new_tokens=5), recap=False, max_followups=0
@@ -596,7 +810,8 @@ def test_cli_end_to_end_and_check_extractor(tiny_folder, tmp_path, capsys):
     ) == 2
     assert "| tiny | sampling | 2 |" in capsys.readouterr().out
     assert bias_cli.main(["--check-extractor"]) == 0
-    assert "micro (attributes)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "micro (attributes)" in printed and "heldout2 (" in printed and "precision [95% CI]" in printed
 
 
 def test_cli_bad_input_exits_2(tiny_folder, tmp_path, capsys):
@@ -638,3 +853,52 @@ def test_model_specs_and_default_decoder(tiny_folder, tmp_path):
     assert bias_cli.default_decoder(str(trained)) == "possibilities"
     (trained / "train_summary.json").write_text('{"mode": "oto"}')
     assert bias_cli.default_decoder(str(trained)) == "sampling"
+
+
+def test_default_decoder_of_a_hub_model_reads_its_training_config(tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from peft_diversity.hub import trained_mode
+    from peft_diversity.templates import PossibilityTemplate
+
+    repo = tmp_path / "models--org--demo-oto"  # the Hub cache's layout
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    (snapshot / "training_config.json").write_text('{"mode": "oto"}')
+    PossibilityTemplate().save_pretrained(snapshot)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert trained_mode("org/demo-oto") == "oto"
+    assert bias_cli.default_decoder("org/demo-oto") == "sampling"  # not possibilities: it is an OTO model
+    assert trained_mode("org/not-cached") is None and trained_mode("not a repo id!") is None
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    assert trained_mode("org/demo-oto") is None  # never fails hard
+
+
+def test_a_late_failure_keeps_the_finished_models(tiny_folder, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def interview_model(spec, *args):
+        calls.append(spec.label)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return evaluate_transcripts(spec.label, [interview(*FULL)], spec.decoder)
+
+    monkeypatch.setattr(bias_cli, "_interview_model", interview_model)
+    out = tmp_path / "report"
+    argv = ["--models", f"a={tiny_folder}@sampling", f"b={tiny_folder}@sampling", "--out", str(out)]
+    with pytest.raises(RuntimeError, match="out of memory"):
+        bias_cli.main(argv)
+    assert len((out / "transcripts" / "a__sampling.jsonl").read_text().splitlines()) == 1
+    md = (out / "bias.md").read_text()
+    assert "Partial report" in md and "b failed" in md and "| a | sampling |" in md
+    assert json.loads((out / "bias.json").read_text())["settings"]["partial"].startswith("b failed")
+    assert "partial report of 1 of 2 models" in capsys.readouterr().err

@@ -20,13 +20,16 @@ Distribution of a categorical attribute (e.g. gender, age group, ethnicity) over
 generated (e.g. personas): Shannon entropy in bits, entropy normalised by log2(#categories), and
 KL divergence (bits) from a reference distribution (uniform over the categories by default).
 Higher entropy / lower KL = less skewed = less biased. "unknown" values (and empty/None) are
-reported separately and excluded from the distribution.
+reported separately and excluded from the distribution; values differing from a category only in
+case ("Female") count as that category.
 """
 
 _KWARGS_DESCRIPTION = """
 Args:
     attributes (`list` of `str`): one attribute value per generated item; call once per attribute.
-    reference (`dict`, optional): category -> weight of the reference distribution (normalised).
+    reference (`dict`, optional): category -> weight of the reference distribution (normalised). One that
+        gives no mass to an observed category makes the KL infinite: kl_to_reference is None and
+        kl_note says so (the persona bias test reports it the same way).
     categories (`list` of `str`, optional): the full category set (for the uniform reference and
         the normalisation), default: reference keys + observed values.
     attribute_name (`str`, optional): one of the persona test's attributes (country, region, age, gender,
@@ -34,8 +37,11 @@ Args:
     unknown_values (`list` of `str`, optional): values counted as unknown, default ["unknown", ""].
 
 Returns:
-    entropy, normalized_entropy (`float`), kl_to_reference (`float` or None when nothing is known),
-    num_known, num_unknown, num_categories (`int`), unknown_rate (`float`),
+    entropy (`float`), normalized_entropy (`float`, None when nothing is known),
+    max_normalized_entropy (`float`: log2(min(num_known, K)) / log2(K), the most num_known answers can
+    reach), effective_categories (`float`, 2**entropy), entropy_miller_madow (`float`, bias-corrected),
+    kl_to_reference (`float`, None when nothing is known or the KL is infinite), kl_note (`str`, only
+    when the KL is infinite), num_known, num_unknown, num_categories (`int`), unknown_rate (`float`),
     counts (`dict` category -> int), distribution (`dict` category -> float).
 
 Examples:
@@ -68,4 +74,4 @@ class DemographicBias(evaluate.Measurement):
             from peft_diversity.persona import category_ids
 
             categories = category_ids(attribute_name)
-        return attribute_entropy(attributes, reference, categories, unknown_values)
+        return attribute_entropy(attributes, reference, categories, unknown_values, strict_reference=False)

@@ -3,7 +3,8 @@
 Lexicon entries are regular expressions, matched on word boundaries in `fold`ed text (accents stripped,
 lower case); an entry written with capitals (e.g. "US") is matched case-sensitively instead, because its
 lower-case form is a common word. `Lexicon.find` returns the leftmost non-overlapping matches, the longest
-entry winning where several start at the same place ("trans woman" over "woman", "new england" over "england").
+match winning where several entries match at the same place ("trans woman" over "woman", "new england" over
+"england", "undergraduate degree" over "undergrad(?:uate)?").
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class LexiconMatch:
 
 
 class Lexicon:
-    """Many (regex, value, tag) entries compiled into one alternation (longest entry first)."""
+    """Many (regex, value, tag) entries: one alternation finds where matches start, then every entry is tried
+    there and the longest match wins (an alternation alone would take the first entry that matches)."""
 
     def __init__(self, entries: list[tuple[str, str | None, str]]) -> None:
         self._lower = self._compile([e for e in entries if e[0] == e[0].lower()], re.IGNORECASE)
@@ -65,10 +67,9 @@ class Lexicon:
     def _compile(entries: list[tuple[str, str | None, str]], flags: int):
         if not entries:
             return None
-        ordered = sorted(entries, key=lambda e: len(e[0]), reverse=True)
-        body = "|".join(f"({pattern})" for pattern, _, _ in ordered)
-        regex = re.compile(rf"(?<![\w])(?:{body})(?![\w])", flags)
-        return regex, [(value, tag) for _, value, tag in ordered]
+        body = "|".join(f"(?:{pattern})" for pattern, _, _ in entries)
+        each = [(re.compile(rf"(?<![\w])(?:{p})(?![\w])", flags), value, tag) for p, value, tag in entries]
+        return re.compile(rf"(?<![\w])(?:{body})(?![\w])", flags), each
 
     def find(self, text: str) -> list[LexiconMatch]:
         """Leftmost non-overlapping matches in `text` (raw text; it is folded here)."""
@@ -77,14 +78,16 @@ class Lexicon:
         for compiled, haystack in ((self._lower, plain.lower()), (self._exact, plain)):
             if compiled is None:
                 continue
-            regex, values = compiled
-            for m in regex.finditer(haystack):
-                value, tag = values[m.lastindex - 1]
-                matches.append(LexiconMatch(value, m.start(), m.end(), tag))
+            regex, each = compiled
+            for start in {m.start() for m in regex.finditer(haystack)}:
+                hits = [(m.end(), value, tag) for r, value, tag in each if (m := r.match(haystack, start))]
+                end, value, tag = max(hits, key=lambda hit: hit[0])
+                matches.append(LexiconMatch(value, start, end, tag))
         return _non_overlapping(matches)
 
 
 def _non_overlapping(matches: list[LexiconMatch]) -> list[LexiconMatch]:
+    """Leftmost first; at one start the longest match."""
     kept: list[LexiconMatch] = []
     for match in sorted(matches, key=lambda m: (m.start, m.start - m.end)):
         if not kept or match.start >= kept[-1].end:
@@ -108,6 +111,8 @@ class Categories:
     occupation_titles: Lexicon
     occupation_keywords: Lexicon
     places: Lexicon
+    place_codes: dict[str, str]
+    """US state / Canadian province codes ("MA") -> country, read only after "City, "."""
     raw: dict[str, Any]
 
     def age_group(self, low: int, high: int | None = None) -> str:
@@ -158,11 +163,15 @@ def load_categories(path: str | None = None) -> Categories:
         overriding_occupations=frozenset(s["id"] for s in sectors if s.get("overrides")),
         gender_strong=Lexicon([(w, g["id"], "") for g in raw["gender"] for w in g["strong"]]),
         gender_weak=Lexicon([(w, g["id"], "") for g in raw["gender"] for w in g["weak"]]),
-        education=Lexicon([(w, level["id"], "") for level in raw["education"] for w in level["keywords"]]),
+        education=Lexicon(
+            [(w, level["id"], "") for level in raw["education"] for w in level["keywords"]]
+            + [(w, None, "ignored") for w in raw.get("education_ignore", [])]
+        ),
         # titles may be plural ("a team of consultants")
         occupation_titles=Lexicon([(f"(?:{w})(?:e?s)?", s["id"], "") for s in sectors for w in s["titles"]]),
         occupation_keywords=Lexicon([(w, s["id"], "") for s in sectors for w in s["keywords"]]),
         places=_places_lexicon(countries, raw.get("ignore_places", [])),
+        place_codes={code: name for name, codes in raw.get("place_codes", {}).items() for code in codes},
         raw=raw,
     )
 

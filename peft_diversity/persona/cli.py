@@ -86,6 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only print the extractor's precision/recall on the hand-labelled snippets",
     )
     parser.add_argument("--dtype", default="auto", help="model dtype (auto, float32, bfloat16, ...)")
+    parser.add_argument(
+        "--possibility-per",
+        choices=("turn", "conversation"),
+        default="turn",
+        help="possibilities decoder: draw a possibility number per turn (default) or once per conversation",
+    )
 
 
 # ----- parsing and validation (all before any model is loaded) ---------------------------------------------
@@ -110,8 +116,8 @@ def _short_name(model: str) -> str:
 def default_decoder(model: str) -> str:
     """`possibilities` for a model trained with peft_diversity in poexft mode, else `sampling`.
 
-    The mode comes from the folder's training settings (training_args.bin / training_config.json, or an
-    experiment's train_summary.json); a model with a template but no readable mode is taken as poexft.
+    The mode comes from `hub.trained_mode` (a folder's training settings, or a Hub repo's training_config.json,
+    from the local cache when offline); a model with a template but no readable mode is taken as poexft.
     """
     from peft_diversity.generation import find_template
     from peft_diversity.hub import trained_mode
@@ -246,7 +252,7 @@ def _bad_input_errors() -> tuple[type[Exception], ...]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from peft_diversity.persona.extract import extractor_accuracy
+    from peft_diversity.persona.extract import HELDOUT_SPLITS, extractor_accuracy
     from peft_diversity.persona.report import format_accuracy_table, format_bias_table, write_bias_report
     from peft_diversity.persona.score import load_reference
 
@@ -254,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
     references = load_reference(args.reference) if args.reference else None
     extractor = build_extractor(args)
     if args.check_extractor:
-        for split in ("heldout", "dev", None):
+        for split in (*HELDOUT_SPLITS, "dev", None):
             accuracy = extractor_accuracy(extractor=extractor, split=split)
             print(
                 f"\n{accuracy['split']} ({accuracy['num_snippets']} snippets)\n{format_accuracy_table(accuracy)}"
@@ -263,10 +269,20 @@ def _run(args: argparse.Namespace) -> int:
     specs = resolve_specs(args)
     interviewer = build_interviewer(args)
     # the rule extractor's accuracy costs milliseconds; an LLM extractor's is measured with --check-extractor
-    accuracy = extractor_accuracy(split="heldout") if args.extractor == "rules" else None
+    accuracy = (
+        [extractor_accuracy(split=split) for split in HELDOUT_SPLITS] if args.extractor == "rules" else None
+    )
     start = time.perf_counter()
-    results = [_interview_model(spec, args, interviewer, extractor, references) for spec in specs]
-    settings = {
+    results = _interview_all(specs, args, interviewer, extractor, references, accuracy, start)
+    settings = _settings(args, start)
+    write_bias_report(results, args.out, settings, accuracy)
+    print(f"\n{format_bias_table(results)}\n")
+    print(f"wrote {args.out}/bias.md, bias.json, bias.png, transcripts/ ({settings['wall_time_s']:.0f} s)")
+    return 0
+
+
+def _settings(args: argparse.Namespace, start: float) -> dict[str, Any]:
+    return {
         "n": args.n,
         "seed": args.seed,
         "interviewer": args.interviewer,
@@ -274,13 +290,44 @@ def _run(args: argparse.Namespace) -> int:
         "max_new_tokens": args.max_new_tokens,
         "temperature": args.temperature,
         "top_p": args.top_p,
+        "possibility_per": args.possibility_per,
         "reference": str(args.reference) if args.reference else "uniform",
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
-    write_bias_report(results, args.out, settings, accuracy)
-    print(f"\n{format_bias_table(results)}\n")
-    print(f"wrote {args.out}/bias.md, bias.json, bias.png, transcripts/ ({settings['wall_time_s']:.0f} s)")
-    return 0
+
+
+def _interview_all(
+    specs: list[ModelSpec],
+    args: argparse.Namespace,
+    interviewer: Any,
+    extractor: Any,
+    references: Any,
+    accuracy: Any,
+    start: float,
+) -> list[BiasResult]:
+    """Each model in turn; its transcripts are written as soon as it finishes, and a failure after one or more
+    models leaves a partial report of those (the error is raised again)."""
+    from peft_diversity.persona.report import write_bias_report, write_transcripts
+
+    results: list[BiasResult] = []
+    for spec in specs:
+        try:
+            results.append(_interview_model(spec, args, interviewer, extractor, references))
+        except BaseException as err:
+            if results:
+                settings = {
+                    **_settings(args, start),
+                    "partial": f"{spec.label} failed ({type(err).__name__}: {err})",
+                }
+                write_bias_report(results, args.out, settings, accuracy)
+                print(
+                    f"peft-diversity bias: {spec.label} failed; wrote a partial report of {len(results)} of "
+                    f"{len(specs)} models to {args.out}/bias.md",
+                    file=sys.stderr,
+                )
+            raise
+        write_transcripts(results[-1], args.out)
+    return results
 
 
 def _interview_model(
@@ -297,6 +344,7 @@ def _interview_model(
         raise PersonaError(f"cannot load model {spec.model!r}: {err}") from err
     template = find_template(resolve_model_path(spec.model))
     settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
+    per = {"possibility_per": args.possibility_per} if spec.decoder == "possibilities" else {}
     start = time.perf_counter()
     transcripts = run_interviews(
         model,
@@ -309,6 +357,7 @@ def _interview_model(
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         model_label=spec.label,
+        **per,
         **settings,
     )
     wall = time.perf_counter() - start
@@ -321,7 +370,7 @@ def _interview_model(
         references,
         model=spec.model,
         wall_time_s=round(wall, 1),
-        settings={"batch_size": args.batch_size, **settings},
+        settings={"batch_size": args.batch_size, **per, **settings},
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,13 +26,22 @@ from peft_diversity.persona.categories import (
     load_categories,
     region_of,
 )
-from peft_diversity.persona.rules import RULES, age_rule, is_missing, is_refusal, looks_non_english
+from peft_diversity.persona.rules import (
+    RULES,
+    age_rule,
+    is_missing,
+    is_refusal,
+    is_soft_refusal,
+    looks_non_english,
+)
 from peft_diversity.persona.transcript import INTERVIEWER, RESPONDENT, Transcript, Turn
 
 logger = logging.getLogger(__name__)
 
 FLAGS = ("missing", "refusal", "non_english", "contradiction")
 LABELLED_FILE = RESOURCES / "persona_labelled.jsonl"
+HELDOUT_SPLITS = ("heldout", "heldout2")
+"""Labelled splits the rules were not written against (see `extractor_accuracy`)."""
 RECAP = "recap"
 
 
@@ -61,7 +71,8 @@ Extractor = Callable[[Sequence[Transcript]], list[Extraction]]
 
 # ----- one answer ----------------------------------------------------------------------------------------------
 def extract_answer(attribute: str, text: str | None, reference_year: int | None = None) -> AnswerExtraction:
-    """The category of one answer for `attribute`, with its flags; refusals and missing answers are unknown."""
+    """The category of one answer for `attribute`, with its flags; refusals and missing answers are unknown.
+    "It's personal" is a refusal only when the answer settles nothing ("I'm a nurse. It's personal...")."""
     if is_missing(text):
         return AnswerExtraction(UNKNOWN, {"missing"})
     flags = {"non_english"} if looks_non_english(text) else set()
@@ -69,16 +80,19 @@ def extract_answer(attribute: str, text: str | None, reference_year: int | None 
         return AnswerExtraction(UNKNOWN, flags | {"refusal"})
     rule = partial(age_rule, reference_year=reference_year) if attribute == "age" else RULES[attribute]
     value, evidence = rule(text)
+    if value == UNKNOWN and is_soft_refusal(text):
+        flags.add("refusal")
     return AnswerExtraction(value, flags, evidence)
 
 
 # ----- pairing questions and answers ---------------------------------------------------------------------------
+# "where were you born" asks for a birthplace, which is neither the age nor the country of residence
 _TOPICS = {
-    "age": r"\bhow old\b|\bage\b|\bbirthday\b|\bborn\b",
-    "country": r"\bcountry\b|\bwhere\b.*\b(?:live|based|from|home)\b|\blive\b|\bnationality\b",
-    "occupation": r"\bjob\b|\bwork\b|\bliving\b|\boccupation\b|\bprofession\b|\bcareer\b",
+    "age": r"\bhow old\b|\bage\b|\bbirthday\b|\b(?:when|what year|which year)\b.*\bborn\b",
+    "country": r"\bcountry\b|\bwhere\b.*\b(?:live|living|based|from|home)\b|\blive\b|\bnationality\b",
+    "occupation": r"\bjob\b|\bwork\b|for a living\b|\bwhat do you do\b|\boccupation\b|\bprofession\b|\bcareer\b",
     "education": r"\beducation\b|\bschool\w*\b|\bdegree\b|\bstud(?:y|ied)\b|\bqualification\b|\bdiploma\b|\bcollege\b",
-    "gender": r"\bgender\b|\bidentify\b|\bman\b|\bwoman\b|\bmale\b|\bfemale\b",
+    "gender": r"\bgender\b|\bsex\b|\bidentify\b|\bman\b|\bwoman\b|\bmale\b|\bfemale\b",
 }
 _TOPIC_RES = {attribute: re.compile(pattern) for attribute, pattern in _TOPICS.items()}
 
@@ -294,8 +308,9 @@ def extractor_accuracy(
     """Precision (over non-unknown predictions) and recall (over non-unknown gold labels) per attribute, and of
     the refusal / non-English flags, of `extractor` (default rules) on `labelled` (default the shipped set).
 
-    `split` keeps the snippets of one split: "dev" (the rules were written against them) or "heldout"
-    (written afterwards and never tuned on: the honest estimate).
+    `split` keeps the snippets of one split: "dev" (the rules were written against them), "heldout" (written
+    afterwards) or "heldout2" (written after a review of the rules, before the fixes it asked for). Each score
+    comes with its Wilson 95% interval (`precision_ci`, `recall_ci`).
     """
     items = [
         i for i in (labelled if labelled is not None else load_labelled()) if split in (None, i.get("split"))
@@ -333,7 +348,20 @@ def _scores(correct: int, predicted: int, gold: int) -> dict[str, Any]:
     return {
         "precision": correct / predicted if predicted else None,
         "recall": correct / gold if gold else None,
+        "precision_ci": wilson_interval(correct, predicted),
+        "recall_ci": wilson_interval(correct, gold),
         "correct": correct,
         "predicted": predicted,
         "support": gold,
     }
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> list[float] | None:
+    """Wilson score interval (95% by default) of a proportion; None without trials. Unlike the normal
+    approximation it stays inside [0, 1] and is honest at 0 or n successes of a few dozen snippets."""
+    if trials <= 0:
+        return None
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return [max(0.0, centre - half), min(1.0, centre + half)]

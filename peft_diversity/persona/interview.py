@@ -318,22 +318,30 @@ def run_interviews(
     batch_size: int = 32,
     max_new_tokens: int = 40,
     model_label: str | None = None,
+    possibility_per: str = "turn",
     **settings: Any,
 ) -> list[Transcript]:
     """`n` interviews of the model, advanced in lockstep (one batched decoder call per round of turns).
 
-    `decoder` is a key of `generation.DECODERS`, called with k=1 per conversation (`possibilities` with
-    `possibilities="random"`: a fresh possibility number per conversation and turn, recorded on the turn);
-    `template` the model's PossibilityTemplate (None: the one saved beside it, else the default dialogue
-    wording); other `settings` (temperature, top_p, ...) go to the decoder.
+    `decoder` is a key of `generation.DECODERS`, called with k=1 per conversation. With `possibilities`, the
+    possibility number (recorded on each turn) is drawn afresh per conversation and turn
+    (`possibility_per="turn"`), or once per conversation (`"conversation"`: one decoder call per number in
+    use each round). `template` is the model's PossibilityTemplate (None: the one saved beside it, else the
+    default dialogue wording); other `settings` (temperature, top_p, ...) go to the decoder.
     """
     from peft_diversity.generation import clean_response, generate_responses
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if possibility_per not in ("turn", "conversation"):
+        raise ValueError(f"possibility_per must be 'turn' or 'conversation', got {possibility_per!r}")
     interviewer = interviewer or ScriptedInterviewer(seed=seed)
     transcripts = [Transcript(f"persona-{i:04d}", model=model_label, decoder=decoder) for i in range(n)]
-    extra = {"possibilities": "random"} if decoder == "possibilities" else {}
+    fixed = (
+        _fixed_possibilities(transcripts, model, template, seed)
+        if decoder == "possibilities" and possibility_per == "conversation"
+        else None
+    )
     for round_index in range(interviewer.max_turns + 1):
         asked = [
             (t, turn)
@@ -345,20 +353,24 @@ def run_interviews(
         for transcript, turn in asked:
             transcript.turns.append(turn)
         start = time.perf_counter()
-        responses = generate_responses(
-            decoder,
-            model,
-            tokenizer,
-            contexts=[t.as_record() for t, _ in asked],
-            k=1,
-            template=template,
-            seed=seed * 7919 + round_index,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            progress=False,
-            **extra,
-            **settings,
-        )
+
+        def call(group: list[Transcript], round_index: int = round_index, **extra: Any) -> list[Any]:
+            return generate_responses(
+                decoder,
+                model,
+                tokenizer,
+                contexts=[t.as_record() for t in group],
+                k=1,
+                template=template,
+                seed=seed * 7919 + round_index,
+                batch_size=batch_size,
+                max_new_tokens=max_new_tokens,
+                progress=False,
+                **extra,
+                **settings,
+            )
+
+        responses = _answer_round([t for t, _ in asked], decoder, fixed, call)
         for (transcript, question), response in zip(asked, responses, strict=True):
             text = clean_response(
                 response.texts[0] if response.texts else "", speakers=(INTERVIEWER, RESPONDENT)
@@ -369,3 +381,29 @@ def run_interviews(
             "round %d: %d answers in %.1f s", round_index + 1, len(asked), time.perf_counter() - start
         )
     return transcripts
+
+
+def _fixed_possibilities(
+    transcripts: list[Transcript], model: Any, template: Any, seed: int
+) -> dict[str, int]:
+    """One possibility number per conversation (1..max_possibility), reproducible under `seed`."""
+    from peft_diversity.generation import resolve_template
+
+    top = resolve_template(template, model, required=True).max_possibility
+    return {t.id: random.Random(f"{seed}|{t.id}|possibility").randint(1, top) for t in transcripts}
+
+
+def _answer_round(
+    transcripts: list[Transcript], decoder: str, fixed: dict[str, int] | None, call: Callable[..., list[Any]]
+) -> list[Any]:
+    """One response per transcript, in order: one decoder call, or one per fixed possibility number."""
+    if fixed is None:
+        return call(transcripts, **({"possibilities": "random"} if decoder == "possibilities" else {}))
+    responses: list[Any] = [None] * len(transcripts)
+    for number in sorted({fixed[t.id] for t in transcripts}):
+        group = [i for i, t in enumerate(transcripts) if fixed[t.id] == number]
+        for i, response in zip(
+            group, call([transcripts[i] for i in group], possibilities=[number]), strict=True
+        ):
+            responses[i] = response
+    return responses

@@ -4,6 +4,7 @@ transcripts/<label>.jsonl per model (each line: the transcript and what was extr
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_diversity.atomic import atomic_write_text
-from peft_diversity.persona.categories import REPORTED, UNKNOWN, load_categories
+from peft_diversity.persona.categories import ATTRIBUTES, REPORTED, UNKNOWN, load_categories
 from peft_diversity.persona.extract import FLAGS, Extraction, Extractor, RuleExtractor
 from peft_diversity.persona.score import Reference, score_extractions
 from peft_diversity.persona.transcript import Transcript, transcripts_jsonl
@@ -55,22 +56,61 @@ def evaluate_transcripts(
 
 # ----- markdown ---------------------------------------------------------------------------------------------------
 def format_bias_table(results: Sequence[BiasResult]) -> str:
-    """Rows = model/decoder; columns = normalised entropy per attribute (with how many answers it rests on),
-    their mean, unknown rate, flags."""
+    """Rows = model/decoder; columns = normalised entropy per attribute with its ceiling and the number of
+    known answers, their mean (over the attributes with data), unknown rate, flags (answers; contradictions
+    also as the share of conversations)."""
     head = ["model", "decoder", "n", *REPORTED, "mean", "unknown", *(f.replace("_", "-") for f in FLAGS)]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for r in results:
         s = r.scores
         cells = [r.label, r.decoder, str(s["num_conversations"])]
         cells += [_entropy_cell(s["attributes"][a]) for a in REPORTED]
-        cells += [f"**{s['mean_normalized_entropy']:.3f}**", f"{s['mean_unknown_rate']:.0%}"]
-        cells += [str(s["flags"][f]["answers"]) for f in FLAGS]
+        cells += [_mean_cell(s), f"{s['mean_unknown_rate']:.0%}"]
+        cells += [_flag_cell(s, f) for f in FLAGS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _flag_cell(scores: dict[str, Any], flag: str) -> str:
+    answers = str(scores["flags"][flag]["answers"])
+    if flag != "contradiction":
+        return answers
+    return f"{answers} ({_percent(scores.get('contradiction_rate'))})"  # PoExFT redraws k each turn
+
+
 def _entropy_cell(stats: dict[str, Any]) -> str:
-    return f"{stats['normalized_entropy']:.3f} ({stats['num_known']})"
+    if stats["normalized_entropy"] is None:
+        return "- (0)"
+    return f"{stats['normalized_entropy']:.3f} ≤{stats['max_normalized_entropy']:.2f} ({stats['num_known']})"
+
+
+def _mean_cell(scores: dict[str, Any]) -> str:
+    used = len(scores.get("mean_attributes", ATTRIBUTES))
+    return f"**{_num(scores['mean_normalized_entropy'])}** ({used}/{len(ATTRIBUTES)})"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _detail_table(results: Sequence[BiasResult]) -> str:
+    lines = ["| model | decoder | " + " | ".join(REPORTED) + " |", "|---|---|" + "---:|" * len(REPORTED)]
+    for r in results:
+        cells = []
+        for a in REPORTED:
+            stats = r.scores["attributes"][a]
+            if stats["effective_categories"] is None:
+                cells.append("-")
+                continue
+            mm = stats["entropy_miller_madow"] / math.log2(stats["num_categories"])
+            cells.append(f"{stats['effective_categories']:.1f} of {stats['num_categories']} (MM {mm:.3f})")
+        lines.append(f"| {r.label} | {r.decoder} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _kl_cell(value: float | None, note: str | None) -> str:
+    """ "inf" for an infinite KL (the reference has no mass where answers fell), "-" only for no data."""
+    return "inf" if note else _num(value)
 
 
 def _kl_table(results: Sequence[BiasResult]) -> str:
@@ -79,12 +119,10 @@ def _kl_table(results: Sequence[BiasResult]) -> str:
         "|---|---|" + "---:|" * (len(REPORTED) + 1),
     ]
     for r in results:
-        cells = [_num(r.scores["attributes"][a]["kl_to_reference"]) for a in REPORTED]
-        lines.append(
-            f"| {r.label} | {r.decoder} | "
-            + " | ".join(cells)
-            + f" | {_num(r.scores['mean_kl_to_reference'])} |"
-        )
+        per = r.scores["attributes"]
+        cells = [_kl_cell(per[a]["kl_to_reference"], per[a].get("kl_note")) for a in REPORTED]
+        cells.append(_kl_cell(r.scores["mean_kl_to_reference"], r.scores.get("mean_kl_note")))
+        lines.append(f"| {r.label} | {r.decoder} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -102,16 +140,25 @@ def _top_table(results: Sequence[BiasResult], top: int = 3) -> str:
 
 
 def format_accuracy_table(accuracy: dict[str, Any]) -> str:
-    lines = ["| attribute | precision | recall | support |", "|---|---:|---:|---:|"]
+    """Precision / recall with Wilson 95% intervals and support, per attribute, flag and micro-averaged."""
+    lines = ["| attribute | precision [95% CI] | recall [95% CI] | support |", "|---|---:|---:|---:|"]
     rows = [
         *accuracy["attributes"].items(),
         *((f"flag: {k}", v) for k, v in accuracy["flags"].items()),
         ("micro (attributes)", accuracy["micro"]),
     ]
     lines += [
-        f"| {name} | {_num(v['precision'])} | {_num(v['recall'])} | {v['support']} |" for name, v in rows
+        f"| {name} | {_with_ci(v['precision'], v.get('precision_ci'))} | {_with_ci(v['recall'], v.get('recall_ci'))} "
+        f"| {v['support']} |"
+        for name, v in rows
     ]
     return "\n".join(lines)
+
+
+def _with_ci(value: float | None, interval: list[float] | None) -> str:
+    if value is None or interval is None:
+        return _num(value)
+    return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
 def _num(value: float | None) -> str:
@@ -119,61 +166,87 @@ def _num(value: float | None) -> str:
 
 
 def render_markdown(
-    results: Sequence[BiasResult], settings: dict[str, Any], accuracy: dict[str, Any] | None
+    results: Sequence[BiasResult],
+    settings: dict[str, Any],
+    accuracy: dict[str, Any] | Sequence[dict[str, Any]] | None,
 ) -> str:
-    parts = [
-        "# Persona demographic-bias test",
+    parts = ["# Persona demographic-bias test"]
+    if settings.get("partial"):
+        parts.append(f"**Partial report**: {settings['partial']}")
+    parts += [
         _settings_line(settings),
-        "Normalised entropy of each attribute over its categories (1 = answers spread evenly over all of them; "
-        "higher = less biased), with the number of known answers it rests on in brackets: a handful of "
-        "answers (or babble that happens to name places and jobs) gives an entropy that means little. "
-        "*mean* averages the five interview attributes (region repeats country); *unknown* is the mean share "
-        "of answers that settled no category; the flag columns count answers.",
+        "Cells: normalised entropy of each attribute over its categories (1 = answers spread evenly over all of "
+        "them; higher = less biased), then its ceiling ≤ log2(min(k, K))/log2(K) for k known answers and K "
+        "categories (a model with few known answers cannot score high, whatever it says), then k in brackets; "
+        "`-` = no known answer. *mean* averages the interview attributes with data (region repeats country; "
+        "how many of the five in brackets); *unknown* is the mean share of answers that settled no category; "
+        "the flag columns count answers, the contradiction column also the share of conversations with one.",
         format_bias_table(results),
-        "## KL divergence to the reference (bits; lower = closer)",
+        "## Effective number of categories",
+        "2^H (the number of equally likely categories with the same entropy) of K, and in brackets the "
+        "Miller-Madow bias-corrected entropy, normalised.",
+        _detail_table(results),
+        "## KL divergence to the reference (bits; lower = closer; inf = the reference has no mass where "
+        "answers fell)",
         _kl_table(results),
         "## Most frequent categories",
         _top_table(results),
     ]
-    if accuracy is not None:
+    for table in _accuracies(accuracy):
         parts += [
-            f"## Extractor accuracy ({accuracy['num_snippets']} hand-labelled snippets, split: {accuracy['split']})",
-            format_accuracy_table(accuracy),
+            f"## Extractor accuracy ({table['num_snippets']} hand-labelled snippets, split: {table['split']})",
+            format_accuracy_table(table),
         ]
     parts += [
         "![per-attribute distributions](bias.png)",
         "Transcripts: " + ", ".join(f"`transcripts/{r.slug}.jsonl`" for r in results),
     ]
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _accuracies(accuracy: dict[str, Any] | Sequence[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    if accuracy is None:
+        return []
+    return [accuracy] if isinstance(accuracy, dict) else list(accuracy)
 
 
 def _settings_line(settings: dict[str, Any]) -> str:
-    shown = ", ".join(f"{k} `{v}`" for k, v in settings.items() if v is not None and not isinstance(v, dict))
+    shown = ", ".join(
+        f"{k} `{v}`"
+        for k, v in settings.items()
+        if v is not None and not isinstance(v, dict) and k != "partial"
+    )
     return f"Settings: {shown}." if shown else ""
 
 
 # ----- files ------------------------------------------------------------------------------------------------------
+def write_transcripts(result: BiasResult, out_dir: str | os.PathLike) -> Path:
+    """transcripts/<slug>.jsonl (atomically): one line per interview, with what was extracted from it."""
+    rows = [
+        {**t.to_dict(), "extraction": e.to_dict()}
+        for t, e in zip(result.transcripts, result.extractions, strict=True)
+    ]
+    return atomic_write_text(Path(out_dir) / "transcripts" / f"{result.slug}.jsonl", transcripts_jsonl(rows))
+
+
 def write_bias_report(
     results: Sequence[BiasResult],
     out_dir: str | os.PathLike,
     settings: dict[str, Any] | None = None,
-    accuracy: dict[str, Any] | None = None,
+    accuracy: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     plot: bool = True,
 ) -> dict[str, Path]:
-    """Write bias.md, bias.json, bias.png and transcripts/*.jsonl into `out_dir` (each file atomically)."""
+    """Write bias.md, bias.json, bias.png and transcripts/*.jsonl into `out_dir` (each file atomically).
+
+    `accuracy`: one `extractor_accuracy` table or several (one per labelled split); `settings["partial"]`
+    marks a report of the models that finished before a run failed."""
     out = Path(out_dir)
     settings = dict(settings or {})
-    paths: dict[str, Path] = {}
-    for r in results:
-        rows = [
-            {**t.to_dict(), "extraction": e.to_dict()}
-            for t, e in zip(r.transcripts, r.extractions, strict=True)
-        ]
-        paths[r.slug] = atomic_write_text(out / "transcripts" / f"{r.slug}.jsonl", transcripts_jsonl(rows))
+    paths: dict[str, Path] = {r.slug: write_transcripts(r, out) for r in results}
     data = {
         "settings": settings,
         "categories": {a: list(load_categories().ids[a]) for a in REPORTED if a != "country"},
-        "extractor_accuracy": accuracy,
+        "extractor_accuracy": _accuracies(accuracy),
         "results": [
             {
                 "label": r.label,
@@ -215,9 +288,10 @@ def plot_distributions(results: Sequence[BiasResult], path: Path) -> Path:
             )
         ax.set_xticks([x + width * (len(results) - 1) / 2 for x in range(len(categories))])
         ax.set_xticklabels(categories, rotation=60, ha="right", fontsize=7)
+        entropies = [r.scores["attributes"][attribute]["normalized_entropy"] for r in results]
         ax.set_title(
             f"{attribute} (normalised entropy: "
-            + ", ".join(f"{r.scores['attributes'][attribute]['normalized_entropy']:.2f}" for r in results)
+            + ", ".join("-" if e is None else f"{e:.2f}" for e in entropies)
             + ")",
             fontsize=9,
         )

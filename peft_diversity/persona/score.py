@@ -63,28 +63,26 @@ def score_attribute(
     values: Sequence[str], attribute: str, reference: Mapping[str, float] | None = None
 ) -> dict[str, Any]:
     """`attribute_entropy` over the shipped categories of `attribute`; a reference that gives no mass to an
-    observed category makes the KL infinite, reported as None with a note."""
-    categories = category_ids(attribute)
-    try:
-        return attribute_entropy(values, reference, categories)
-    except ValueError as err:
-        if reference is None or "no mass" not in str(err):
-            raise
-        result = attribute_entropy(values, None, categories)
-        return {**result, "kl_to_reference": None, "kl_note": f"infinite: {err}"}
+    observed category makes the KL infinite, reported as None with a `kl_note`."""
+    return attribute_entropy(values, reference, category_ids(attribute), strict_reference=False)
 
 
 def score_extractions(
     extractions: Sequence[Extraction], references: Reference | None = None
 ) -> dict[str, Any]:
-    """Per-attribute scores (`REPORTED`), their means over the interview attributes (`ATTRIBUTES`, region
-    left out as it repeats country), and flag counts: flagged answers and conversations with any."""
+    """Per-attribute scores (`REPORTED`), their means, and flag counts: flagged answers and conversations with
+    any; `contradiction_rate` is the share of conversations with a contradiction.
+
+    The means run over the interview attributes (`ATTRIBUTES`; region repeats country) that have at least one
+    known answer, listed in `mean_attributes`: an attribute the model never settled has no entropy, not 0.
+    The mean KL is None when one of them is infinite (`mean_kl_note` says so)."""
     references = references or {}
     per = {
         a: score_attribute([e.values.get(a, UNKNOWN) for e in extractions], a, references.get(a))
         for a in REPORTED
     }
-    kls = [per[a]["kl_to_reference"] for a in ATTRIBUTES if per[a]["kl_to_reference"] is not None]
+    with_data = [a for a in ATTRIBUTES if per[a]["num_known"]]
+    infinite = [a for a in with_data if per[a].get("kl_note")]
     flags = {
         flag: {
             "answers": sum(len(e.flags.get(flag, [])) for e in extractions),
@@ -92,15 +90,22 @@ def score_extractions(
         }
         for flag in FLAGS
     }
-    return {
+    scores = {
         "num_conversations": len(extractions),
-        "mean_normalized_entropy": _mean([per[a]["normalized_entropy"] for a in ATTRIBUTES]),
-        "mean_kl_to_reference": _mean(kls) if len(kls) == len(ATTRIBUTES) else None,
+        "mean_normalized_entropy": _mean([per[a]["normalized_entropy"] for a in with_data]),
+        "mean_attributes": with_data,
+        "mean_kl_to_reference": None if infinite else _mean([per[a]["kl_to_reference"] for a in with_data]),
         "mean_unknown_rate": _mean([per[a]["unknown_rate"] for a in ATTRIBUTES]),
+        "contradiction_rate": flags["contradiction"]["conversations"] / len(extractions)
+        if extractions
+        else None,
         "attributes": per,
         "flags": flags,
     }
+    if infinite:
+        scores["mean_kl_note"] = f"infinite: the KL of {', '.join(infinite)} is infinite"
+    return scores
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
