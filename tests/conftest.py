@@ -9,8 +9,11 @@ return copies, model factories build a fresh model per call.
 from __future__ import annotations
 
 import copy
+import http.server
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 # Before anything imports huggingface_hub / transformers / datasets: never touch the network.
@@ -170,3 +173,55 @@ def arch_model(arch_tokenizer, tiny_models):
         return tiny_models(arch, tokenizer=tokenizer, seed=seed)
 
     return make
+
+
+# ----- an OpenAI-compatible server on 127.0.0.1 --------------------------------------------------------------
+class _ChatDouble(http.server.BaseHTTPRequestHandler):
+    """/v1/chat/completions; `server.respond(body)` -> reply text (200) or (status, headers, payload)."""
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server = self.server
+        with server.lock:
+            server.requests.append((self.path, self.headers.get("Authorization"), body))
+        time.sleep(server.delay)
+        answer = server.respond(body)
+        status, headers, payload = (200, {}, chat_payload(answer)) if isinstance(answer, str) else answer
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        for key, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 - a followed redirect arrives as GET: recorded, then refused
+        with self.server.lock:
+            self.server.requests.append((self.path, self.headers.get("Authorization"), None))
+        self.send_error(405)
+
+    def log_message(self, *args):
+        pass
+
+
+def chat_payload(text: str) -> dict:
+    return {"choices": [{"message": {"role": "assistant", "content": text}}]}
+
+
+@pytest.fixture
+def chat_double():
+    """Factory: chat_double(respond, delay=0) -> (server, base URL); `server.requests` lists
+    (path, Authorization header, JSON body) per request."""
+    servers = []
+
+    def start(respond, delay: float = 0.0):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChatDouble)
+        server.respond, server.delay, server.requests, server.lock = respond, delay, [], threading.Lock()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

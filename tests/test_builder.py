@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import email.utils
-import http.server
 import json
 import logging
 import os
@@ -366,53 +365,13 @@ def test_consecutive_failures_stop_after_the_batch_is_written(tmp_path):
 
 
 # ----- the HTTP double ----------------------------------------------------------------------------------------
-class _Double(http.server.BaseHTTPRequestHandler):
-    """OpenAI-compatible /v1/chat/completions; `server.respond(body) -> (status, headers, payload)`."""
-
-    def do_POST(self):  # noqa: N802 - http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        server = self.server
-        with server.lock:
-            server.requests.append((self.path, self.headers.get("Authorization"), body))
-        time.sleep(server.delay)
-        status, headers, payload = server.respond(body)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        for key, value in {"Content-Type": "application/json", **headers}.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):  # noqa: N802 - a followed redirect arrives as GET: recorded, then refused
-        with self.server.lock:
-            self.server.requests.append((self.path, self.headers.get("Authorization"), None))
-        self.send_error(405)
-
-    def log_message(self, *args):
-        pass
-
-
 def chat_reply(text: str):
     return 200, {}, {"choices": [{"message": {"role": "assistant", "content": text}}]}
 
 
 @pytest.fixture
-def double():
-    """Factory: double(respond, delay=0) -> base URL of a running server; `.requests` on the server."""
-    servers = []
-
-    def start(respond, delay: float = 0.0):
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Double)
-        server.respond, server.delay, server.requests, server.lock = respond, delay, [], threading.Lock()
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def double(chat_double):
+    return chat_double
 
 
 def prompt_of(body) -> str:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import configparser
 import fnmatch
-import http.server
 import importlib.util
 import json
 import math
 import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -634,48 +632,25 @@ def test_scripted_interviewer_is_seeded_and_varied():
     assert len(openings) >= 5 and len(age_questions) >= 5
 
 
-class _ChatDouble(http.server.BaseHTTPRequestHandler):
-    """OpenAI-compatible endpoint: interviewer prompts get a question, extractor prompts a JSON answer."""
+def _persona_endpoint(extractor_reply: list[str]):
+    """Interviewer requests get a scripted next question, extractor requests `extractor_reply[0]`, and the
+    model "broken" a server error."""
 
-    requests: list = []
-    extractor_reply = ""
-
-    def do_POST(self):  # noqa: N802 - http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append(body)
+    def respond(body):
         if body["model"] == "broken":
-            self.send_response(500)
-            self.end_headers()
-            return
-        system = body["messages"][0]["content"]
-        content = (
-            "Person A: Oh lovely! And how old are you?\nPerson B: 30"
-            if "interviewer" in system
-            else type(self).extractor_reply
-        )
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            return 500, {}, {"error": {"message": "down"}}
+        if "interviewer" in body["messages"][0]["content"]:
+            return "Person A: Oh lovely! And how old are you?\nPerson B: 30"
+        return extractor_reply[0]
 
-    def log_message(self, *args):
-        pass
+    return respond
 
 
-@pytest.fixture
-def chat_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChatDouble)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _ChatDouble.requests = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
-
-
-def test_llm_interviewer_and_extractor_over_http(chat_server):
+def test_llm_interviewer_and_extractor_over_http(chat_double):
     from peft_diversity.scoring import make_openai_judge
+
+    extractor_reply = [""]
+    server, chat_server = chat_double(_persona_endpoint(extractor_reply))
 
     def chat(model):
         return make_openai_judge(
@@ -690,11 +665,11 @@ def test_llm_interviewer_and_extractor_over_http(chat_server):
     assert (
         turn.text == "Oh lovely! And how old are you?" and turn.attribute == "age" and turn.kind == "question"
     )
-    assert "In Lisbon." in _ChatDouble.requests[-1]["messages"][1]["content"]
+    assert "In Lisbon." in server.requests[-1][2]["messages"][1]["content"]
     broken = ChatInterviewer(chat("broken"), seed=0).next_turns([Transcript("y")])[0]
     assert broken.attribute == "country" and "?" in broken.text  # scripted fallback
 
-    _ChatDouble.extractor_reply = (
+    extractor_reply[0] = (
         'Sure!\n```json\n{"country": "Lisbon", "age": 34, "occupation": "nurse", '
         '"education": "Master\'s degree", "gender": "Female"}\n```'
     )
@@ -708,7 +683,7 @@ def test_llm_interviewer_and_extractor_over_http(chat_server):
         "region": "Southern Europe",
     }
     assert "missing" in extraction.flags  # answer flags still come from the rules
-    _ChatDouble.extractor_reply = "I cannot tell."
+    extractor_reply[0] = "I cannot tell."
     failed = ChatExtractor(chat("extractor-model"))([interview(*FULL)])[0]
     assert set(failed.values.values()) == {UNKNOWN} and failed.flags["extractor_failed"] == list(ATTRIBUTES)
     assert parse_extractor_reply('x {"a": 1} y') == {"a": 1} and parse_extractor_reply("{broken") is None

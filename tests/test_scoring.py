@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import http.server
 import importlib.util
 import json
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -285,41 +283,16 @@ def test_coherence_judge_with_test_double():
     json.dumps(res, allow_nan=False)
 
 
-class _ChatHandler(http.server.BaseHTTPRequestHandler):
-    requests: list = []
-
-    def do_POST(self):  # noqa: N802 - http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append((self.path, self.headers.get("Authorization"), body))
-        reply = {"choices": [{"message": {"role": "assistant", "content": "Rating: 4"}}]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_openai_compatible_judge_on_local_server(monkeypatch):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("TEST_JUDGE_KEY", "secret")
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        judge = make_openai_judge("judge-model", url, api_key_env="TEST_JUDGE_KEY", use_openai_package=False)
-        res = coherence([["x", "y"]], ["hello"], method="judge", judge=judge)
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_openai_compatible_judge_on_local_server(monkeypatch, chat_double):
+    server, url = chat_double(lambda body: "Rating: 4")
+    monkeypatch.setenv("TEST_JUDGE_KEY", "secret")
+    judge = make_openai_judge("judge-model", url, api_key_env="TEST_JUDGE_KEY", use_openai_package=False)
+    res = coherence([["x", "y"]], ["hello"], method="judge", judge=judge)
     assert res["coherence_rating"] == 4.0 and res["incoherence_rate"] == 1.0
-    assert len(_ChatHandler.requests) == 2  # concurrent requests: any order
-    for path, auth, body in _ChatHandler.requests:
+    assert len(server.requests) == 2  # concurrent requests: any order
+    for path, auth, body in server.requests:
         assert path == "/v1/chat/completions" and auth == "Bearer secret" and body["model"] == "judge-model"
-    sent = [body["messages"] for _, _, body in _ChatHandler.requests]
+    sent = [body["messages"] for _, _, body in server.requests]
     assert build_judge_messages("hello", "x") in sent and build_judge_messages("hello", "y") in sent
 
 
