@@ -53,7 +53,7 @@ from peft_diversity.chat_http import (
     public_url,
 )
 from peft_diversity.data import DataValidationError, _check_context
-from peft_diversity.templates import PossibilityTemplate
+from peft_diversity.templates import PossibilityTemplate, is_empty_input, turn_body, turn_line
 
 logger = logging.getLogger(__name__)
 
@@ -300,17 +300,13 @@ def _checked_item(item: InputItem) -> None:
         item.problem, item.detail = "invalid_utf8", "the prompt holds a lone surrogate (not valid Unicode)"
     elif isinstance(source, str) and not source:
         item.problem, item.detail = "empty_prompt", "the prompt is empty"
-    elif isinstance(source, list) and not any(_turn_text(t).strip() for t in source):
+    elif isinstance(source, list) and is_empty_input(source):
         item.problem, item.detail = "empty_prompt", "the context has no non-empty turn"
     elif not isinstance(source, str):
         try:
             _check_context(source, "context", lambda key, problem: DataValidationError(f"{key}: {problem}"))
         except DataValidationError as err:
             item.problem, item.detail = "invalid_context", str(err)
-
-
-def _turn_text(turn: Any) -> str:
-    return str(turn.get("text", "")) if isinstance(turn, dict) else str(turn)
 
 
 def normalise(text: str) -> str:
@@ -321,15 +317,14 @@ def normalise(text: str) -> str:
 def _source_key(source: Any) -> str:
     if isinstance(source, str):
         return normalise(source)
-    return normalise("\n".join(f"{t.get('speaker', '')}: {t.get('text', '')}" if isinstance(t, dict) else str(t)
-                               for t in source))
+    return normalise("\n".join(turn_line(turn) for turn in source))
 
 
 def _echo_keys(source: Any) -> set[str]:
     """Normalised texts a candidate must not merely repeat: the prompt, or any turn of the context."""
     if isinstance(source, str):
         return {normalise(source)}
-    return {_source_key(source)} | {normalise(_turn_text(turn)) for turn in source}
+    return {_source_key(source)} | {normalise(turn_body(turn)) for turn in source}
 
 
 def _mark_duplicates(items: list[InputItem]) -> list[InputItem]:

@@ -49,6 +49,8 @@ from peft_diversity.templates import (
     PossibilityTemplate,
     TemplateError,
     ensure_chat_template,
+    is_empty_input,
+    turn_line,
 )
 
 logger = logging.getLogger(__name__)
@@ -139,18 +141,9 @@ def as_record(context: Any) -> dict[str, Any]:
         record = {"context": list(context) if isinstance(context, tuple) else context}
     else:
         raise GenerationError(f"a context must be a string, a list of turns or a record dict, got {type(context)}")
-    if _is_empty(record.get("context", record.get("prompt"))):
+    if is_empty_input(record.get("context", record.get("prompt"))):
         raise GenerationError(f"empty context in record {record.get('id', '?')!r}: nothing to respond to")
     return record
-
-
-def _is_empty(source: Any) -> bool:
-    if source is None:
-        return True
-    if isinstance(source, str):
-        return not source.strip()
-    texts = [turn.get("text", "") if isinstance(turn, dict) else str(turn) for turn in source]
-    return not any(str(text).strip() for text in texts)
 
 
 def _records(context: Any, contexts: Sequence[Any] | None) -> tuple[list[dict[str, Any]], bool]:
@@ -340,7 +333,7 @@ def _trim_source(source: Any, excess: int, tokenizer: Any) -> Any:
     if len(turns) > 1:
         dropped, count = 0, 0
         while count < len(turns) - 1 and dropped < excess:
-            dropped += len(encode(tokenizer, _turn_text(turns[count]))) + 1
+            dropped += len(encode(tokenizer, turn_line(turns[count]))) + 1
             count += 1
         return turns[count:]
     if not turns:
@@ -351,10 +344,6 @@ def _trim_source(source: Any, excess: int, tokenizer: Any) -> Any:
     if not trimmed or trimmed == text:
         return None
     return [{**turn, "text": trimmed} if isinstance(turn, dict) else trimmed]
-
-
-def _turn_text(turn: Any) -> str:
-    return f"{turn.get('speaker', '')}: {turn.get('text', '')}" if isinstance(turn, dict) else str(turn)
 
 
 def _trim_text(text: str, n_tokens: int, tokenizer: Any) -> str:

@@ -134,6 +134,25 @@ class PossibilityTemplate:
             raise TemplateError(f"{path}: not valid JSON ({err})") from err
 
 
+def turn_line(turn: Any) -> str:
+    """A dialogue turn as "speaker: text" (a plain turn as it is); missing keys render empty."""
+    return f"{turn.get('speaker', '')}: {turn.get('text', '')}" if isinstance(turn, dict) else str(turn)
+
+
+def turn_body(turn: Any) -> str:
+    """What a dialogue turn says, without its speaker."""
+    return str(turn.get("text", "")) if isinstance(turn, dict) else str(turn)
+
+
+def is_empty_input(source: Any) -> bool:
+    """True for a missing or blank prompt, or a context none of whose turns says anything."""
+    if source is None:
+        return True
+    if isinstance(source, str):
+        return not source.strip()
+    return not any(turn_body(turn).strip() for turn in source)
+
+
 def _render_turn(turn: Any) -> str:
     if isinstance(turn, dict):
         return f"{turn['speaker']}: {turn['text']}"
