@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from peft_diversity.atomic import atomic_directory, atomic_write_text
+from peft_diversity.atomic import atomic_directory, atomic_path, atomic_write_text
 from peft_diversity.data import MODES, DataValidationError, load_one_to_many
 from peft_diversity.templates import PossibilityTemplate, TemplateError
 
@@ -217,9 +217,8 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
         result = generate_responses(run.decoder, model, tokenizer, record, k=config.k, **settings)
         result.model = run.model
         results.append(result)
-    tmp = target.with_suffix(".tmp")
-    write_responses_jsonl(results, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        write_responses_jsonl(results, tmp)
     return target
 
 
@@ -334,10 +333,9 @@ def plot_diversity_vs_coherence(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_title("Diversity vs coherence per method")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

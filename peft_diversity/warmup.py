@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from peft_diversity.atomic import atomic_path
+
 logger = logging.getLogger(__name__)
 
 LORA_TARGETS = ["query", "key", "value", "dense"]
@@ -113,11 +115,10 @@ def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rat
     delta = extract_delta(model) if rank > 0 else {
         name: p.detach().clone().half() for name, p in model.named_parameters() if p.requires_grad
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".tmp")
-    save_file(delta, str(tmp), metadata={"rank": str(rank), "steps": str(steps), "batch_size": str(batch_size),
-                                         "learning_rate": str(learning_rate), "embedding_scale": str(embedding_scale)})
-    os.replace(tmp, output)
+    with atomic_path(output) as tmp:
+        save_file(delta, str(tmp), metadata={"rank": str(rank), "steps": str(steps), "batch_size": str(batch_size),
+                                             "learning_rate": str(learning_rate),
+                                             "embedding_scale": str(embedding_scale)})
     return output
 
 

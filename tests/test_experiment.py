@@ -113,3 +113,18 @@ def test_dataset_without_heldout_split_fails_before_training(tiny_setup, tmp_pat
     with pytest.raises(ExperimentConfigError, match="held-out split 'test'"):
         run_experiment(config, tmp_path / "run")
     assert not (tmp_path / "run" / "models").exists()
+
+
+def test_atomic_outputs_replace_whole_or_leave_the_old_file(tmp_path):
+    from peft_diversity.atomic import atomic_path, atomic_write_text
+
+    target = tmp_path / "sub" / "results.png"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".png"  # writers that go by the suffix still work
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in target.parent.iterdir()) == ["results.png"]
+    assert atomic_write_text(tmp_path / "a.json", "{}").read_text() == "{}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.atomic import atomic_write_text
+from peft_diversity.atomic import atomic_path, atomic_write_text
 from peft_diversity.persona.categories import ATTRIBUTES, REPORTED, UNKNOWN, load_categories
 from peft_diversity.persona.extract import FLAGS, Extraction, Extractor, RuleExtractor
 from peft_diversity.persona.score import Reference, score_extractions
@@ -299,11 +299,9 @@ def plot_distributions(results: Sequence[BiasResult], path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
