@@ -53,6 +53,7 @@ from peft_diversity.chat_http import (
     public_url,
 )
 from peft_diversity.data import DataValidationError, _check_context
+from peft_diversity.errors import BuildError
 from peft_diversity.templates import PossibilityTemplate, is_empty_input, turn_body, turn_line
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,6 @@ CONTENT_KEYS = ("column", "id_column", "split", "teacher", "prompt_version", "nu
 """Settings that change what a record looks like: a resume must keep them (other settings may change). The input
 file's path is not one (a checkout may move): a resume compares each finished input's content instead."""
 LOCK_FILE = ".lock"
-
-
-class BuildError(ValueError):
-    """Bad builder input or settings (one clear line for the command line)."""
 
 
 # ----- inputs ------------------------------------------------------------------------------------------------

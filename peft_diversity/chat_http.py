@@ -34,13 +34,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from peft_diversity.errors import PeftDiversityError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-class ChatRequestError(ValueError):
+class ChatRequestError(PeftDiversityError):
     """A chat request failed for good; the message names the endpoint and the cause (never the key)."""
 
 

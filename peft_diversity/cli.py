@@ -50,24 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         args.train_argv = rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    from peft_diversity.errors import PeftDiversityError
+
     try:
         return int(args._module.run(args) or 0)
-    except _user_errors() as err:  # bad input: one clear line, no traceback from deep inside
+    except PeftDiversityError as err:  # bad input: one clear line, no traceback from deep inside
         print(f"peft-diversity {args.command}: {err}", file=sys.stderr)
         return 2
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    """The project's bad-input error types (all ValueError subclasses raised before any real work)."""
-    from peft_diversity.data import DataValidationError
-    from peft_diversity.models import ModelLoadError
-    from peft_diversity.templates import TemplateError
-
-    errors: list[type[Exception]] = [DataValidationError, ModelLoadError, TemplateError]
-    for module, name in (("peft_diversity.experiment", "ExperimentConfigError"),
-                         ("peft_diversity.generation", "GenerationError"), ("peft_diversity.hub", "HubError")):
-        errors.append(getattr(importlib.import_module(module), name))
-    return tuple(errors)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.errors import DataValidationError
+
 BUNDLED_DIR = Path(__file__).parent / "data"
 BUNDLED = {"dialogue": BUNDLED_DIR / "dialogue", "story": BUNDLED_DIR / "story"}
 MODES = ("poexft", "otm", "oto")
-
-
-class DataValidationError(ValueError):
-    """A one-to-many record is malformed; the message names the source, record and field."""
 
 
 # ----- loading -----------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import yaml
 
 from peft_diversity.atomic import atomic_directory, atomic_path, atomic_write_text
 from peft_diversity.data import MODES, DataValidationError, load_one_to_many
+from peft_diversity.errors import ExperimentConfigError
 from peft_diversity.templates import PossibilityTemplate, TemplateError
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ TABLE_COLUMNS = (
 
 SAMPLING_KEYS = {"temperature", "top_p", "top_k", "min_p"}
 DETERMINISTIC_DECODERS = {"diverse_beam"}
-
-
-class ExperimentConfigError(ValueError):
-    """The experiment YAML names something unknown or cannot run; raised before any training."""
 
 
 @dataclass

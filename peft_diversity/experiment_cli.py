@@ -24,12 +24,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from peft_diversity.errors import ExperimentConfigError
     from peft_diversity.experiment import ExperimentConfig, format_results_table, run_experiment
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config_path = Path(getattr(args, "config", None) or DEMO_CONFIG)
     if not config_path.is_file():
-        raise SystemExit(f"experiment config not found: {config_path}")
+        raise ExperimentConfigError(f"experiment config not found: {config_path}")
     config = ExperimentConfig.from_yaml(config_path)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     start = time.perf_counter()

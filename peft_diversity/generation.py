@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 
+from peft_diversity.errors import GenerationError
 from peft_diversity.templates import (
     TEMPLATE_FILENAME,
     PossibilityTemplate,
@@ -69,10 +70,6 @@ ITERATIVE_SENTENCE = (
     "Here are responses that were already given:\n{previous}\n\n"
     "Give one new response that is different from all of them."
 )
-
-
-class GenerationError(ValueError):
-    """Bad input to a decoder (k out of range, empty context, missing template, ...)."""
 
 
 # ----- result ------------------------------------------------------------------------------------------

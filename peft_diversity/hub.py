@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_diversity.atomic import atomic_directory
+from peft_diversity.errors import HubError
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
 
 logger = logging.getLogger(__name__)
@@ -59,10 +60,6 @@ MODES_DESCRIPTION = {
     "otm": "OTMFT (one-to-many fine-tuning): several responses per context, no possibility tag",
     "oto": "OTOFT (one-to-one fine-tuning): one response per context",
 }
-
-
-class HubError(ValueError):
-    """A Hub operation cannot be done as asked (bad repo id, no token, not a trained folder...)."""
 
 
 # ----- training metadata --------------------------------------------------------------------------------

@@ -56,14 +56,11 @@ def _push(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from peft_diversity.hub import HubError, validate_model_repo_id
+    from peft_diversity.hub import validate_model_repo_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        validate_model_repo_id(args.repo_id)
-        result = _push(args)
-    except HubError as err:
-        raise SystemExit(f"peft-diversity push: {err}") from err
+    validate_model_repo_id(args.repo_id)
+    result = _push(args)
     if result.startswith("wrote "):
         print(result)
     else:

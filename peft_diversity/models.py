@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from peft_diversity.atomic import atomic_directory
+from peft_diversity.errors import ModelLoadError
 from peft_diversity.templates import ensure_chat_template
 
 logger = logging.getLogger(__name__)
@@ -25,10 +26,6 @@ DEFAULT_GENERATOR = "builtin:minilm-decoder"
 RESOURCES = Path(__file__).parent / "resources"
 WARMUP_FILE = RESOURCES / "minilm_decoder_warmup.safetensors"
 BUILTIN_VERSION = "1"
-
-
-class ModelLoadError(ValueError):
-    """A model name/path cannot be loaded as asked."""
 
 
 # ----- built-in offline models ----------------------------------------------------------------------

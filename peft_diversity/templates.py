@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_diversity.atomic import atomic_write_text
+from peft_diversity.errors import TemplateError
 
 TEMPLATE_FILENAME = "possibility_config.json"
 
@@ -34,10 +35,6 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
-
-
-class TemplateError(ValueError):
-    """A template is malformed or cannot render a record."""
 
 
 @dataclass

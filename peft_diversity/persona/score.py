@@ -10,15 +10,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.errors import PersonaError
 from peft_diversity.persona.categories import ATTRIBUTES, REPORTED, UNKNOWN, category_ids
 from peft_diversity.persona.extract import FLAGS, Extraction
 from peft_diversity.scoring.bias import attribute_entropy
 
 Reference = Mapping[str, Mapping[str, float]]
-
-
-class PersonaError(ValueError):
-    """Bad input to the persona bias test (a reference file, a model spec, an option)."""
 
 
 def load_reference(path: str | os.PathLike) -> dict[str, dict[str, float]]:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from peft_diversity.errors import PeftDiversityError
+
 from .bleu import SMOOTHINGS
 from .judges import make_hf_judge, make_openai_judge
 from .report import METRICS, format_table, load_responses, score_rows
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _judge(args: argparse.Namespace):
     if args.judge_base_url:
         if not args.judge_model:
-            raise SystemExit("--judge-base-url needs --judge-model")
+            raise PeftDiversityError("--judge-base-url needs --judge-model")
         return make_openai_judge(args.judge_model, args.judge_base_url, api_key_env=args.judge_api_key_env)
     return make_hf_judge(args.judge_model) if args.judge_model else None
 
