@@ -54,7 +54,14 @@ from peft_diversity.chat_http import (
 )
 from peft_diversity.data import DataValidationError, _check_context
 from peft_diversity.errors import BuildError
-from peft_diversity.templates import PossibilityTemplate, is_empty_input, turn_body, turn_line
+from peft_diversity.templates import (
+    LISTING_SENTENCE,
+    PossibilityTemplate,
+    is_empty_input,
+    listing_sentence,
+    turn_body,
+    turn_line,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -386,15 +393,11 @@ class Sampling:
 
 def listing_messages(template: PossibilityTemplate, record: dict[str, Any], n: int) -> list[dict[str, str]]:
     """The chat messages asking for N numbered candidates: the `listing` decoder's exact wording."""
-    from peft_diversity.generation import listing_sentence, sentence_messages
-
-    return sentence_messages(template, record, listing_sentence(n))
+    return template.messages(record, None, sentence=listing_sentence(n))
 
 
 def prompt_version(template: PossibilityTemplate) -> str:
     """Short hash of everything that shapes a teacher's prompt and how its reply is read."""
-    from peft_diversity.generation import LISTING_SENTENCE
-
     blob = json.dumps({"listing": LISTING_SENTENCE, "template": template.to_dict(), "parser": PARSER_VERSION},
                       sort_keys=True)
     return "listing-" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:10]

@@ -157,7 +157,7 @@ def make_template(args: argparse.Namespace, items: list[InputItem]) -> Possibili
     if args.template:
         if given:
             raise BuildError(f"--template sets the whole wording: drop {', '.join(given)} or drop --template")
-        from peft_diversity.generation import load_template
+        from peft_diversity.templates import load_template
 
         return load_template(args.template)
     if args.instruction is not None and args.task not in (None, "custom"):

@@ -46,11 +46,15 @@ import torch
 
 from peft_diversity.errors import GenerationError
 from peft_diversity.templates import (
+    LISTING_SENTENCE,
     TEMPLATE_FILENAME,
     PossibilityTemplate,
-    TemplateError,
     ensure_chat_template,
+    find_template,
     is_empty_input,
+    iterative_sentence,
+    listing_sentence,
+    load_template,
     turn_line,
 )
 
@@ -63,13 +67,7 @@ DEFAULT_MIN_P = 0.1
 DEFAULT_DIVERSITY_PENALTY = 1.0
 MIN_SHARED_PREFIX = 8
 """Shortest shared prefix (tokens) worth a separate prefill; shorter ones take the plain path."""
-LISTING_SENTENCE = (
-    "Give {k} different possible responses, numbered from 1 to {k}, one per line (1. ... 2. ...)."
-)
-ITERATIVE_SENTENCE = (
-    "Here are responses that were already given:\n{previous}\n\n"
-    "Give one new response that is different from all of them."
-)
+
 
 
 # ----- result ------------------------------------------------------------------------------------------
@@ -163,30 +161,6 @@ def model_name(model: Any) -> str | None:
     name = (getattr(model, "peft_diversity_source", None) or getattr(model, "name_or_path", None)
             or getattr(getattr(model, "config", None), "_name_or_path", None))
     return str(name) if name else None
-
-
-def load_template(source: str | os.PathLike) -> PossibilityTemplate:
-    """A template from a JSON file, a folder holding possibility_config.json, or a Hub repo id."""
-    path = Path(source)
-    if path.is_file():
-        try:
-            return PossibilityTemplate.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as err:
-            raise TemplateError(f"{path}: not valid JSON ({err})") from err
-    return PossibilityTemplate.from_pretrained(source)
-
-
-def find_template(name_or_path: str | os.PathLike | None) -> PossibilityTemplate | None:
-    """The template saved in a model folder (or Hub repo, when reachable); None when there is none."""
-    if not name_or_path:
-        return None
-    name = str(name_or_path)
-    if Path(name).is_dir():
-        return load_template(name) if (Path(name) / TEMPLATE_FILENAME).is_file() else None
-    try:
-        return PossibilityTemplate.from_pretrained(name)
-    except (FileNotFoundError, OSError):
-        return None
 
 
 def resolve_template(
@@ -361,31 +335,6 @@ def _encode_fitted(tokenizer: Any, prompt: str, budget: int | None) -> list[int]
     return ids
 
 
-# ----- chat rendering beyond the template's two sentences ------------------------------------------------------
-def sentence_messages(template: PossibilityTemplate, record: dict[str, Any], sentence: str) -> list[dict[str, str]]:
-    """The template's chat messages for `record` with `sentence` closing the user turn (no tokenizer needed)."""
-    body = template.instruction.replace("{input}", template.render_input(record))
-    messages = [{"role": "system", "content": template.system_prompt}] if template.system_prompt else []
-    messages.append({"role": "user", "content": f"{body}\n\n{sentence}"})
-    return messages
-
-
-def prompt_with_sentence(template: PossibilityTemplate, tokenizer: Any, record: dict[str, Any], sentence: str) -> str:
-    """The template's prompt for `record` with `sentence` as the closing sentence of the user turn."""
-    ensure_chat_template(tokenizer)
-    return tokenizer.apply_chat_template(sentence_messages(template, record, sentence), tokenize=False,
-                                         add_generation_prompt=True)
-
-
-def listing_sentence(k: int) -> str:
-    return LISTING_SENTENCE.replace("{k}", str(k))
-
-
-def iterative_sentence(previous: Sequence[str]) -> str:
-    listed = "\n".join(f"{i}. {text}" for i, text in enumerate(previous, start=1))
-    return ITERATIVE_SENTENCE.replace("{previous}", listed)
-
-
 # ----- clean-up ----------------------------------------------------------------------------------------------
 ROLE_LABELS = ("assistant", "user", "system")
 _NUMBERED_LABEL = r"(?:response|reply|answer|possibility|option)\s*(?:number\s*)?#?\s*\d*"
@@ -423,8 +372,9 @@ def strip_echoes(text: str, echoes: Iterable[str]) -> str:
 
 
 def _loose_pattern(text: str) -> re.Pattern:
-    """Regex for `text` ignoring case and spacing between words/punctuation; `{k}` matches a number."""
-    parts = [r"\d+" if piece == "{k}" else re.escape(piece) for piece in re.findall(r"\{k\}|\w+|[^\w\s]", text)]
+    """Regex for `text` ignoring case and spacing between words/punctuation; `{k}` / `{count}` match a number."""
+    parts = [r"\d+" if piece in ("{k}", "{count}") else re.escape(piece)
+             for piece in re.findall(r"\{(?:k|count)\}|\w+|[^\w\s]", text)]
     return re.compile(r"\s*".join(parts), re.IGNORECASE)
 
 
@@ -907,7 +857,7 @@ def generate_listing(
         prompts = []
         for record in batch:
             def render(r: dict[str, Any]) -> list[str]:
-                return [prompt_with_sentence(run.template, tokenizer, r, sentence)]
+                return [run.template.prompt_text(tokenizer, r, None, sentence=sentence)]
             fitted = fit_record(record, render, tokenizer, run.budget())
             prompts.append(_encode_fitted(tokenizer, render(fitted)[0], run.budget()))
         rows, _ = generate_rows(model, prompts, 1, run.gen_kwargs)
@@ -968,7 +918,7 @@ def _iterative_round(run: _Run, batch: list[dict[str, Any]], texts: list[list[st
         def render(r: dict[str, Any], previous: list[str] = previous) -> list[str]:
             if not previous:
                 return [run.template.prompt_text(run.tokenizer, r, None)]
-            return [prompt_with_sentence(run.template, run.tokenizer, r, iterative_sentence(previous))]
+            return [run.template.prompt_text(run.tokenizer, r, None, sentence=iterative_sentence(previous))]
         fitted = fit_record(record, render, run.tokenizer, run.budget())
         prompts.append(_encode_fitted(run.tokenizer, render(fitted)[0], run.budget()))
     rows, _ = generate_rows(run.model, prompts, 1, run.gen_kwargs)

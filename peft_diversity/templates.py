@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,14 @@ DEFAULT_POSSIBILITY_SENTENCE = (
     "corresponds to possibility number #{k}."
 )
 DEFAULT_PLAIN_SENTENCE = "Give your response."
+# Closing sentences of the two prompting baselines (and of the data builder's teacher, which lists candidates)
+LISTING_SENTENCE = (
+    "Give {count} different possible responses, numbered from 1 to {count}, one per line (1. ... 2. ...)."
+)
+ITERATIVE_SENTENCE = (
+    "Here are responses that were already given:\n{previous}\n\n"
+    "Give one new response that is different from all of them."
+)
 # Used when a tokenizer has no chat template of its own (e.g. the offline BERT-based default generator).
 FALLBACK_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -79,28 +88,32 @@ class PossibilityTemplate:
             return source.strip()
         return "\n".join(_render_turn(turn) for turn in source)
 
-    def user_message(self, record: dict[str, Any], k: int | None) -> str:
-        """User turn text; `k=None` gives the plain (untagged) wording."""
+    def user_message(self, record: dict[str, Any], k: int | None, sentence: str | None = None) -> str:
+        """User turn text; `k=None` gives the plain (untagged) wording; `sentence` replaces the closing sentence."""
         body = self.instruction.replace("{input}", self.render_input(record))
+        if sentence is not None:
+            return f"{body}\n\n{sentence}"
         if k is None:
             return f"{body}\n\n{self.plain_sentence}"
         if not 1 <= k <= self.max_possibility:
             raise TemplateError(f"possibility k={k} is outside 1..{self.max_possibility}")
         return f"{body}\n\n{self.possibility_sentence.replace('{k}', str(k))}"
 
-    def messages(self, record: dict[str, Any], k: int | None, response: str | None = None) -> list[dict]:
+    def messages(
+        self, record: dict[str, Any], k: int | None, response: str | None = None, sentence: str | None = None
+    ) -> list[dict]:
         """Chat messages for (record, k), with the assistant `response` appended when given."""
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        msgs.append({"role": "user", "content": self.user_message(record, k)})
+        msgs.append({"role": "user", "content": self.user_message(record, k, sentence)})
         if response is not None:
             msgs.append({"role": "assistant", "content": response})
         return msgs
 
-    def prompt_text(self, tokenizer, record: dict[str, Any], k: int | None) -> str:
+    def prompt_text(self, tokenizer, record: dict[str, Any], k: int | None, sentence: str | None = None) -> str:
         """The generation prompt string, rendered by the tokenizer's own chat template."""
         ensure_chat_template(tokenizer)
         return tokenizer.apply_chat_template(
-            self.messages(record, k), tokenize=False, add_generation_prompt=True
+            self.messages(record, k, sentence=sentence), tokenize=False, add_generation_prompt=True
         )
 
     # ----- persistence ------------------------------------------------------------------------------
@@ -131,6 +144,43 @@ class PossibilityTemplate:
             raise TemplateError(f"{path}: not valid JSON ({err})") from err
 
 
+def listing_sentence(count: int) -> str:
+    """The listing baseline's closing sentence: `count` numbered responses in one reply."""
+    return LISTING_SENTENCE.replace("{count}", str(count))
+
+
+def iterative_sentence(previous: Sequence[str]) -> str:
+    """The iterative baseline's closing sentence, showing the responses given so far."""
+    listed = "\n".join(f"{i}. {text}" for i, text in enumerate(previous, start=1))
+    return ITERATIVE_SENTENCE.replace("{previous}", listed)
+
+
+# ----- look-up: the template saved beside a model ----------------------------------------------------------
+def load_template(source: str | os.PathLike) -> PossibilityTemplate:
+    """A template from a JSON file, a folder holding possibility_config.json, or a Hub repo id."""
+    path = Path(source)
+    if path.is_file():
+        try:
+            return PossibilityTemplate.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as err:
+            raise TemplateError(f"{path}: not valid JSON ({err})") from err
+    return PossibilityTemplate.from_pretrained(source)
+
+
+def find_template(name_or_path: str | os.PathLike | None) -> PossibilityTemplate | None:
+    """The template saved in a model folder (or Hub repo, when reachable); None when there is none."""
+    if not name_or_path:
+        return None
+    name = str(name_or_path)
+    if Path(name).is_dir():
+        return load_template(name) if (Path(name) / TEMPLATE_FILENAME).is_file() else None
+    try:
+        return PossibilityTemplate.from_pretrained(name)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+# ----- dialogue turns ----------------------------------------------------------------------------------------
 def turn_line(turn: Any) -> str:
     """A dialogue turn as "speaker: text" (a plain turn as it is); missing keys render empty."""
     return f"{turn.get('speaker', '')}: {turn.get('text', '')}" if isinstance(turn, dict) else str(turn)

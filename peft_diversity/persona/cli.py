@@ -119,9 +119,9 @@ def default_decoder(model: str) -> str:
     The mode comes from `hub.trained_mode` (a folder's training settings, or a Hub repo's training_config.json,
     from the local cache when offline); a model with a template but no readable mode is taken as poexft.
     """
-    from peft_diversity.generation import find_template
     from peft_diversity.hub import trained_mode
     from peft_diversity.models import resolve_model_path
+    from peft_diversity.templates import find_template
 
     path = resolve_model_path(model)
     if find_template(path) is None:
@@ -168,8 +168,9 @@ def check_model_available(model: str) -> None:
 
 
 def resolve_specs(args: argparse.Namespace) -> list[ModelSpec]:
-    from peft_diversity.generation import DECODERS, find_template
+    from peft_diversity.generation import DECODERS
     from peft_diversity.models import resolve_model_path
+    from peft_diversity.templates import find_template
 
     if args.decoder is not None and args.decoder not in DECODERS:
         raise PersonaError(f"unknown decoder {args.decoder!r}; known: {list(DECODERS)}")
@@ -333,10 +334,10 @@ def _interview_all(
 def _interview_model(
     spec: ModelSpec, args: argparse.Namespace, interviewer: Any, extractor: Any, references: Any
 ) -> BiasResult:
-    from peft_diversity.generation import find_template
     from peft_diversity.models import load_model_and_tokenizer, resolve_model_path
     from peft_diversity.persona.interview import run_interviews
     from peft_diversity.persona.report import evaluate_transcripts
+    from peft_diversity.templates import find_template
 
     try:
         model, tokenizer = load_model_and_tokenizer(spec.model, dtype=args.dtype)
