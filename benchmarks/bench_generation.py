@@ -28,7 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from peft_diversity import generation as gen  # noqa: E402
-from peft_diversity.models import load_model_and_tokenizer, minilm_decoder_tokenizer  # noqa: E402
+from peft_diversity.models.loading import load_model_and_tokenizer  # noqa: E402
+from peft_diversity.models.minilm import minilm_decoder_tokenizer
 from peft_diversity.templates import PossibilityTemplate  # noqa: E402
 
 SENTENCES = [

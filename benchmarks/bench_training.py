@@ -93,7 +93,7 @@ def peak_bytes(fn) -> int:
 
 # ----- data ------------------------------------------------------------------------------------------------------
 def make_args(output_dir: str, total_steps: int, learning_rate: float, max_length: int):
-    from peft_diversity.config import PossibilityConfig
+    from peft_diversity.trainer.config import PossibilityConfig
 
     return PossibilityConfig(
         output_dir=output_dir,
@@ -144,8 +144,8 @@ def run_interleaved(model_id: str, dataset, groups, args) -> dict[str, Any]:
     """
     from transformers import TrainerCallback
 
-    from peft_diversity.models import load_model_and_tokenizer
-    from peft_diversity.trainer import PossibilityTrainer
+    from peft_diversity.models.loading import load_model_and_tokenizer
+    from peft_diversity.trainer.trainer import PossibilityTrainer
 
     ref = _reference_module()
     ref_model, tokenizer = load_model_and_tokenizer(model_id, dtype=torch.float32)
@@ -194,9 +194,9 @@ class _StoredHidden(torch.nn.Module):
 
 
 def measure_memory(model_id: str, dataset, groups, args, sizes: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
-    from peft_diversity.loss import poexft_loss
-    from peft_diversity.models import load_model_and_tokenizer
-    from peft_diversity.trainer import PossibilityTrainer
+    from peft_diversity.models.loading import load_model_and_tokenizer
+    from peft_diversity.trainer.loss import poexft_loss
+    from peft_diversity.trainer.trainer import PossibilityTrainer
 
     ref = _reference_module()
     ours_model, tokenizer = load_model_and_tokenizer(model_id, dtype=torch.float32)
@@ -397,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
 
     from peft_diversity.data import load_one_to_many
-    from peft_diversity.models import load_model_and_tokenizer
-    from peft_diversity.trainer import build_train_dataset
+    from peft_diversity.models.loading import load_model_and_tokenizer
+    from peft_diversity.trainer.trainer import build_train_dataset
 
     start = time.perf_counter()
     _, tokenizer = load_model_and_tokenizer(

@@ -38,7 +38,7 @@ NUM_RECORDS = 4
 def prepare(workdir: Path) -> dict[str, Path]:
     """Tiny llama folder, a 4-context JSONL file and the shared YAML recipe."""
     from peft_diversity.data import load_one_to_many
-    from peft_diversity.models import tiny_model_and_tokenizer
+    from peft_diversity.models.tiny import tiny_model_and_tokenizer
 
     model_dir, data = workdir / "tiny-llama", workdir / "train.jsonl"
     model, tokenizer = tiny_model_and_tokenizer("llama", seed=0)
@@ -80,10 +80,10 @@ def prepare(workdir: Path) -> dict[str, Path]:
 
 def half_batch_token_counts(paths: dict[str, Path]) -> list[tuple[int, int]]:
     """(positive, negative) label tokens in each process's half of the global batch."""
-    from peft_diversity.config import PossibilityConfig
     from peft_diversity.data import load_one_to_many
-    from peft_diversity.models import load_tokenizer
-    from peft_diversity.trainer import IGNORE, build_train_dataset
+    from peft_diversity.models.loading import load_tokenizer
+    from peft_diversity.trainer.config import PossibilityConfig
+    from peft_diversity.trainer.trainer import IGNORE, build_train_dataset
 
     args = PossibilityConfig(
         output_dir=str(paths["data"].parent / "unused"),

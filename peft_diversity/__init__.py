@@ -1,6 +1,46 @@
-"""peft_diversity: Possibility Exploration Fine-Tuning (PoExFT) on the Hugging Face stack."""
+"""peft_diversity: Possibility Exploration Fine-Tuning (PoExFT) on the Hugging Face stack.
 
-from peft_diversity.metrics_install import install_metrics, load_metric
+The public API is imported lazily (as TRL does), so `import peft_diversity` stays cheap:
+
+    from peft_diversity import PossibilityConfig, PossibilityTrainer      # training
+    from peft_diversity import generate_possibilities, PossibilityGenerator  # K responses in one call
+    from peft_diversity import semantic_diversity, self_bleu, distinct_n    # scoring
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["install_metrics", "load_metric", "__version__"]
+
+_SCORING = ("semantic_diversity", "self_bleu", "distinct_n", "distinct_k", "vendi_score", "coherence",
+            "attribute_entropy", "score_predictions")
+_LAZY = {
+    "PossibilityConfig": "peft_diversity.trainer.config",
+    "PossibilityTrainer": "peft_diversity.trainer.trainer",
+    "PossibilityTemplate": "peft_diversity.templates",
+    "generate_possibilities": "peft_diversity.generation.decoders",
+    "generate_responses": "peft_diversity.generation.decoders",
+    "Responses": "peft_diversity.generation.responses",
+    "PossibilityGenerator": "peft_diversity.hub.generator",
+    "load_model_and_tokenizer": "peft_diversity.models.loading",
+    "load_one_to_many": "peft_diversity.data",
+    "PeftDiversityError": "peft_diversity.errors",
+    "install_metrics": "peft_diversity.metrics_install",
+    "load_metric": "peft_diversity.metrics_install",
+    **dict.fromkeys(_SCORING, "peft_diversity.scoring"),
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'peft_diversity' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

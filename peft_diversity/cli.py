@@ -12,13 +12,13 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "train": ("peft_diversity.training_cli", "train a PoExFT / OTM / OTO model from a YAML recipe"),
-    "generate": ("peft_diversity.generation_cli", "generate K diverse responses for a context"),
+    "train": ("peft_diversity.trainer.cli", "train a PoExFT / OTM / OTO model from a YAML recipe"),
+    "generate": ("peft_diversity.generation.cli", "generate K diverse responses for a context"),
     "score": ("peft_diversity.scoring.cli", "score a responses.jsonl file with every diversity metric"),
-    "experiment": ("peft_diversity.experiment_cli", "train, generate and score a comparison from a YAML"),
-    "demo": ("peft_diversity.experiment_cli", "the offline CPU demo: the experiment in recipes/experiments/demo-cpu.yaml"),
-    "push": ("peft_diversity.hub_cli", "upload a trained model (adapter or merged) with its template and model card"),
-    "build-data": ("peft_diversity.builder_cli", "build one-to-many training data from your prompts with a teacher model"),
+    "experiment": ("peft_diversity.experiment.cli", "train, generate and score a comparison from a YAML"),
+    "demo": ("peft_diversity.experiment.cli", "the offline CPU demo: the experiment in recipes/experiments/demo-cpu.yaml"),
+    "push": ("peft_diversity.hub.cli", "upload a trained model (adapter or merged) with its template and model card"),
+    "build-data": ("peft_diversity.builder.cli", "build one-to-many training data from your prompts with a teacher model"),
     "bias": ("peft_diversity.persona.cli", "persona demographic-bias test: interview models, compare attribute entropy"),
 }
 # subcommands sharing a module use a differently named flag setter

@@ -1,24 +1,15 @@
 """Statistics of a one-to-many dataset, for its card: counts, lengths, within-context SBERT similarity.
 
-    python -m peft_diversity.datacard            # print the bundled data's statistics
-    python -m peft_diversity.datacard --write    # refresh the table in peft_diversity/data/README.md
+Used by Hub dataset cards, the builder's quality report and `scripts/refresh_data_card.py` (the bundled card).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-from pathlib import Path
 from statistics import mean, median
 from typing import Any
 
 import numpy as np
-
-from peft_diversity.atomic import atomic_write_text
-from peft_diversity.data import BUNDLED, BUNDLED_DIR, load_one_to_many
-
-CARD = BUNDLED_DIR / "README.md"
-BEGIN, END = "<!-- stats:begin -->", "<!-- stats:end -->"
 
 
 def within_context_cosines(records: list[dict[str, Any]], embedder: Any = None) -> list[list[float]]:
@@ -64,39 +55,3 @@ def dataset_stats(records: list[dict[str, Any]], embedder: Any = None) -> dict[s
         "within_context_cosine_pooled": round(mean(pooled), 3),
         "within_context_cosine_max": round(top, 3),
     }
-
-
-def bundled_table(embedder: Any = None) -> str:
-    rows = []
-    for name in BUNDLED:
-        for split in ("train", "test"):
-            stats = dataset_stats(load_one_to_many(f"builtin:{name}", split=split), embedder)
-            rows.append((f"{name}/{split}", stats))
-    keys = list(rows[0][1])
-    lines = ["| split | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
-             "|---|" + "---:|" * len(keys)]
-    lines += [f"| {name} | " + " | ".join(str(s[k]) for k in keys) + " |" for name, s in rows]
-    return "\n".join(lines)
-
-
-def write_card_table(table: str, card: Path = CARD) -> None:
-    text = card.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{card} has no {BEGIN} … {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    atomic_write_text(card, f"{head}{BEGIN}\n{table}\n{END}{tail}")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write", action="store_true", help=f"update the table in {CARD}")
-    args = parser.parse_args()
-    table = bundled_table()
-    print(table)
-    if args.write:
-        write_card_table(table)
-
-
-if __name__ == "__main__":
-    main()

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.assets import asset_path
+
 METRIC_NAMES = (
     "diversity_sim",
     "self_bleu",
@@ -44,7 +46,7 @@ _TYPE_RE = re.compile(r"class\s+\w+\(\s*evaluate\.(Metric|Measurement|Comparison
 def metrics_source_dir() -> Path:
     """The project's ``metrics/`` folder (``$PEFT_DIVERSITY_METRICS_DIR`` overrides it)."""
     env = os.environ.get("PEFT_DIVERSITY_METRICS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "metrics"
+    return Path(env) if env else asset_path("metrics")
 
 
 def default_modules_cache() -> Path:

@@ -7,7 +7,7 @@
 Any field of the YAML can be overridden on the command line (`--mode otm --output_dir out/otm`).
 """
 
-from peft_diversity.training import make_parser, run_training
+from peft_diversity.trainer.cli import make_parser, run_training
 
 
 def main() -> None:

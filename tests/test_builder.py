@@ -24,23 +24,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from peft_diversity import builder, builder_cli, cli
-from peft_diversity.builder import (
-    BuildError,
-    BuildFolder,
-    BuildSettings,
+from peft_diversity import cli
+from peft_diversity.builder import cli as builder_cli
+from peft_diversity.builder import filter as builder_filter
+from peft_diversity.builder import inputs as builder_inputs
+from peft_diversity.builder.build import BuildSettings, build_config, build_dataset
+from peft_diversity.builder.folder import BuildFolder, repair_jsonl
+from peft_diversity.builder.inputs import display_name, read_inputs
+from peft_diversity.builder.report import quality_report
+from peft_diversity.builder.teachers import (
     LocalTeacher,
     OpenAITeacher,
     Sampling,
     TeacherFailure,
-    build_config,
-    build_dataset,
-    display_name,
     listing_messages,
     prompt_version,
-    quality_report,
-    read_inputs,
-    repair_jsonl,
 )
 from peft_diversity.chat_http import (
     ChatAuthError,
@@ -54,6 +52,7 @@ from peft_diversity.chat_http import (
     _retry_after,
 )
 from peft_diversity.data import load_one_to_many
+from peft_diversity.errors import BuildError
 from peft_diversity.templates import PossibilityTemplate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,7 +309,8 @@ def test_surrogates_are_rejected_or_dropped_and_never_stop_the_build(tmp_path, m
     assert kept["provenance"]["dropped"] == {"invalid_utf8": 1} and rejected["prompt"] == "bad \ud83d"
     again = build_dataset(read_inputs(inputs), teacher, out, STORY, settings, embedder=False, log=lambda _: None)
     assert again.already_done == 2 and len(teacher.calls) == 1  # the escaped rejection matches its input
-    monkeypatch.setattr(builder, "_encodable", lambda _: True)  # if a surrogate slipped past the checks ...
+    for module in (builder_inputs, builder_filter):  # if a surrogate slipped past the checks ...
+        monkeypatch.setattr(module, "_encodable", lambda _: True)
     summary = build_dataset(read_inputs(inputs), teacher, tmp_path / "out2", STORY, settings, embedder=False,
                             log=lambda _: None)
     assert (summary.kept, dict(summary.rejected)) == (0, {"invalid_utf8": 2})  # ... each record becomes a rejection
@@ -612,15 +612,15 @@ def test_local_teacher_tiny_model_folder(tmp_path, tiny_models):
 
 
 def test_local_teacher_keeps_truncation_warnings(monkeypatch, caplog):
-    import peft_diversity.generation as generation
+    from peft_diversity.generation import decoders, inputs
 
     def fake_listing(model, tokenizer, contexts, k, **kwargs):
-        generation.logger.warning("context of record %r is %d tokens too long for the model window; truncating "
-                                  "it from the left", "a", 7)
-        generation.logger.warning("listing: could not parse items %s of %d for record %r", [2], 2, "a")
+        inputs.logger.warning("context of record %r is %d tokens too long for the model window; truncating "
+                              "it from the left", "a", 7)
+        decoders.logger.warning("listing: could not parse items %s of %d for record %r", [2], 2, "a")
         return [SimpleNamespace(settings={"raw_output": "1. x"}) for _ in contexts]
 
-    monkeypatch.setattr(generation, "generate_listing", fake_listing)
+    monkeypatch.setattr(decoders, "generate_listing", fake_listing)
     teacher = LocalTeacher(object(), STORY, tokenizer=object())
     with caplog.at_level(logging.WARNING, logger="peft_diversity.generation"):
         assert teacher([{"id": "a", "prompt": "p"}], 2, 0) == ["1. x"]

@@ -12,14 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from peft_diversity.data import (
-    BUNDLED,
-    DataValidationError,
-    TrainingRow,
-    build_training_rows,
-    load_one_to_many,
-    truncate_words,
-)
+from peft_diversity.data import BUNDLED, load_one_to_many
+from peft_diversity.errors import DataValidationError
+from peft_diversity.trainer.rows import TrainingRow, build_training_rows, truncate_words
 
 
 def _words(text: str) -> int:

@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from peft_diversity.data import BUNDLED
-from peft_diversity.experiment import ExperimentConfig, ExperimentConfigError, run_experiment
-from peft_diversity.models import tiny_model_and_tokenizer
+from peft_diversity.errors import ExperimentConfigError
+from peft_diversity.experiment.config import ExperimentConfig
+from peft_diversity.experiment.runner import run_experiment
+from peft_diversity.models.tiny import tiny_model_and_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -11,17 +11,15 @@ import pytest
 import torch
 
 from peft_diversity import generation as gen
-from peft_diversity.generation import (
-    DECODERS,
-    GenerationError,
-    Responses,
-    clean_response,
-    diverse_beam_search,
-    parse_numbered_list,
-)
-from peft_diversity.generation_cli import main as cli_main
-from peft_diversity.generation_cli import parse_context
-from peft_diversity.models import minilm_decoder_tokenizer, tiny_model_and_tokenizer
+from peft_diversity.errors import GenerationError
+from peft_diversity.generation.beam import diverse_beam_search
+from peft_diversity.generation.cli import main as cli_main
+from peft_diversity.generation.cli import parse_context
+from peft_diversity.generation.decoders import DECODERS
+from peft_diversity.generation.responses import Responses
+from peft_diversity.generation.text import clean_response, parse_numbered_list
+from peft_diversity.models.minilm import minilm_decoder_tokenizer
+from peft_diversity.models.tiny import tiny_model_and_tokenizer
 from peft_diversity.templates import PossibilityTemplate
 
 DIALOGUE = [

@@ -1,4 +1,4 @@
-"""hub.py: the upload folder, its model card, pushing (through a test double of HfApi) and loading back."""
+"""hub/: the upload folder, its model card, pushing (through a test double of HfApi) and loading back."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from peft_diversity import hub
+from peft_diversity.errors import HubError
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
 
 CONTEXT = [{"speaker": "A", "text": "Any plans for the weekend?"}, {"speaker": "B", "text": "Not yet, you?"}]
@@ -48,8 +49,8 @@ def trained(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from peft_diversity.config import PossibilityConfig
-    from peft_diversity.models import tiny_model_and_tokenizer
+    from peft_diversity.models.tiny import tiny_model_and_tokenizer
+    from peft_diversity.trainer.config import PossibilityConfig
 
     root = tmp_path_factory.mktemp("hub")
     template = PossibilityTemplate(max_possibility=5)
@@ -79,7 +80,7 @@ def trained(tmp_path_factory):
 
 
 def _generate(model, tokenizer, template):
-    from peft_diversity.generation import generate_possibilities
+    from peft_diversity.generation.decoders import generate_possibilities
 
     result = generate_possibilities(model, tokenizer, CONTEXT, k=3, template=template, **GREEDY)
     return result.texts, result.num_tokens
@@ -122,7 +123,7 @@ def test_results_from_json_file_and_no_results(trained, tmp_path):
     out = hub.save_for_hub(trained["full"], tmp_path / "b")
     card = (out / "README.md").read_text()
     assert "model-index" not in card and "No evaluation results" in card
-    with pytest.raises(hub.HubError, match="results"):
+    with pytest.raises(HubError, match="results"):
         hub.save_for_hub(trained["full"], tmp_path / "c", results=[{"model": "x"}])
 
 
@@ -193,7 +194,7 @@ def test_push_model_without_token(trained, monkeypatch, tmp_path):
 
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     api = RecordingApi()
-    with pytest.raises(hub.HubError, match="hf auth login"):
+    with pytest.raises(HubError, match="hf auth login"):
         hub.push_model(trained["full"], "alice/tiny-poexft", api=api)
     assert api.calls == []
 
@@ -201,7 +202,7 @@ def test_push_model_without_token(trained, monkeypatch, tmp_path):
 @pytest.mark.parametrize("repo_id", ["no-owner", "a/b/c", "alice/bad name", "", "alice/", "alice/x--..y"])
 def test_push_model_malformed_repo_id_fails_first(repo_id, tmp_path):
     api = RecordingApi()
-    with pytest.raises(hub.HubError, match="repo id"):
+    with pytest.raises(HubError, match="repo id"):
         hub.push_model(tmp_path / "does-not-exist", repo_id, api=api, token="hf_x")
     assert api.calls == []
 
@@ -209,7 +210,7 @@ def test_push_model_malformed_repo_id_fails_first(repo_id, tmp_path):
 def test_cli_push_and_save_only(trained, logged_in, monkeypatch, tmp_path):
     import argparse
 
-    from peft_diversity import hub_cli
+    from peft_diversity.hub import cli as hub_cli
 
     parser = argparse.ArgumentParser()
     hub_cli.add_arguments(parser)
@@ -222,7 +223,7 @@ def test_cli_push_and_save_only(trained, logged_in, monkeypatch, tmp_path):
     args = parser.parse_args(["--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--public"])
     assert hub_cli.run(args) == 0
     assert api.calls[0][2]["private"] is False
-    with pytest.raises(SystemExit, match="owner/name"):
+    with pytest.raises(HubError, match="owner/name"):
         hub_cli.run(parser.parse_args(["--model-dir", str(trained["full"]), "--repo-id", "bad"]))
 
 
@@ -300,7 +301,7 @@ def test_save_dataset_story_jsonl_missing_split(tmp_path, caplog):
     assert sum(map(len, rows["candidates"])) == 5
     text = (out / "README.md").read_text()
     assert "# Tiny stories" in text and "| `prompt` | string |" in text and "test-00000" not in text
-    with pytest.raises(hub.HubError, match="none of the splits"):
+    with pytest.raises(HubError, match="none of the splits"):
         hub.save_dataset_for_hub(src, tmp_path / "none", splits=("validation",), embedder=_hash_embedder)
     assert not (tmp_path / "none").exists()
 
@@ -345,9 +346,9 @@ def logged_out(monkeypatch, tmp_path):
 
 def test_push_dataset_and_metric_without_token(logged_out):
     api = RecordingApi()
-    with pytest.raises(hub.HubError, match="hf auth login"):
+    with pytest.raises(HubError, match="hf auth login"):
         hub.push_dataset("builtin:story", "alice/otm-story", api=api)
-    with pytest.raises(hub.HubError, match="hf auth login"):
+    with pytest.raises(HubError, match="hf auth login"):
         hub.push_metric("vendi", "alice/vendi", api=api)
     assert api.calls == []
 
@@ -355,9 +356,9 @@ def test_push_dataset_and_metric_without_token(logged_out):
 @pytest.mark.parametrize("repo_id", ["no-owner", "a/b/c", "alice/bad name", ""])
 def test_push_dataset_and_metric_malformed_repo_id(repo_id):
     api = RecordingApi()
-    with pytest.raises(hub.HubError, match="repo id"):
+    with pytest.raises(HubError, match="repo id"):
         hub.push_dataset("builtin:story", repo_id, api=api, token="hf_x")
-    with pytest.raises(hub.HubError, match="repo id"):
+    with pytest.raises(HubError, match="repo id"):
         hub.push_metric("vendi", repo_id, api=api, token="hf_x")
     assert api.calls == []
 
@@ -378,10 +379,10 @@ def test_push_metric_unknown_name(logged_in):
     from peft_diversity.metrics_install import METRIC_NAMES
 
     api = RecordingApi()
-    with pytest.raises(hub.HubError, match="unknown metric 'bleu'") as err:
+    with pytest.raises(HubError, match="unknown metric 'bleu'") as err:
         hub.push_metric("bleu", "alice/bleu", api=api)
     assert all(name in str(err.value) for name in METRIC_NAMES)
-    with pytest.raises(hub.HubError, match="unknown metric"):
+    with pytest.raises(HubError, match="unknown metric"):
         hub.push_metric("nope", "bad id", api=api, token=None)  # name checked before anything else
     assert api.calls == []
 
@@ -389,7 +390,7 @@ def test_push_metric_unknown_name(logged_in):
 def test_cli_push_dataset_and_metric(logged_in, monkeypatch, tmp_path):
     import argparse
 
-    from peft_diversity import hub_cli
+    from peft_diversity.hub import cli as hub_cli
 
     monkeypatch.setattr("peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder)
     parser = argparse.ArgumentParser()
@@ -406,7 +407,7 @@ def test_cli_push_dataset_and_metric(logged_in, monkeypatch, tmp_path):
     api.calls.clear()
     assert hub_cli.run(parser.parse_args(["--metric", "vendi", "--repo-id", "alice/vendi"])) == 0
     assert api.calls[0][2]["repo_type"] == "space" and "vendi.py" in api.uploaded
-    with pytest.raises(SystemExit, match="unknown metric"):
+    with pytest.raises(HubError, match="unknown metric"):
         hub_cli.run(parser.parse_args(["--metric", "bleu", "--repo-id", "alice/bleu"]))
     with pytest.raises(SystemExit):  # exactly one of --model-dir / --dataset-source / --metric
         parser.parse_args(["--metric", "vendi", "--dataset-source", "builtin:story", "--repo-id", "alice/x"])

@@ -9,8 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from peft_diversity.loss import PROB_CLAMP, content_word_spans, first_subtoken_mask, poexft_loss, unlikelihood
-from peft_diversity.trainer import IGNORE, add_label_log_probs
+from peft_diversity.trainer.loss import (
+    PROB_CLAMP,
+    content_word_spans,
+    first_subtoken_mask,
+    poexft_loss,
+    unlikelihood,
+)
+from peft_diversity.trainer.trainer import IGNORE, add_label_log_probs
 
 # Two rows over a 5-token vocabulary, three label positions each. Row 0 is a positive (matched k_i, cand_i),
 # row 1 a negative (k_i, cand_j): its labels exist only where a content word starts.

@@ -11,15 +11,12 @@ import pytest
 import torch
 
 from peft_diversity import cli
-from peft_diversity.generation import generate_sampling
-from peft_diversity.models import (
-    DEFAULT_GENERATOR,
-    WARMUP_FILE,
-    ModelLoadError,
-    load_model_and_tokenizer,
-    resolve_model_path,
-    tiny_model_and_tokenizer,
-)
+from peft_diversity.errors import ModelLoadError
+from peft_diversity.generation.decoders import generate_sampling
+from peft_diversity.models.builtin import DEFAULT_GENERATOR, resolve_model_path
+from peft_diversity.models.loading import load_model_and_tokenizer
+from peft_diversity.models.minilm import WARMUP_FILE
+from peft_diversity.models.tiny import tiny_model_and_tokenizer
 
 CONTEXT = [{"speaker": "Maya", "text": "I finally booked the trip to Lisbon!"},
            {"speaker": "Tom", "text": "Nice! When do you leave?"}]

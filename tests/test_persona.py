@@ -692,7 +692,7 @@ def test_llm_interviewer_and_extractor_over_http(chat_double):
 # ----- interviews with a tiny model, and the CLI ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny():
-    from peft_diversity.models import tiny_model_and_tokenizer
+    from peft_diversity.models.tiny import tiny_model_and_tokenizer
 
     return tiny_model_and_tokenizer("llama", seed=0)
 
@@ -834,7 +834,7 @@ def test_default_decoder_of_a_hub_model_reads_its_training_config(tmp_path, monk
     import huggingface_hub
     from huggingface_hub import constants
 
-    from peft_diversity.hub import trained_mode
+    from peft_diversity.hub.model import trained_mode
     from peft_diversity.templates import PossibilityTemplate
 
     repo = tmp_path / "models--org--demo-oto"  # the Hub cache's layout

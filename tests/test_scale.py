@@ -41,7 +41,7 @@ def test_two_process_data_parallel_gradients_equal_single_process(tmp_path):
 # ----- resume after SIGKILL -----------------------------------------------------------------------------------
 def _write_inputs(workdir: Path) -> Path:
     from peft_diversity.data import load_one_to_many
-    from peft_diversity.models import tiny_model_and_tokenizer
+    from peft_diversity.models.tiny import tiny_model_and_tokenizer
 
     model_dir, data = workdir / "tiny-llama", workdir / "train.jsonl"
     model, tokenizer = tiny_model_and_tokenizer("llama", seed=0)

@@ -14,13 +14,15 @@ import pytest
 import yaml
 
 from peft_diversity.data import load_one_to_many
-from peft_diversity.experiment import ExperimentConfig, ExperimentConfigError, generate_run
-from peft_diversity.generation import GenerationError, generate_responses
-from peft_diversity.generation_cli import main as generate_main
-from peft_diversity.generation_cli import requested_template
-from peft_diversity.models import load_model_and_tokenizer
+from peft_diversity.errors import ExperimentConfigError, GenerationError
+from peft_diversity.experiment.config import ExperimentConfig
+from peft_diversity.experiment.runner import generate_run
+from peft_diversity.generation.cli import main as generate_main
+from peft_diversity.generation.cli import requested_template
+from peft_diversity.generation.decoders import generate_responses
+from peft_diversity.models.loading import load_model_and_tokenizer
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate, TemplateError
-from peft_diversity.training import make_parser, run_training
+from peft_diversity.trainer.cli import make_parser, run_training
 
 CONFIGS = Path(__file__).parent.parent / "recipes" / "configs"
 TASK_CONFIGS = {"dialogue": "demo-cpu.yaml", "story": "demo-cpu-story.yaml", "custom": "demo-cpu-custom.yaml"}

@@ -15,7 +15,7 @@ from peft_diversity.templates import (
     PossibilityTemplate,
     TemplateError,
 )
-from peft_diversity.trainer import IGNORE, encode_example
+from peft_diversity.trainer.trainer import IGNORE, encode_example
 
 ARCHS = ("llama", "qwen2", "mistral", "gemma")
 # Everything the chat template puts after the user's text when asking for the assistant turn.

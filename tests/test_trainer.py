@@ -18,14 +18,16 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from peft_diversity.config import PossibilityConfig
-from peft_diversity.data import DataValidationError, load_one_to_many
-from peft_diversity.hub import trained_mode
-from peft_diversity.loss import PROB_CLAMP
-from peft_diversity.models import ModelLoadError, load_model_and_tokenizer, tiny_model_and_tokenizer
+from peft_diversity.data import load_one_to_many
+from peft_diversity.errors import DataValidationError, ModelLoadError
+from peft_diversity.hub.model import trained_mode
+from peft_diversity.models.loading import load_model_and_tokenizer
+from peft_diversity.models.tiny import tiny_model_and_tokenizer
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate, TemplateError
-from peft_diversity.trainer import IGNORE, PossibilityTrainer
-from peft_diversity.training import make_parser, run_training
+from peft_diversity.trainer.cli import make_parser, run_training
+from peft_diversity.trainer.config import PossibilityConfig
+from peft_diversity.trainer.loss import PROB_CLAMP
+from peft_diversity.trainer.trainer import IGNORE, PossibilityTrainer
 
 NUM_RECORDS = 4
 NUM_CANDIDATES = 3

@@ -119,8 +119,8 @@ def default_decoder(model: str) -> str:
     The mode comes from `hub.trained_mode` (a folder's training settings, or a Hub repo's training_config.json,
     from the local cache when offline); a model with a template but no readable mode is taken as poexft.
     """
-    from peft_diversity.hub import trained_mode
-    from peft_diversity.models import resolve_model_path
+    from peft_diversity.hub.model import trained_mode
+    from peft_diversity.models.builtin import resolve_model_path
     from peft_diversity.templates import find_template
 
     path = resolve_model_path(model)
@@ -168,8 +168,8 @@ def check_model_available(model: str) -> None:
 
 
 def resolve_specs(args: argparse.Namespace) -> list[ModelSpec]:
-    from peft_diversity.generation import DECODERS
-    from peft_diversity.models import resolve_model_path
+    from peft_diversity.generation.decoders import DECODERS
+    from peft_diversity.models.builtin import resolve_model_path
     from peft_diversity.templates import find_template
 
     if args.decoder is not None and args.decoder not in DECODERS:
@@ -204,7 +204,7 @@ def make_chat(spec: str, args: argparse.Namespace, *, temperature: float, max_to
             temperature=temperature,
             max_tokens=max_tokens,
         )
-    from peft_diversity.models import load_model_and_tokenizer
+    from peft_diversity.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(name, dtype=args.dtype)
     return make_hf_judge(model, tokenizer, max_new_tokens=max_tokens, batch_size=args.batch_size)
@@ -245,8 +245,7 @@ def run(args: argparse.Namespace) -> int:
 def _bad_input_errors() -> tuple[type[Exception], ...]:
     """Errors that mean bad input (imported only when something failed: they pull in torch)."""
     from peft_diversity.chat_http import ChatRequestError
-    from peft_diversity.generation import GenerationError
-    from peft_diversity.models import ModelLoadError
+    from peft_diversity.errors import GenerationError, ModelLoadError
     from peft_diversity.templates import TemplateError
 
     return PersonaError, ModelLoadError, GenerationError, TemplateError, ChatRequestError
@@ -334,7 +333,8 @@ def _interview_all(
 def _interview_model(
     spec: ModelSpec, args: argparse.Namespace, interviewer: Any, extractor: Any, references: Any
 ) -> BiasResult:
-    from peft_diversity.models import load_model_and_tokenizer, resolve_model_path
+    from peft_diversity.models.builtin import resolve_model_path
+    from peft_diversity.models.loading import load_model_and_tokenizer
     from peft_diversity.persona.interview import run_interviews
     from peft_diversity.persona.report import evaluate_transcripts
     from peft_diversity.templates import find_template

@@ -329,7 +329,8 @@ def run_interviews(
     use each round). `template` is the model's PossibilityTemplate (None: the one saved beside it, else the
     default dialogue wording); other `settings` (temperature, top_p, ...) go to the decoder.
     """
-    from peft_diversity.generation import clean_response, generate_responses
+    from peft_diversity.generation.decoders import generate_responses
+    from peft_diversity.generation.text import clean_response
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -387,7 +388,7 @@ def _fixed_possibilities(
     transcripts: list[Transcript], model: Any, template: Any, seed: int
 ) -> dict[str, int]:
     """One possibility number per conversation (1..max_possibility), reproducible under `seed`."""
-    from peft_diversity.generation import resolve_template
+    from peft_diversity.generation.inputs import resolve_template
 
     top = resolve_template(template, model, required=True).max_possibility
     return {t.id: random.Random(f"{seed}|{t.id}|possibility").randint(1, top) for t in transcripts}

@@ -6,7 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "experiments"
+from peft_diversity.assets import asset_path
+
+RECIPES = asset_path("recipes") / "experiments"
 DEMO_CONFIG = RECIPES / "demo-cpu.yaml"
 
 
@@ -25,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from peft_diversity.errors import ExperimentConfigError
-    from peft_diversity.experiment import ExperimentConfig, format_results_table, run_experiment
+    from peft_diversity.experiment.config import ExperimentConfig
+    from peft_diversity.experiment.report import format_results_table
+    from peft_diversity.experiment.runner import run_experiment
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config_path = Path(getattr(args, "config", None) or DEMO_CONFIG)

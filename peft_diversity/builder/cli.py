@@ -18,21 +18,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.builder import (
-    BuildError,
-    BuildSettings,
-    InputItem,
-    LocalTeacher,
-    OpenAITeacher,
-    Sampling,
-    build_config,
-    build_dataset,
-    display_name,
-    quality_report,
-    read_inputs,
-)
+from peft_diversity.builder.build import BuildSettings, build_config, build_dataset
+from peft_diversity.builder.inputs import InputItem, display_name, read_inputs
+from peft_diversity.builder.report import quality_report
+from peft_diversity.builder.teachers import LocalTeacher, OpenAITeacher, Sampling
 from peft_diversity.chat_http import ChatRequestError, RetryPolicy
-from peft_diversity.data import DataValidationError
+from peft_diversity.errors import BuildError, DataValidationError
 from peft_diversity.templates import PossibilityTemplate, TemplateError
 
 DEFAULT_TEACHER = "builtin:minilm-decoder"
@@ -98,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """0: every input has a record or a rejection; 1: some inputs are unfinished (teacher errors); 2: bad input."""
-    from peft_diversity.generation import GenerationError
+    from peft_diversity.errors import GenerationError
 
     try:
         if args.report_only is not None:
@@ -177,7 +168,7 @@ def make_teacher(args: argparse.Namespace, template: PossibilityTemplate) -> Any
         return OpenAITeacher(args.teacher, template, sampling, base_url=args.base_url, api_key_env=args.api_key_env,
                              policy=policy, requests_per_minute=args.requests_per_minute,
                              concurrency=args.concurrency)
-    from peft_diversity.models import ModelLoadError
+    from peft_diversity.errors import ModelLoadError
 
     try:
         return LocalTeacher(args.teacher, template, sampling, batch_size=args.batch_size, dtype=args.dtype,

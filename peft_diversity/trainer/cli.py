@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
-from peft_diversity.config import PossibilityConfig
 from peft_diversity.data import load_one_to_many
-from peft_diversity.models import load_model_and_tokenizer, resolve_model_path
-from peft_diversity.trainer import PossibilityTrainer
+from peft_diversity.models.builtin import resolve_model_path
+from peft_diversity.models.loading import load_model_and_tokenizer
+from peft_diversity.trainer.config import PossibilityConfig
+from peft_diversity.trainer.trainer import PossibilityTrainer
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
@@ -46,7 +48,7 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     trainer.train(resume_from_checkpoint=_resume_path(training_args))
     trainer.save_model(training_args.output_dir)
     if push and trainer.accelerator.is_main_process:
-        from peft_diversity.hub import push_model
+        from peft_diversity.hub.model import push_model
 
         private = True if training_args.hub_private_repo is None else training_args.hub_private_repo
         push_model(training_args.output_dir, training_args.hub_model_id, private=private,
@@ -60,7 +62,7 @@ def _check_push(args: PossibilityConfig) -> bool:
     not the Trainer's own push, which would create the repo at start-up and push every checkpoint."""
     if not args.push_to_hub:
         return False
-    from peft_diversity.hub import resolve_token, validate_model_repo_id
+    from peft_diversity.hub.model import resolve_token, validate_model_repo_id
 
     if not args.hub_model_id:
         raise ValueError("push_to_hub needs hub_model_id (owner/name)")
@@ -84,3 +86,18 @@ def _resume_path(args: PossibilityConfig) -> str | bool | None:
 
 
 __all__ = ["make_parser", "run_training", "resolve_model_path"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Every flag belongs to the TrlParser; -h/--help is forwarded to it so all fields are listed.
+    parser.add_argument("-h", "--help", action="store_true", dest="train_help")
+
+
+def run(args: argparse.Namespace) -> int:
+    trl_parser = make_parser(prog="peft-diversity train")
+    if args.train_help:
+        trl_parser.print_help()
+        return 0
+    script_args, training_args, model_args = trl_parser.parse_args_and_config(args=args.train_argv)
+    run_training(script_args, training_args, model_args)
+    return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-STOPWORDS_FILE = Path(__file__).parent / "resources" / "stopwords_en.txt"
+STOPWORDS_FILE = Path(__file__).resolve().parent.parent / "resources" / "stopwords_en.txt"
 # A word: letters/digits, with inner apostrophes (contractions) or hyphens kept inside the word.
 WORD_RE = re.compile(r"[^\W_]+(?:['\u2019-][^\W_]+)*")
 PROB_CLAMP = 1e-5

@@ -1,53 +1,30 @@
-"""Conversational warm-up of the offline default generator, shipped as a small low-rank delta.
+"""Maintainer script: rebuild the shipped warm-up delta of `builtin:minilm-decoder` (not part of the package).
 
-all-MiniLM-L6-v2 was trained as a sentence encoder; as a causal decoder it babbles. A LoRA warm-up on the
-bundled dialogue TRAIN split (every (context, candidate) pair as a one-to-one example, plain prompt, no
-possibility tag) teaches it to reply. The delta (LoRA factors with the scaling folded in, LayerNorms, LM-head
-bias) is a few MB, so no run has to train it. Rebuild with `python -m peft_diversity.warmup`.
+all-MiniLM-L6-v2 was trained as a sentence encoder; as a causal decoder it babbles. The warm-up fine-tunes it on
+the bundled dialogue TRAIN split (every (context, candidate) pair as a one-to-one example, plain prompt, no
+possibility tag) and stores the change as a delta: by default full fine-tuning of every non-embedding weight
+(`--rank 0`), with the word and position embeddings scaled by `--embedding-scale` (see docs/architecture.md);
+`--rank N` stores LoRA factors instead. The package merges the delta in when it materialises the builtin.
+
+    python scripts/build_minilm_warmup.py            # writes peft_diversity/resources/minilm_decoder_warmup.safetensors
 """
+
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from peft_diversity.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
 LORA_TARGETS = ["query", "key", "value", "dense"]
-
-
-def apply_warmup_delta(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Merge a saved delta into `model` in place: W += B @ A for LoRA pairs; other tensors replace weights.
-
-    The file's `embedding_scale` metadata scales the (tied) word embeddings first: with position embeddings
-    scaled alike, the embedding LayerNorm makes the input unchanged while the output logits gain range.
-    """
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        scale = float((handle.metadata() or {}).get("embedding_scale", 1.0))
-    delta = load_file(str(path))
-    params = dict(model.named_parameters())
-    if scale != 1.0:
-        with torch.no_grad():
-            model.get_input_embeddings().weight.mul_(scale)
-    for name, value in delta.items():
-        if name.endswith(".lora_A"):
-            base = name.removesuffix(".lora_A")
-            weight = params[f"{base}.weight"]
-            with torch.no_grad():
-                weight += (delta[f"{base}.lora_B"].float() @ value.float()).to(weight.dtype)
-        elif not name.endswith(".lora_B"):
-            with torch.no_grad():
-                params[name].copy_(value.to(params[name].dtype))
 
 
 def extract_delta(peft_model) -> dict[str, torch.Tensor]:
@@ -83,9 +60,9 @@ def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rat
     """
     from peft import LoraConfig, get_peft_model
 
-    from peft_diversity.config import PossibilityConfig
-    from peft_diversity.models import _build_minilm_decoder_raw
-    from peft_diversity.trainer import PossibilityTrainer
+    from peft_diversity.models.minilm import _build_minilm_decoder_raw
+    from peft_diversity.trainer.config import PossibilityConfig
+    from peft_diversity.trainer.trainer import PossibilityTrainer
 
     model, tokenizer = _build_minilm_decoder_raw()
     with torch.no_grad():
@@ -144,7 +121,7 @@ class _TimeLimit:
 
 
 def main() -> None:
-    from peft_diversity.models import WARMUP_FILE
+    from peft_diversity.models.minilm import WARMUP_FILE
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=WARMUP_FILE)

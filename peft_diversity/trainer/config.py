@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig
 
-from peft_diversity.data import MODES
 from peft_diversity.templates import DEFAULT_PLAIN_SENTENCE, DEFAULT_POSSIBILITY_SENTENCE, PossibilityTemplate
+from peft_diversity.trainer.rows import MODES
 
 
 @dataclass

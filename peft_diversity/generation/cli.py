@@ -16,16 +16,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.generation import (
-    DECODERS,
-    GenerationError,
-    Responses,
+from peft_diversity.errors import GenerationError
+from peft_diversity.generation.decoders import DECODERS, get_decoder
+from peft_diversity.generation.responses import Responses, write_responses_jsonl
+from peft_diversity.templates import (
+    TASK_INSTRUCTIONS,
+    PossibilityTemplate,
+    TemplateError,
     find_template,
-    get_decoder,
     load_template,
-    write_responses_jsonl,
 )
-from peft_diversity.templates import TASK_INSTRUCTIONS, PossibilityTemplate, TemplateError
 
 SAMPLING_DECODERS = ("possibilities", "sampling", "min_p", "listing", "iterative")
 SHARED_PREFIX_DECODERS = ("possibilities", "sampling", "min_p")
@@ -166,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> list[Responses]:
-    from peft_diversity.models import ModelLoadError, load_model_and_tokenizer, resolve_model_path
+    from peft_diversity.errors import ModelLoadError
+    from peft_diversity.models.builtin import resolve_model_path
+    from peft_diversity.models.loading import load_model_and_tokenizer
 
     kwargs = decoder_kwargs(args)
     if args.input is not None:

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from datasets import Dataset
 from trl import SFTTrainer
 
-from peft_diversity.config import PossibilityConfig
-from peft_diversity.data import build_training_rows, load_one_to_many
-from peft_diversity.loss import content_word_spans, first_subtoken_mask, poexft_loss
+from peft_diversity.data import load_one_to_many
 from peft_diversity.templates import PossibilityTemplate, TemplateError, ensure_chat_template
+from peft_diversity.trainer.config import PossibilityConfig
+from peft_diversity.trainer.loss import content_word_spans, first_subtoken_mask, poexft_loss
+from peft_diversity.trainer.rows import build_training_rows
 
 IGNORE = -100
 

@@ -1,10 +1,4 @@
-"""Hub helpers: build the folder to upload (model + tokenizer + template + card), push it, load it back.
-
-    save_for_hub("out/", "upload/", results="runs/demo/results.json")   # the exact folder that gets uploaded
-    push_model("out/", "user/my-poexft-model")                          # private by default
-    gen = PossibilityGenerator.from_pretrained("user/my-poexft-model")
-    gen.generate("A: Any plans for the weekend?", k=5).texts
-"""
+"""A trained model for the Hub: its training metadata, model card, upload folder, and push."""
 
 from __future__ import annotations
 
@@ -18,13 +12,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.assets import asset_path
 from peft_diversity.atomic import atomic_directory
 from peft_diversity.errors import HubError
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
 
 logger = logging.getLogger(__name__)
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "model_card.md"
+
+MODEL_CARD_TEMPLATE = asset_path("model_cards") / "model_card.md"
 TRAINING_CONFIG_FILENAME = "training_config.json"
 PAPER_ARXIV = "2412.03343"
 REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -280,7 +276,7 @@ def _upload_files(folder: Path) -> list[Path]:
 
 def _write_merged(folder: Path, target: Path) -> None:
     """Base + adapter merged into full weights (safetensors), plus the tokenizer files."""
-    from peft_diversity.models import load_model_and_tokenizer
+    from peft_diversity.models.loading import load_model_and_tokenizer
 
     model, _ = load_model_and_tokenizer(str(folder), dtype="float32")
     merged = model.merge_and_unload()
@@ -388,176 +384,6 @@ def push_model(
     return commit
 
 
-# ----- load back --------------------------------------------------------------------------------------------
-class PossibilityGenerator:
-    """A trained model + tokenizer + its possibility template: `generate(context, k)` → K diverse responses."""
-
-    def __init__(self, model: Any, tokenizer: Any, template: PossibilityTemplate | None) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.template = template
-
-    @classmethod
-    def from_pretrained(cls, repo_or_dir: str | os.PathLike, **load_kwargs: Any) -> PossibilityGenerator:
-        """Load from a local folder, `builtin:<name>` or a Hub repo id (downloaded; honours HF_HUB_OFFLINE)."""
-        from peft_diversity.models import BUILTIN_PREFIX, load_model_and_tokenizer
-
-        source = str(repo_or_dir)
-        if not source.startswith(BUILTIN_PREFIX) and not Path(source).is_dir():
-            from huggingface_hub import snapshot_download
-
-            source = snapshot_download(validate_model_repo_id(source), revision=load_kwargs.pop("revision", None))
-        model, tokenizer = load_model_and_tokenizer(source, **load_kwargs)
-        template = None
-        if (Path(source) / TEMPLATE_FILENAME).is_file():
-            template = PossibilityTemplate.from_pretrained(source)
-        return cls(model.eval(), tokenizer, template)
-
-    def generate(self, context: Any, k: int = 5, **settings: Any):
-        """K possibilities for `context` in one batched generate call (see `generation.generate_possibilities`)."""
-        from peft_diversity.generation import generate_possibilities
-
-        if self.template is not None:
-            settings.setdefault("template", self.template)
-        return generate_possibilities(self.model, self.tokenizer, context, k=k, **settings)
-
-
-# ----- datasets -----------------------------------------------------------------------------------------------
-DATASET_CARD_TEMPLATE = MODEL_CARD_TEMPLATE.parent / "dataset_card.md"
-STAT_KEYS = (
-    "contexts", "candidates", "candidates_per_context", "turns_per_context", "words_per_candidate_mean",
-    "words_per_candidate_median", "words_per_candidate_max", "within_context_cosine_mean",
-    "within_context_cosine_pooled", "within_context_cosine_max",
-)
-
-
-def _parquet_name(split: str) -> str:
-    return f"data/{split}-00000-of-00001.parquet"
-
-
-def _load_splits(source: Any, splits: tuple[str, ...] | list[str]) -> dict[str, list[dict[str, Any]]]:
-    """`{split: records}` for the splits that exist; a clear error when none does."""
-    from peft_diversity.data import DataValidationError, load_one_to_many
-
-    if isinstance(source, (str, Path)) and Path(source).is_file():
-        logger.info("%s is one file: stored as the %r split only", source, splits[0])
-        splits = splits[:1]
-    loaded = {}
-    for split in splits:
-        try:
-            loaded[split] = load_one_to_many(source, split=split)
-        except (DataValidationError, FileNotFoundError, ValueError) as err:
-            if "split" not in str(err).lower():
-                raise
-            logger.info("%s: no %r split, skipped (%s)", source, split, err)
-    if not loaded:
-        raise HubError(f"{source}: none of the splits {list(splits)} could be loaded")
-    return loaded
-
-
-def _turn(turn: Any) -> dict[str, str]:
-    return {"speaker": turn.get("speaker", ""), "text": turn["text"]} if isinstance(turn, dict) else \
-        {"speaker": "", "text": turn}
-
-
-def _normalise_records(records: list[dict[str, Any]], split: str) -> tuple[list[dict[str, Any]], bool]:
-    """One schema per split: `context` all strings, or all lists of {speaker, text}; `prompt` stays a string."""
-    if all("prompt" in r for r in records):
-        return records, False
-    key = "context"
-    if any("prompt" in r for r in records):
-        logger.info("split %r mixes 'prompt' and 'context' records: prompts are stored as 'context'", split)
-    rows = [{"id": r["id"], key: r.get("context", r.get("prompt")), "candidates": r["candidates"]}
-            for r in records]
-    if all(isinstance(r[key], str) for r in rows):
-        return rows, False
-    if any(isinstance(r[key], str) for r in rows):
-        logger.info("split %r mixes string and turn-list contexts: strings become one turn with no speaker", split)
-    for row in rows:
-        value = row[key]
-        row[key] = [_turn(t) for t in value] if isinstance(value, list) else [_turn(value)]
-    return rows, True
-
-
-def build_dataset_card(
-    source: Any,
-    splits: dict[str, list[dict[str, Any]]],
-    *,
-    stats: dict[str, dict[str, Any]],
-    context_is_list: bool,
-    repo_id: str | None = None,
-    pretty_name: str | None = None,
-    license: str = "cc-by-4.0",  # noqa: A002 - the Hub's own field name
-    embedder_name: str = "all-MiniLM-L6-v2",
-):
-    """A `huggingface_hub.DatasetCard` rendered from `model_cards/dataset_card.md` (configs → parquet files)."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    first = next(iter(splits.values()))
-    context_key = "prompt" if first and "prompt" in first[0] else "context"
-    files = {split: _parquet_name(split) for split in splits}
-    total = sum(len(r) for r in splits.values())
-    size = "n<1K" if total < 1_000 else "1K<n<10K" if total < 10_000 else "10K<n<100K"
-    name = str(source)
-    card_data = DatasetCardData(
-        language=["en"], license=license, pretty_name=pretty_name or (repo_id or name).split("/")[-1],
-        task_categories=["text-generation"], size_categories=[size],
-        tags=["peft-diversity", "one-to-many", "diversity"],
-        configs=[{"config_name": "default", "data_files": [{"split": s, "path": f} for s, f in files.items()]}],
-    )
-    return DatasetCard.from_template(
-        card_data, template_path=str(DATASET_CARD_TEMPLATE),
-        title=pretty_name or repo_id or name, repo_id=repo_id or "<owner>/<name>", arxiv=PAPER_ARXIV,
-        unit="prompt" if context_key == "prompt" else "context", context_key=context_key,
-        context_is_list=context_is_list, splits=list(splits), files=files, stats=stats,
-        stat_keys=STAT_KEYS, stat_headers=[k.replace("_", " ") for k in STAT_KEYS], source=name,
-        bundled=name.startswith("builtin:"), license=license, embedder_name=embedder_name,
-    )
-
-
-def _embedder_name(embedder: Any) -> str:
-    if embedder is None:
-        return "all-MiniLM-L6-v2"
-    return Path(embedder).name if isinstance(embedder, (str, os.PathLike)) else type(embedder).__name__
-
-
-def save_dataset_for_hub(
-    source: Any,
-    out_dir: str | os.PathLike,
-    *,
-    splits: tuple[str, ...] | list[str] = ("train", "test"),
-    pretty_name: str | None = None,
-    license: str = "cc-by-4.0",  # noqa: A002 - the Hub's own field name
-    repo_id: str | None = None,
-    embedder: Any = None,
-) -> Path:
-    """Write a Hub-ready dataset folder: `data/<split>-00000-of-00001.parquet` per split + README.md card.
-
-    `source` is anything `load_one_to_many` reads (`builtin:dialogue`, a folder of `<split>.jsonl`, a file...);
-    missing splits are skipped (logged), at least one is required. The card lists schema, per-split statistics
-    (`datacard.dataset_stats`, SBERT cosine with `embedder`), provenance and licence, and its `configs:` maps
-    splits to the parquet files so that `load_dataset(repo)` finds them. Written to a temp dir, then renamed.
-    """
-    from datasets import Dataset
-
-    from peft_diversity.datacard import dataset_stats
-
-    loaded = _load_splits(source, splits)
-    target = Path(out_dir)
-    with atomic_directory(target) as tmp:
-        (tmp / "data").mkdir()
-        stats, is_list = {}, False
-        for split, records in loaded.items():
-            rows, split_is_list = _normalise_records(records, split)
-            is_list = is_list or split_is_list
-            Dataset.from_list(rows).to_parquet(str(tmp / _parquet_name(split)))
-            stats[split] = dataset_stats(records, embedder)
-        card = build_dataset_card(source, loaded, stats=stats, context_is_list=is_list, repo_id=repo_id,
-                                  pretty_name=pretty_name, license=license, embedder_name=_embedder_name(embedder))
-        card.save(tmp / "README.md")
-    return target
-
-
 def _upload(api: Any, repo_id: str, folder: Path, repo_type: str, private: bool, commit_message: str,
             create_kwargs: dict[str, Any] | None = None, upload_kwargs: dict[str, Any] | None = None) -> str:
     """Create the repo (if needed) and upload `folder` as one commit; returns the commit URL."""
@@ -572,62 +398,3 @@ def _hf_api(api: Any, token: str) -> Any:
     from huggingface_hub import HfApi
 
     return HfApi(token=token)
-
-
-def push_dataset(
-    source: Any,
-    repo_id: str,
-    *,
-    private: bool = True,
-    token: str | None = None,
-    api: Any = None,
-    commit_message: str = "Upload peft_diversity one-to-many dataset",
-    **save_kwargs: Any,
-) -> str:
-    """Build the dataset folder (`save_dataset_for_hub`) and push it to a dataset repo (private by default)."""
-    validate_model_repo_id(repo_id)
-    token = resolve_token(token)
-    api = _hf_api(api, token)
-    with tempfile.TemporaryDirectory(prefix="peft-diversity-push-") as tmp:
-        folder = save_dataset_for_hub(source, Path(tmp) / "upload", repo_id=repo_id, **save_kwargs)
-        commit = _upload(api, repo_id, folder, "dataset", private, commit_message)
-    logger.info("pushed %s to https://huggingface.co/datasets/%s", source, repo_id)
-    return commit
-
-
-# ----- metrics ------------------------------------------------------------------------------------------------
-def metric_folder(name: str) -> Path:
-    """`metrics/<name>` for a known metric; a clear error (listing METRIC_NAMES) otherwise."""
-    from peft_diversity.metrics_install import METRIC_NAMES, metrics_source_dir
-
-    if name not in METRIC_NAMES:
-        raise HubError(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}")
-    folder = metrics_source_dir() / name
-    if not (folder / f"{name}.py").is_file():
-        raise HubError(f"metric folder {folder} has no {name}.py")
-    return folder
-
-
-def push_metric(
-    name: str,
-    repo_id: str,
-    *,
-    private: bool = False,
-    token: str | None = None,
-    api: Any = None,
-    commit_message: str | None = None,
-) -> str:
-    """Upload `metrics/<name>` (<name>.py, README.md card, app.py) as a Gradio Space at `repo_id`.
-
-    Afterwards `evaluate.load("<owner>/<name>")` loads it from the Hub. This replaces `evaluate-cli
-    create/push`, which is broken on huggingface_hub >= 1.0.
-    """
-    folder = metric_folder(name)
-    validate_model_repo_id(repo_id)
-    token = resolve_token(token)
-    api = _hf_api(api, token)
-    commit = _upload(api, repo_id, folder, "space", private, commit_message or f"Upload {name} metric",
-                     create_kwargs={"space_sdk": "gradio"},
-                     upload_kwargs={"ignore_patterns": ["__pycache__/*", "*.pyc"]})
-    logger.info("pushed metric %s to https://huggingface.co/spaces/%s", name, repo_id)
-    return commit

@@ -1,0 +1,83 @@
+"""`evaluate.load("diversity_sim")` by bare name, offline, from any folder: no Hub look-up, no warning.
+
+evaluate resolves a bare name as `./<name>/<name>.py`, then the Hub, then its module cache (with a warning).
+The wheel ships a one-line `peft_diversity_evaluate.pth` that imports this module at start-up; it waits for
+`evaluate.loading` to be imported and routes this package's metric names (`METRIC_NAMES`) to the packaged
+scripts. A `./<name>/` folder in the working directory still wins, as in evaluate, and any other name is
+untouched. `PEFT_DIVERSITY_EVALUATE_HOOK=0` turns it off. Kept free of heavy imports: it runs in every
+interpreter of the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.abc
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+METRIC_NAMES = ("diversity_sim", "self_bleu", "distinct_n", "vendi", "distinct_k", "coherence", "demographic_bias")
+_TARGET = "evaluate.loading"
+
+
+def packaged_script(path: str) -> Path | None:
+    """The packaged script a bare metric name resolves to; None when evaluate's own rules should apply."""
+    if path not in METRIC_NAMES or os.path.exists(os.path.join(path, f"{path}.py")):
+        return None
+    from peft_diversity.assets import asset_path
+
+    script = asset_path("metrics") / path / f"{path}.py"
+    return script if script.is_file() else None
+
+
+def patch(loading: Any) -> None:
+    """Wrap `evaluate.loading.evaluation_module_factory` (idempotent)."""
+    original = loading.evaluation_module_factory
+    if getattr(original, "_peft_diversity", False):
+        return
+
+    @functools.wraps(original)
+    def factory(path: str, *args: Any, **kwargs: Any) -> Any:
+        script = packaged_script(path) if isinstance(path, str) else None
+        return original(str(script) if script else path, *args, **kwargs)
+
+    factory._peft_diversity = True
+    loading.evaluation_module_factory = factory
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: it hands `evaluate.loading`'s real spec back with a loader that patches it."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != _TARGET:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_patch(module: Any) -> None:
+            exec_module(module)
+            patch(module)
+
+        spec.loader.exec_module = exec_and_patch
+        return spec
+
+
+def install() -> None:
+    """Patch now if `evaluate.loading` is loaded, else when it is first imported."""
+    if os.environ.get("PEFT_DIVERSITY_EVALUATE_HOOK", "1") == "0":
+        return
+    if _TARGET in sys.modules:
+        patch(sys.modules[_TARGET])
+    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())
+
+
+install()

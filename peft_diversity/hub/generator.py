@@ -1,0 +1,48 @@
+"""`PossibilityGenerator`: a PoExFT model from the Hub or a folder, ready to generate K responses."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from peft_diversity.hub.model import validate_model_repo_id
+from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
+
+logger = logging.getLogger(__name__)
+
+
+# ----- load back --------------------------------------------------------------------------------------------
+class PossibilityGenerator:
+    """A trained model + tokenizer + its possibility template: `generate(context, k)` → K diverse responses."""
+
+    def __init__(self, model: Any, tokenizer: Any, template: PossibilityTemplate | None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+
+    @classmethod
+    def from_pretrained(cls, repo_or_dir: str | os.PathLike, **load_kwargs: Any) -> PossibilityGenerator:
+        """Load from a local folder, `builtin:<name>` or a Hub repo id (downloaded; honours HF_HUB_OFFLINE)."""
+        from peft_diversity.models.builtin import BUILTIN_PREFIX
+        from peft_diversity.models.loading import load_model_and_tokenizer
+
+        source = str(repo_or_dir)
+        if not source.startswith(BUILTIN_PREFIX) and not Path(source).is_dir():
+            from huggingface_hub import snapshot_download
+
+            source = snapshot_download(validate_model_repo_id(source), revision=load_kwargs.pop("revision", None))
+        model, tokenizer = load_model_and_tokenizer(source, **load_kwargs)
+        template = None
+        if (Path(source) / TEMPLATE_FILENAME).is_file():
+            template = PossibilityTemplate.from_pretrained(source)
+        return cls(model.eval(), tokenizer, template)
+
+    def generate(self, context: Any, k: int = 5, **settings: Any):
+        """K possibilities for `context` in one batched generate call (see `generation.generate_possibilities`)."""
+        from peft_diversity.generation.decoders import generate_possibilities
+
+        if self.template is not None:
+            settings.setdefault("template", self.template)
+        return generate_possibilities(self.model, self.tokenizer, context, k=k, **settings)

@@ -1,0 +1,64 @@
+"""Built-in offline models, addressed as `builtin:<name>`: materialised once into the user cache as plain
+transformers folders, so every other code path loads them like any local model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from peft_diversity.atomic import atomic_directory
+from peft_diversity.errors import ModelLoadError
+from peft_diversity.models.minilm import WARMUP_FILE, _build_minilm_decoder, _build_minilm_decoder_raw
+
+logger = logging.getLogger(__name__)
+
+
+BUILTIN_PREFIX = "builtin:"
+DEFAULT_GENERATOR = "builtin:minilm-decoder"
+BUILTIN_VERSION = "1"
+
+
+# ----- built-in offline models ----------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Where built-in models are materialised (PEFT_DIVERSITY_CACHE, else ~/.cache/peft_diversity)."""
+    if os.environ.get("PEFT_DIVERSITY_CACHE"):
+        return Path(os.environ["PEFT_DIVERSITY_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "peft_diversity"
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map `builtin:<name>` to its materialised local folder; anything else is returned unchanged."""
+    if not name_or_path.startswith(BUILTIN_PREFIX):
+        return name_or_path
+    name = name_or_path[len(BUILTIN_PREFIX):]
+    builders = {"minilm-decoder": _build_minilm_decoder, "minilm-decoder-raw": _build_minilm_decoder_raw}
+    if name not in builders:
+        raise ModelLoadError(f"unknown built-in model {name_or_path!r}; known: {[BUILTIN_PREFIX + n for n in builders]}")
+    target = cache_dir() / f"{name}-v{BUILTIN_VERSION}"
+    stamp = _warmup_stamp() if name == "minilm-decoder" else "raw"
+    if (target / "config.json").is_file() and _read_stamp(target) == stamp:
+        return str(target)
+    _materialise(target, builders[name], stamp)
+    return str(target)
+
+
+def _warmup_stamp() -> str:
+    if not WARMUP_FILE.is_file():
+        return "no-warmup"
+    return f"{WARMUP_FILE.stat().st_size}-{int(WARMUP_FILE.stat().st_mtime)}"
+
+
+def _read_stamp(folder: Path) -> str | None:
+    path = folder / "builtin_stamp.json"
+    return json.loads(path.read_text())["stamp"] if path.is_file() else None
+
+
+def _materialise(target: Path, builder, stamp: str) -> None:
+    """Build into a temp folder, then rename: a crash never leaves a half-written model behind."""
+    with atomic_directory(target) as tmp:
+        model, tokenizer = builder()
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "builtin_stamp.json").write_text(json.dumps({"stamp": stamp}))

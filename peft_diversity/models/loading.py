@@ -1,0 +1,94 @@
+"""Load a causal LM + tokenizer by Hub id, local folder, adapter folder or `builtin:<name>`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from peft_diversity.errors import ModelLoadError
+from peft_diversity.models.builtin import BUILTIN_PREFIX, resolve_model_path
+from peft_diversity.templates import ensure_chat_template
+
+logger = logging.getLogger(__name__)
+
+
+# ----- general loading -------------------------------------------------------------------------------
+def load_tokenizer(
+    name_or_path: str, trust_remote_code: bool = False, chat_template_fallback: bool = True, **kwargs: Any
+) -> PreTrainedTokenizerBase:
+    """Tokenizer with left padding, a pad token, and a chat template (fallback when it has none)."""
+    path = resolve_model_path(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    # BERT-family tokenizers emit token_type_ids, which causal LMs' generate() rejects (not saved on disk)
+    tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+    ensure_chat_template(tokenizer, fallback=chat_template_fallback)
+    return tokenizer
+
+
+def load_model_and_tokenizer(
+    name_or_path: str,
+    *,
+    load_in_4bit: bool = False,
+    dtype: str | torch.dtype = "auto",
+    trust_remote_code: bool = False,
+    device_map: str | dict | None = None,
+    chat_template_fallback: bool = True,
+    **model_kwargs: Any,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM + tokenizer by Hub id, local folder or `builtin:<name>`.
+
+    `load_in_4bit` asks for
+    QLoRA-style 4-bit weights, which needs bitsandbytes and CUDA. A folder holding a peft adapter
+    (`adapter_config.json`) is loaded as base + adapter.
+    """
+    path = resolve_model_path(name_or_path)
+    tokenizer = load_tokenizer(
+        name_or_path, trust_remote_code=trust_remote_code, chat_template_fallback=chat_template_fallback
+    )
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code, **model_kwargs}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if load_in_4bit:
+        kwargs["quantization_config"] = quantization_config_4bit()
+    if (Path(path) / "adapter_config.json").is_file():
+        model = _load_adapter_model(path, kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        if name_or_path.startswith(BUILTIN_PREFIX):
+            # adapters trained on it then record the portable builtin name, not this machine's cache path
+            model.config._name_or_path = name_or_path
+            model.name_or_path = name_or_path
+    model.peft_diversity_source = name_or_path if path == name_or_path else path
+    return model, tokenizer
+
+
+def _load_adapter_model(path: str, kwargs: dict[str, Any]):
+    """Base model (resolving `builtin:` names) + the peft adapter in `path`."""
+    from peft import PeftConfig, PeftModel
+
+    base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(base_name), **kwargs)
+    return PeftModel.from_pretrained(base, path)
+
+
+def quantization_config_4bit():
+    """NF4 4-bit config; a clear error where bitsandbytes or CUDA is missing."""
+    if not torch.cuda.is_available():
+        raise ModelLoadError("4-bit (QLoRA) loading needs a CUDA GPU; none is visible. Drop load_in_4bit.")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise ModelLoadError("4-bit (QLoRA) loading needs bitsandbytes: pip install 'peft_diversity[qlora]'") from err
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
