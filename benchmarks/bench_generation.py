@@ -1,6 +1,6 @@
 """Latency of diverse generation: K possibilities in one call vs one response, shared prefix vs plain, baselines.
 
-    python benchmarks/bench_generation.py [--repeats 3] [--k 5] [--new-tokens 48] [--only p1,p2,p3] [--markdown out.md]
+    python benchmarks/bench_generation.py [--repeats 3] [--num-responses 5] [--new-tokens 48] [--only p1,p2,p3] [--markdown out.md]
 
 P1  builtin:minilm-decoder, 256-token context: K possibilities (one call) / one response (target <= 1.3).
 P2  a tiny-but-not-trivial random Llama (hidden 256, 4 layers), 1024-token context: plain batched K full
@@ -89,13 +89,13 @@ def bench_p1(model, tokenizer, k: int, new_tokens: int, repeats: int) -> dict[st
                 model, tokenizer, context, possibilities=[1], **common
             ),
             f"{k} possibilities": lambda: gen.generate_possibilities(
-                model, tokenizer, context, k=k, **common
+                model, tokenizer, context, num_responses=k, **common
             ),
             f"{k} possibilities, plain path": lambda: gen.generate_possibilities(
-                model, tokenizer, context, k=k, shared_prefix=False, **common
+                model, tokenizer, context, num_responses=k, shared_prefix=False, **common
             ),
             f"{k} samples (sampling)": lambda: gen.generate_sampling(
-                model, tokenizer, context, k=k, **common
+                model, tokenizer, context, num_responses=k, **common
             ),
         },
         repeats,
@@ -155,7 +155,7 @@ def bench_p2(tokenizer, k: int, new_tokens: int, repeats: int) -> dict[str, floa
 
 def bench_p3(model, tokenizer, k: int, new_tokens: int, repeats: int) -> dict[str, float]:
     context = synthetic_dialogue(tokenizer, 128)
-    common = dict(k=k, max_new_tokens=new_tokens, min_new_tokens=new_tokens, seed=0)
+    common = dict(num_responses=k, max_new_tokens=new_tokens, min_new_tokens=new_tokens, seed=0)
     times = time_variants(
         {
             "possibilities": lambda: gen.generate_possibilities(
@@ -172,12 +172,12 @@ def bench_p3(model, tokenizer, k: int, new_tokens: int, repeats: int) -> dict[st
 
 
 def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
-    k, n = args.k, args.new_tokens
+    k, n = args.num_responses, args.new_tokens
     lines = [
         f"### Generation latency ({datetime.date.today().isoformat()}, 2-core CPU, torch {torch.__version__}, "
         f"torch threads: {torch.get_num_threads()}, {platform.machine()})",
         "",
-        f"`python benchmarks/bench_generation.py --repeats {args.repeats} --k {k} --new-tokens {n} "
+        f"`python benchmarks/bench_generation.py --repeats {args.repeats} --num-responses {k} --new-tokens {n} "
         f"--threads {args.threads}` — "
         f"median of {args.repeats} interleaved runs after a warm-up; every response exactly {n} new tokens; "
         "ratios from one run.",
@@ -221,7 +221,7 @@ def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--num-responses", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--only", default="p1,p2,p3", help="comma-separated subset of p1,p2,p3")
     parser.add_argument("--threads", type=int, default=1,
@@ -237,15 +237,15 @@ def main() -> None:
     if wanted & {"p1", "p3"}:
         model, tokenizer = load_model_and_tokenizer("builtin:minilm-decoder")
         if "p1" in wanted:
-            results["p1"] = bench_p1(model, tokenizer, args.k, args.new_tokens, args.repeats)
+            results["p1"] = bench_p1(model, tokenizer, args.num_responses, args.new_tokens, args.repeats)
             print("P1", results["p1"], flush=True)
         if "p3" in wanted:
-            results["p3"] = bench_p3(model, tokenizer, args.k, args.new_tokens, args.repeats)
+            results["p3"] = bench_p3(model, tokenizer, args.num_responses, args.new_tokens, args.repeats)
             print("P3", results["p3"], flush=True)
     if "p2" in wanted:
         long_tokenizer = minilm_decoder_tokenizer()
         long_tokenizer.model_max_length = 2048  # the Llama's window, not MiniLM's 512
-        results["p2"] = bench_p2(long_tokenizer, args.k, args.new_tokens, args.repeats)
+        results["p2"] = bench_p2(long_tokenizer, args.num_responses, args.new_tokens, args.repeats)
         print("P2", results["p2"], flush=True)
     snippet = markdown(results, args) + (
         f"\n1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other jobs share the CPU).\n"

@@ -1,6 +1,6 @@
 """Benchmark the scoring functions against the reference loops in ``reference_metrics.py``.
 
-    python benchmarks/bench_metrics.py [--prompts 300] [--k 10] [--seed 0] [--markdown out.md]
+    python benchmarks/bench_metrics.py [--prompts 300] [--num-responses 10] [--seed 0] [--markdown out.md]
 
 On seeded synthetic responses (K per prompt, sharing a per-prompt topic vocabulary like real
 sampled responses do), times: self-BLEU (fast leave-one-out vs an NLTK ``sentence_bleu`` loop)
@@ -110,9 +110,9 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     import torch
 
     lines = [
-        f"### Metric speed ({args.prompts} prompts x {args.k} responses, seed {args.seed})",
+        f"### Metric speed ({args.prompts} prompts x {args.num_responses} responses, seed {args.seed})",
         "",
-        f"Command: `python benchmarks/bench_metrics.py --prompts {args.prompts} --k {args.k} --seed {args.seed}`  ",
+        f"Command: `python benchmarks/bench_metrics.py --prompts {args.prompts} --num-responses {args.num_responses} --seed {args.seed}`  ",
         f"Machine: {os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), torch threads "
         f"{torch.get_num_threads()}, Python {platform.python_version()}; date {datetime.date.today().isoformat()}; "
         f"load average at the end {os.getloadavg()[0]:.1f}; fast paths: best of {args.repeat} runs, references: one run, "
@@ -139,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--prompts", type=int, default=300)
-    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--num-responses", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--repeat", type=int, default=2, help="runs of the fast paths (best kept); references run once"
     )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the snippet here")
     args = parser.parse_args(argv)
-    predictions = synthetic_predictions(args.prompts, args.k, args.seed)
+    predictions = synthetic_predictions(args.prompts, args.num_responses, args.seed)
     ref = _reference_module()
     rows = [bench_self_bleu(predictions, ref, args.repeat), bench_semantic(predictions, ref, args.repeat)]
     targets = {rows[0]["name"]: 20.0, rows[1]["name"]: 3.0}

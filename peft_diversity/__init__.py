@@ -27,8 +27,8 @@ _LAZY = {
     "load_model_and_tokenizer": "peft_diversity.models.loading",
     "load_one_to_many": "peft_diversity.data",
     "PeftDiversityError": "peft_diversity.errors",
-    "install_metrics": "peft_diversity.metrics_install",
-    "load_metric": "peft_diversity.metrics_install",
+    "load_metric": "peft_diversity.evaluate_hook",
+    "METRIC_NAMES": "peft_diversity.evaluate_hook",
     **dict.fromkeys(_SCORING, "peft_diversity.scoring"),
 }
 __all__ = ["__version__", *_LAZY]

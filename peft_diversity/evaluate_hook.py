@@ -1,11 +1,13 @@
 """`evaluate.load("diversity_sim")` by bare name, offline, from any folder: no Hub look-up, no warning.
 
 evaluate resolves a bare name as `./<name>/<name>.py`, then the Hub, then its module cache (with a warning).
-The wheel ships a one-line `peft_diversity_evaluate.pth` that imports this module at start-up; it waits for
-`evaluate.loading` to be imported and routes this package's metric names (`METRIC_NAMES`) to the packaged
-scripts. A `./<name>/` folder in the working directory still wins, as in evaluate, and any other name is
-untouched. `PEFT_DIVERSITY_EVALUATE_HOOK=0` turns it off. Kept free of heavy imports: it runs in every
-interpreter of the environment.
+The wheel ships a one-line `peft_diversity_evaluate.pth` (setup.py) that imports this module at start-up; it
+waits for `evaluate.loading` to be imported and routes this package's metric names (`METRIC_NAMES`) to the
+packaged scripts. A `./<name>/` folder in the working directory still wins, as in evaluate, and any other name
+is untouched. `PEFT_DIVERSITY_EVALUATE_HOOK=0` turns it off. Kept free of heavy imports: it runs in every
+interpreter of the environment. An editable install gets no .pth from setuptools; `make install` writes it:
+
+    python -m peft_diversity.evaluate_hook        # write the .pth into this environment's site-packages
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 METRIC_NAMES = ("diversity_sim", "self_bleu", "distinct_n", "vendi", "distinct_k", "coherence", "demographic_bias")
 _TARGET = "evaluate.loading"
+PTH_NAME = "peft_diversity_evaluate.pth"
+PTH_LINE = "import peft_diversity.evaluate_hook\n"
 
 
 def packaged_script(path: str) -> Path | None:
@@ -80,4 +84,29 @@ def install() -> None:
         sys.meta_path.insert(0, _PatchOnImport())
 
 
+def write_pth(directory: str | os.PathLike | None = None) -> Path:
+    """Write the start-up .pth into `directory` (default: this environment's site-packages)."""
+    import sysconfig
+
+    path = Path(directory or sysconfig.get_paths()["purelib"]) / PTH_NAME
+    path.write_text(PTH_LINE)
+    return path
+
+
+def load_metric(name: str, **kwargs: Any) -> Any:
+    """`evaluate.load` one of this package's metrics from its packaged script (no Hub look-up)."""
+    import evaluate
+
+    if name not in METRIC_NAMES:
+        from peft_diversity.errors import PeftDiversityError
+
+        raise PeftDiversityError(f"unknown metric {name!r}; choose from {', '.join(METRIC_NAMES)}")
+    from peft_diversity.assets import asset_path
+
+    return evaluate.load(str(asset_path("metrics") / name / f"{name}.py"), **kwargs)
+
+
 install()
+
+if __name__ == "__main__":
+    print(f"wrote {write_pth()}")

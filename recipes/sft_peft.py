@@ -1,8 +1,8 @@
 """Train a PoExFT (or OTM / OTO baseline) model from a YAML recipe.
 
-    accelerate launch recipes/sft_peft.py --config recipes/configs/demo-cpu.yaml
+    accelerate launch recipes/sft_peft.py --config recipes/minilm-decoder/poexft/config_dialogue.yaml
     accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml \
-        recipes/sft_peft.py --config recipes/configs/qwen2.5-0.5b-poexft-lora.yaml
+        recipes/sft_peft.py --config recipes/qwen2.5-0.5b/poexft/config_lora.yaml
 
 Any field of the YAML can be overridden on the command line (`--mode otm --output_dir out/otm`).
 """

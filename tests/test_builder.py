@@ -614,7 +614,7 @@ def test_local_teacher_tiny_model_folder(tmp_path, tiny_models):
 def test_local_teacher_keeps_truncation_warnings(monkeypatch, caplog):
     from peft_diversity.generation import decoders, inputs
 
-    def fake_listing(model, tokenizer, contexts, k, **kwargs):
+    def fake_listing(model, tokenizer, contexts, num_responses, **kwargs):
         inputs.logger.warning("context of record %r is %d tokens too long for the model window; truncating "
                               "it from the left", "a", 7)
         decoders.logger.warning("listing: could not parse items %s of %d for record %r", [2], 2, "a")

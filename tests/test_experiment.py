@@ -49,7 +49,7 @@ def _config(root: Path, **overrides) -> dict:
         "name": "tiny",
         "base_model": str(root / "tiny"),
         "dataset": str(root / "data"),
-        "k": 3,
+        "num_responses": 3,
         "train": {"max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-3, "max_length": 128},
         "generation": {"max_new_tokens": 4, "temperature": 1.0},
         "runs": ALL_RUNS,

@@ -84,7 +84,7 @@ def test_shared_prefix_matches_plain_batched_path_under_greedy(tokenizer, arch, 
 def test_k_possibilities_take_one_generate_call(monkeypatch, llama):
     model, tok = llama
     calls = count_generate_calls(monkeypatch, model)
-    result = gen.generate_possibilities(model, tok, DIALOGUE, k=5, template=PossibilityTemplate(), max_new_tokens=4)
+    result = gen.generate_possibilities(model, tok, DIALOGUE, num_responses=5, template=PossibilityTemplate(), max_new_tokens=4)
     assert len(calls) == 1
     assert calls[0]["input_ids"].shape[0] == 5
     assert calls[0]["past_key_values"].get_seq_length() > 0  # the prefix was prefilled once, outside generate
@@ -99,7 +99,7 @@ def test_many_contexts_are_batched(monkeypatch, llama):
     calls = count_generate_calls(monkeypatch, model)
     records = [{"id": f"r{i}", "context": f"Line number {i} of a short chat about the weather today."} for i in range(5)]
     results = gen.generate_possibilities(
-        model, tok, contexts=records, k=2, template=PossibilityTemplate(), max_new_tokens=3, batch_size=2
+        model, tok, contexts=records, num_responses=2, template=PossibilityTemplate(), max_new_tokens=3, batch_size=2
     )
     assert len(calls) == 3
     assert [r.id for r in results] == [f"r{i}" for i in range(5)]
@@ -112,17 +112,17 @@ def test_template_is_read_from_the_model_folder(tmp_path, tokenizer):
     tok.save_pretrained(tmp_path)
     PossibilityTemplate(max_possibility=3).save_pretrained(tmp_path)
     loaded = type(model).from_pretrained(tmp_path)
-    result = gen.generate_possibilities(loaded, tok, DIALOGUE, k=3, max_new_tokens=2)
+    result = gen.generate_possibilities(loaded, tok, DIALOGUE, num_responses=3, max_new_tokens=2)
     assert result.possibilities == [1, 2, 3]
     with pytest.raises(GenerationError, match="max_possibility=3"):
-        gen.generate_possibilities(loaded, tok, DIALOGUE, k=4, max_new_tokens=2)
+        gen.generate_possibilities(loaded, tok, DIALOGUE, num_responses=4, max_new_tokens=2)
 
 
 def test_random_possibilities_are_distinct_and_seeded(llama):
     model, tok = llama
     template = PossibilityTemplate(max_possibility=9)
     runs = [
-        gen.generate_possibilities(model, tok, DIALOGUE, k=4, possibilities="random", template=template,
+        gen.generate_possibilities(model, tok, DIALOGUE, num_responses=4, possibilities="random", template=template,
                                    max_new_tokens=2, seed=3)
         for _ in range(2)
     ]
@@ -135,11 +135,11 @@ def test_random_possibilities_are_distinct_and_seeded(llama):
 def test_sampling_and_min_p(monkeypatch, llama):
     model, tok = llama
     calls = count_generate_calls(monkeypatch, model)
-    first = gen.generate_sampling(model, tok, DIALOGUE, k=4, max_new_tokens=5, seed=0)
-    again = gen.generate_sampling(model, tok, DIALOGUE, k=4, max_new_tokens=5, seed=0)
+    first = gen.generate_sampling(model, tok, DIALOGUE, num_responses=4, max_new_tokens=5, seed=0)
+    again = gen.generate_sampling(model, tok, DIALOGUE, num_responses=4, max_new_tokens=5, seed=0)
     assert len(calls) == 2 and first.texts == again.texts and len(first.texts) == 4
     assert first.settings["path"] == "shared_prefix" and first.settings["temperature"] == 1.0
-    min_p = gen.generate_min_p(model, tok, DIALOGUE, k=3, min_p=0.3, max_new_tokens=5, seed=0)
+    min_p = gen.generate_min_p(model, tok, DIALOGUE, num_responses=3, min_p=0.3, max_new_tokens=5, seed=0)
     assert calls[-1]["min_p"] == 0.3 and min_p.settings["min_p"] == 0.3 and len(min_p.texts) == 3
     with pytest.raises(GenerationError, match="min_p"):
         gen.generate_min_p(model, tok, DIALOGUE, min_p=1.5)
@@ -212,11 +212,11 @@ def test_diverse_beam_search_cache_path_matches_full_recompute(llama, tokenizer)
     cached = diverse_beam_search(model, prompt, use_cache=True, **kwargs)
     full = diverse_beam_search(model, prompt, use_cache=False, **kwargs)
     assert [[h.tokens for h in g] for g in cached] == [[h.tokens for h in g] for g in full]
-    result = gen.generate_diverse_beam(model, tok, DIALOGUE, k=3, max_new_tokens=4, diversity_penalty=2.0)
+    result = gen.generate_diverse_beam(model, tok, DIALOGUE, num_responses=3, max_new_tokens=4, diversity_penalty=2.0)
     assert result.decoder == "diverse_beam" and len(result.texts) == 3
     assert result.settings["num_beam_groups"] == 3
     with pytest.raises(GenerationError, match="multiple"):
-        gen.generate_diverse_beam(model, tok, DIALOGUE, k=3, num_beams=4, num_beam_groups=3)
+        gen.generate_diverse_beam(model, tok, DIALOGUE, num_responses=3, num_beams=4, num_beam_groups=3)
     with pytest.raises(GenerationError, match="temperature"):
         gen.generate_diverse_beam(model, tok, DIALOGUE, temperature=0.7)
 
@@ -258,7 +258,7 @@ def test_listing_decoder_reports_parse_failures(monkeypatch, llama):
         return torch.cat([input_ids, torch.tensor([reply] * input_ids.shape[0])], dim=1)
 
     monkeypatch.setattr(model, "generate", fake_generate)
-    result = gen.generate_listing(model, tok, DIALOGUE, k=3, max_new_tokens=7)
+    result = gen.generate_listing(model, tok, DIALOGUE, num_responses=3, max_new_tokens=7)
     assert result.texts == ["a quiet walk by the river", "a loud party"]
     assert result.parse_failures == [3]
     assert result.num_tokens == [len(gen.encode(tok, t)) for t in result.texts]
@@ -277,7 +277,7 @@ def test_iterative_makes_k_calls_each_told_the_previous_responses(monkeypatch, l
         return torch.cat([input_ids, torch.tensor([reply] * input_ids.shape[0])], dim=1)
 
     monkeypatch.setattr(model, "generate", fake_generate)
-    result = gen.generate_iterative(model, tok, DIALOGUE, k=3, max_new_tokens=4)
+    result = gen.generate_iterative(model, tok, DIALOGUE, num_responses=3, max_new_tokens=4)
     assert result.texts == ["alpha", "beta", "gamma"] and result.num_tokens == [1, 1, 1]
     assert len(prompts) == 3 and "already given" not in prompts[0]
     assert "1. alpha" in prompts[1] and "2." not in prompts[1].split("already given")[1]
@@ -290,7 +290,7 @@ def test_registry_names_and_common_shape(llama):
     model, tok = llama
     for name in DECODERS:
         extra = {"template": PossibilityTemplate()} if name == "possibilities" else {}
-        results = gen.generate_responses(name, model, tok, contexts=[DIALOGUE, STORY], k=2, max_new_tokens=2,
+        results = gen.generate_responses(name, model, tok, contexts=[DIALOGUE, STORY], num_responses=2, max_new_tokens=2,
                                          **extra)
         assert [r.decoder for r in results] == [name, name]
         assert json.loads(json.dumps([r.to_dict() for r in results]))[1]["context"] == STORY["prompt"]
@@ -313,12 +313,12 @@ def test_responses_jsonl_round_trip(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"k": 0}, "k must be an integer >= 1"),
-        ({"k": 10}, "max_possibility=9"),
+        ({"num_responses": 0}, "num_responses must be an integer >= 1"),
+        ({"num_responses": 10}, "max_possibility=9"),
         ({"possibilities": [1, 0]}, "possibility must be"),
         ({"possibilities": [3, 12]}, "possibility=12"),
         ({"possibilities": "sometimes"}, "'random'"),
-        ({"k": 2, "possibilities": [1, 2, 3]}, "disagrees"),
+        ({"num_responses": 2, "possibilities": [1, 2, 3]}, "disagrees"),
         ({"max_new_tokens": 5000}, "window"),
         ({"max_new_tokens": 0}, "max_new_tokens must be"),
         ({"max_new_tokens": 4, "min_new_tokens": 5}, "min_new_tokens must be"),
@@ -352,7 +352,7 @@ def test_missing_template_suggests_template_option(llama):
     model, tok = llama
     with pytest.raises(GenerationError, match="--template"):
         gen.generate_possibilities(model, tok, DIALOGUE)
-    assert gen.generate_sampling(model, tok, STORY, k=1, max_new_tokens=1).settings["template_task"] == "story"
+    assert gen.generate_sampling(model, tok, STORY, num_responses=1, max_new_tokens=1).settings["template_task"] == "story"
 
 
 def test_long_context_is_truncated_from_the_left(monkeypatch, caplog, tokenizer):
@@ -362,7 +362,7 @@ def test_long_context_is_truncated_from_the_left(monkeypatch, caplog, tokenizer)
     turns = [{"speaker": "Maya" if i % 2 else "Sam", "text": f"message {i} " + "blah " * 12} for i in range(30)]
     turns[-1]["text"] = "the very last message"
     with caplog.at_level(logging.WARNING, logger="peft_diversity.generation"):
-        result = gen.generate_possibilities(model, tok, turns, k=2, template=PossibilityTemplate(),
+        result = gen.generate_possibilities(model, tok, turns, num_responses=2, template=PossibilityTemplate(),
                                             max_new_tokens=6)
     assert "truncating" in caplog.text
     assert len(result.texts) == 2
@@ -371,7 +371,7 @@ def test_long_context_is_truncated_from_the_left(monkeypatch, caplog, tokenizer)
     assert "the very last message" in prompt and "message 0 " not in prompt
     # One huge string context: cut from its start, its end kept.
     long_text = " ".join(f"word{i}" for i in range(400)) + " final words"
-    story = gen.generate_sampling(model, tok, long_text, k=1, max_new_tokens=6)
+    story = gen.generate_sampling(model, tok, long_text, num_responses=1, max_new_tokens=6)
     assert len(story.texts) == 1
     assert "final words" in tok.decode(calls[-1]["input_ids"][0], skip_special_tokens=True)
 
@@ -417,7 +417,7 @@ def model_folder(tmp_path_factory, tokenizer):
 
 def test_cli_prints_k_numbered_responses(model_folder, tmp_path, capsys):
     out = tmp_path / "responses.jsonl"
-    code = cli_main(["--model", str(model_folder), "--context", "Maya: hi there\\nSam: hello", "-k", "3",
+    code = cli_main(["--model", str(model_folder), "--context", "Maya: hi there\\nSam: hello", "--num-responses", "3",
                      "--max-new-tokens", "4", "--seed", "1", "--output", str(out)])
     captured = capsys.readouterr()
     assert code == 0
@@ -429,20 +429,20 @@ def test_cli_prints_k_numbered_responses(model_folder, tmp_path, capsys):
 
 
 def test_cli_baseline_and_errors(model_folder, tmp_path, tokenizer, capsys):
-    assert cli_main(["--model", str(model_folder), "--prompt", "a dragon", "--decoder", "listing", "-k", "2",
+    assert cli_main(["--model", str(model_folder), "--prompt", "a dragon", "--decoder", "listing", "--num-responses", "2",
                      "--max-new-tokens", "2"]) == 0
     bare = tmp_path / "bare"
     model, tok = tiny_model_and_tokenizer("llama", tokenizer=tokenizer)
     model.save_pretrained(bare)
     tok.save_pretrained(bare)
     capsys.readouterr()
-    assert cli_main(["--model", str(bare), "--context", "hi", "-k", "2"]) == 2
+    assert cli_main(["--model", str(bare), "--context", "hi", "--num-responses", "2"]) == 2
     assert "--template" in capsys.readouterr().err
     template = tmp_path / "template.json"
     template.write_text(json.dumps(PossibilityTemplate(max_possibility=4).to_dict()))
-    assert cli_main(["--model", str(bare), "--context", "hi", "-k", "2", "--template", str(template),
+    assert cli_main(["--model", str(bare), "--context", "hi", "--num-responses", "2", "--template", str(template),
                      "--max-new-tokens", "2"]) == 0
-    assert cli_main(["--model", str(bare), "--context", "hi", "-k", "5", "--template", str(template)]) == 2
+    assert cli_main(["--model", str(bare), "--context", "hi", "--num-responses", "5", "--template", str(template)]) == 2
     assert cli_main(["--model", str(model_folder), "--context", "hi", "--decoder", "sampling",
                      "--possibilities", "1,2"]) == 2
     assert "--possibilities applies to the possibilities decoder" in capsys.readouterr().err

@@ -82,7 +82,7 @@ def trained(tmp_path_factory):
 def _generate(model, tokenizer, template):
     from peft_diversity.generation.decoders import generate_possibilities
 
-    result = generate_possibilities(model, tokenizer, CONTEXT, k=3, template=template, **GREEDY)
+    result = generate_possibilities(model, tokenizer, CONTEXT, num_responses=3, template=template, **GREEDY)
     return result.texts, result.num_tokens
 
 
@@ -132,7 +132,7 @@ def test_saved_full_folder_generates_identically(trained, tmp_path):
     out = hub.save_for_hub(trained["full"], tmp_path / "upload")
     generator = hub.PossibilityGenerator.from_pretrained(out, dtype="float32")
     assert generator.template == trained["template"]
-    result = generator.generate(CONTEXT, k=3, **GREEDY)
+    result = generator.generate(CONTEXT, num_responses=3, **GREEDY)
     assert (result.texts, result.num_tokens) == expected
     assert result.possibilities == [1, 2, 3]
 
@@ -153,8 +153,47 @@ def test_adapter_folder_adapter_only_and_merged(trained, tmp_path):
     assert "library_name: transformers" in (merged / "README.md").read_text()
     gen = hub.PossibilityGenerator.from_pretrained(merged, dtype="float32")
     assert not hasattr(gen.model, "peft_config")
-    result = gen.generate(CONTEXT, k=3, **GREEDY)
+    result = gen.generate(CONTEXT, num_responses=3, **GREEDY)
     assert (result.texts, result.num_tokens) == expected
+
+
+def test_generator_from_pretrained_takes_the_download_options(trained, monkeypatch):
+    import huggingface_hub
+
+    seen = {}
+
+    def snapshot(repo_id, **kwargs):
+        seen.update(repo_id=repo_id, **kwargs)
+        return str(trained["full"])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    gen = hub.PossibilityGenerator.from_pretrained(
+        "alice/model", revision="abc123", token="t", cache_dir="/tmp/c", local_files_only=True, dtype="float32"
+    )
+    assert seen == {"repo_id": "alice/model", "revision": "abc123", "token": "t", "cache_dir": "/tmp/c",
+                    "local_files_only": True}
+    assert gen.model.dtype == torch.float32 and gen.template.max_possibility == 5
+
+
+@pytest.mark.parametrize("kind", ["adapter", "merged", "full"])
+def test_card_metadata_and_plain_transformers_snippet_runs(trained, tmp_path, kind):
+    """The card says license / language / framework versions, and its transformers(+peft) snippet runs as is."""
+    import re
+    import runpy
+
+    source = trained["full" if kind == "full" else "adapter"]
+    out = hub.save_for_hub(source, tmp_path / kind, merge=kind == "merged")
+    card = (out / "README.md").read_text()
+    assert "license: apache-2.0" in card and "- en" in card
+    assert re.search(r"- transformers: \d", card) and re.search(r"- torch: \d", card)
+    snippet = re.search(r"### With transformers.*?```python\n(.*?)```", card, re.S).group(1)
+    assert "peft_diversity" not in snippet
+    assert ("AutoPeftModelForCausalLM" in snippet) == (kind == "adapter")
+    script = tmp_path / f"{kind}.py"
+    script.write_text(snippet.replace("max_new_tokens=64", "max_new_tokens=3"))
+    printed = []
+    runpy.run_path(str(script), init_globals={"print": printed.append})
+    assert len(printed[0]) == 5 and all(isinstance(text, str) for text in printed[0])
 
 
 @pytest.fixture
@@ -376,7 +415,7 @@ def test_push_metric_space(name, logged_in):
 
 
 def test_push_metric_unknown_name(logged_in):
-    from peft_diversity.metrics_install import METRIC_NAMES
+    from peft_diversity.evaluate_hook import METRIC_NAMES
 
     api = RecordingApi()
     with pytest.raises(HubError, match="unknown metric 'bleu'") as err:

@@ -1,4 +1,5 @@
-"""evaluate.load of this project's metric modules: bare name from any directory, offline; by path."""
+"""evaluate.load of this project's metric modules: bare name from any directory, offline, through the start-up
+hook (peft_diversity/evaluate_hook.py, installed as a .pth); by path; load_metric."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from peft_diversity.metrics_install import METRIC_NAMES, install_metric, install_metrics, metrics_source_dir
+from peft_diversity import evaluate_hook
+from peft_diversity.errors import PeftDiversityError
+from peft_diversity.evaluate_hook import PTH_LINE, PTH_NAME, load_metric, write_pth
 
 ROOT = Path(__file__).resolve().parents[1]
 
 LOAD_ALL = r"""
 import json, sys, evaluate
-from peft_diversity.metrics_install import load_metric
+from peft_diversity import load_metric
 judge = lambda conversations: ["Rating: 8"] * len(conversations)
 out = {
     "diversity_sim": evaluate.load("diversity_sim").compute(predictions=[["I love tea.", "I love tea."]]),
@@ -47,38 +50,6 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_install_is_idempotent_and_atomic(tmp_path):
-    cache = tmp_path / "modules"
-    first = install_metrics(modules_cache=cache)
-    assert set(first) == set(METRIC_NAMES)
-    second = install_metrics(modules_cache=cache)
-    assert first == second
-    for name, path in first.items():
-        assert path.read_bytes() == (metrics_source_dir() / name / f"{name}.py").read_bytes()
-        assert len(path.parent.name) == 64 and (path.parent / "__init__.py").exists()
-        siblings = [p.name for p in path.parent.parent.iterdir()]
-        assert not [s for s in siblings if s.startswith(".tmp-")]
-    assert first["demographic_bias"].parent.parent.name == "evaluate-measurement--demographic_bias"
-    assert first["diversity_sim"].parent.parent.name == "evaluate-metric--diversity_sim"
-
-
-def test_reinstall_becomes_newest_version(tmp_path):
-    cache = tmp_path / "modules"
-    path = install_metric("self_bleu", cache)
-    other = path.parent.parent / ("0" * 64)
-    other.mkdir()
-    (other / "self_bleu.py").write_text("# another version\n")
-    future = path.stat().st_mtime + 100
-    os.utime(other / "self_bleu.py", (future, future))
-    assert install_metric("self_bleu", cache) == path
-    assert path.stat().st_mtime >= future  # evaluate loads the most recently modified hash
-
-
-def test_unknown_metric_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        install_metric("no_such_metric", tmp_path)
-
-
 def _run(code: str, cwd: Path, env: dict[str, str], *args: str) -> dict:
     proc = subprocess.run(
         [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
@@ -89,26 +60,70 @@ def _run(code: str, cwd: Path, env: dict[str, str], *args: str) -> dict:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """A fresh HF cache with the metrics installed by the set-up command, and an unrelated cwd."""
+    """A fresh HF cache, an unrelated cwd, and a site dir holding the start-up .pth the wheel installs."""
     tmp_path = tmp_path_factory.mktemp("evaluate_load")
-    cwd = tmp_path / "elsewhere"
+    cwd, site_dir = tmp_path / "elsewhere", tmp_path / "site"
     cwd.mkdir()
-    env = _env(tmp_path)
-    setup = [sys.executable, "-m", "peft_diversity.metrics_install"]
-    subprocess.run(setup, cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=120)
-    return cwd, env
+    site_dir.mkdir()
+    write_pth(site_dir)
+    return cwd, _env(tmp_path), site_dir
 
 
-def test_bare_name_load_with_hub_offline_only(installed):
-    """The user's exact command: evaluate 0.4.6 ignores HF_HUB_OFFLINE, tries the Hub, falls back to the cache."""
-    cwd, env = installed
+def _with_site(code: str, site_dir: Path) -> str:
+    """Process `site_dir`'s .pth files first, as the interpreter does for site-packages at start-up."""
+    return f"import site; site.addsitedir({str(site_dir)!r})\n{code}"
+
+
+def test_bare_name_load_offline_prints_no_warning(installed):
+    """The user's exact command after a wheel install: no Hub look-up, no warning."""
+    cwd, env, site_dir = installed
     code = 'import evaluate, json; print("RESULT" + json.dumps(evaluate.load("diversity_sim").compute(predictions=[["a b", "c d"]])))'
-    assert 0.0 < _run(code, cwd, env)["semantic_diversity"] <= 2.0
+    proc = subprocess.run([sys.executable, "-c", _with_site(code, site_dir)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 0.0 < json.loads(proc.stdout.split("RESULT", 1)[1])["semantic_diversity"] <= 2.0
+    # no evaluate warning ("Using the latest cached version ...") and no Hub error; a weights-loading progress
+    # bar from the embedder is all that may appear
+    assert "warn" not in proc.stderr.lower() and "hub" not in proc.stderr.lower(), proc.stderr
+
+
+def test_hook_never_asks_the_hub_and_leaves_other_names_alone(monkeypatch, tmp_path):
+    import evaluate.loading as loading
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("Hub look-up")
+
+    monkeypatch.setattr(loading, "HubEvaluationModuleFactory", no_hub)
+    monkeypatch.setattr(loading, "evaluation_module_factory", loading.evaluation_module_factory)
+    monkeypatch.chdir(tmp_path)
+    evaluate_hook.patch(loading)
+    assert loading.evaluation_module_factory("self_bleu").module_path  # the packaged script, no Hub
+    assert evaluate_hook.packaged_script("bleu") is None  # not ours: evaluate's own rules apply
+    (tmp_path / "self_bleu").mkdir()
+    (tmp_path / "self_bleu" / "self_bleu.py").write_text("# the user's own module")
+    assert evaluate_hook.packaged_script("self_bleu") is None  # a ./self_bleu/ folder wins, as in evaluate
+
+
+def test_pth_line_matches_setup_py():
+    setup_py = (ROOT / "setup.py").read_text()
+    assert f'PTH_NAME = "{PTH_NAME}"' in setup_py and f"PTH_LINE = {PTH_LINE!r}" in setup_py.replace('"', "'")
+
+
+def test_hook_can_be_turned_off(installed):
+    cwd, env, site_dir = installed
+    code = "import sys; import evaluate.loading as l; print('RESULT' + str(getattr(l.evaluation_module_factory, '_peft_diversity', False)).lower())"
+    assert _run(_with_site(code, site_dir), cwd, env) is True
+    assert _run(_with_site(code, site_dir), cwd, {**env, "PEFT_DIVERSITY_EVALUATE_HOOK": "0"}) is False
+
+
+def test_load_metric_rejects_unknown_names():
+    with pytest.raises(PeftDiversityError, match="unknown metric 'bleu'"):
+        load_metric("bleu")
 
 
 def test_all_metrics_load_by_bare_name_and_path(installed):
-    cwd, env = installed
-    out = _run(LOAD_ALL, cwd, {**env, "HF_EVALUATE_OFFLINE": "1"}, str(ROOT / "metrics"))
+    cwd, env, site_dir = installed
+    out = _run(_with_site(LOAD_ALL, site_dir), cwd, {**env, "HF_EVALUATE_OFFLINE": "1"}, str(ROOT / "metrics"))
     assert out["diversity_sim"]["semantic_diversity"] == pytest.approx(0.0, abs=1e-9)
     assert out["self_bleu"]["self_bleu"] == pytest.approx(1.0)
     assert out["distinct_n"]["distinct_1"] == pytest.approx(0.75)

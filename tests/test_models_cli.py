@@ -39,7 +39,7 @@ def test_default_generator_is_minilm_as_a_decoder(default_generator):
 
 def test_default_generator_replies_to_a_dialogue_offline(default_generator):
     model, tokenizer = default_generator
-    out = generate_sampling(model, tokenizer, CONTEXT, k=2, max_new_tokens=12, seed=0)
+    out = generate_sampling(model, tokenizer, CONTEXT, num_responses=2, max_new_tokens=12, seed=0)
     assert len(out.texts) == 2 and all(isinstance(t, str) for t in out.texts)
     assert any(t.strip() for t in out.texts)
     assert all(0 < n <= 12 for n in out.num_tokens)

@@ -405,7 +405,8 @@ def test_cli_groups_by_model_and_decoder(tmp_path, capsys, embedder):
     )
     assert score_cli.run(args) == 0
     table = capsys.readouterr().out
-    assert "| metric | m/sampling | m/possibilities |" in table and "self_bleu" in table
+    assert "| model | decoder | semantic div. ↑ | self-BLEU ↓ |" in table
+    assert "| m | sampling |" in table and "| m | possibilities |" in table
     data = json.loads(out.read_text())
     groups = {(g["model"], g["decoder"]): g["scores"] for g in data["groups"]}
     assert (

@@ -1,6 +1,6 @@
 """Tasks as named templates: each shipped task config trains 2 steps and generates, on a tiny model.
 
-The configs are the real files in recipes/configs/ (their task, instruction, data and sentences), with only
+The configs are the real files in recipes/minilm-decoder/poexft/ (their task, instruction, data and sentences), with only
 the model, the step count and the output folder swapped for a test-sized run.
 """
 
@@ -24,8 +24,8 @@ from peft_diversity.models.loading import load_model_and_tokenizer
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate, TemplateError
 from peft_diversity.trainer.cli import make_parser, run_training
 
-CONFIGS = Path(__file__).parent.parent / "recipes" / "configs"
-TASK_CONFIGS = {"dialogue": "demo-cpu.yaml", "story": "demo-cpu-story.yaml", "custom": "demo-cpu-custom.yaml"}
+CONFIGS = Path(__file__).parent.parent / "recipes" / "minilm-decoder" / "poexft"
+TASK_CONFIGS = {"dialogue": "config_dialogue.yaml", "story": "config_story.yaml", "custom": "config_custom.yaml"}
 TEST_OVERRIDES = {
     "max_steps": 2, "per_device_train_batch_size": 1, "max_length": 96, "logging_steps": 1, "warmup_steps": 0,
     "use_cpu": True, "disable_tqdm": True, "lora_r": 4, "lora_alpha": 8,
@@ -56,7 +56,7 @@ def test_each_task_config_trains_two_steps_and_generates(task, tiny_dir, tmp_pat
 
     held_out = load_one_to_many(config["dataset_name"], split="test")[0]
     model, tokenizer = load_model_and_tokenizer(str(tmp_path / "out"), dtype="float32")
-    result = generate_responses("possibilities", model, tokenizer, held_out, k=3, max_new_tokens=4,
+    result = generate_responses("possibilities", model, tokenizer, held_out, num_responses=3, max_new_tokens=4,
                                 temperature=0.0, template=str(tmp_path / "out"))
     assert result.possibilities == [1, 2, 3] and len(result.texts) == 3
     template = PossibilityTemplate.from_dict(saved)
@@ -93,7 +93,7 @@ def test_generate_cli_task_flags_build_the_template_or_fail_clearly():
 def test_generate_cli_task_wording_on_a_base_model(tiny_dir, tmp_path, capsys):
     out = tmp_path / "responses.jsonl"
     code = generate_main(["--model", str(tiny_dir), "--decoder", "sampling", "--prompt", "A door in the sea.",
-                          "--instruction", "Premise: {input}\nOpen the novel.", "-k", "2", "--max-new-tokens", "3",
+                          "--instruction", "Premise: {input}\nOpen the novel.", "--num-responses", "2", "--max-new-tokens", "3",
                           "--seed", "0", "--output", str(out)])
     assert code == 0
     record = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
@@ -111,7 +111,7 @@ def test_generate_cli_task_wording_on_a_base_model(tiny_dir, tmp_path, capsys):
 def test_experiment_base_runs_use_the_experiment_task_wording(tiny_dir, tmp_path, monkeypatch):
     instruction = "Premise: {input}\nOpen the novel."
     config = ExperimentConfig.from_dict({
-        "name": "story", "base_model": str(tiny_dir), "dataset": "builtin:story", "k": 2,
+        "name": "story", "base_model": str(tiny_dir), "dataset": "builtin:story", "num_responses": 2,
         "train": {"task": "custom", "instruction": instruction}, "modes": ["poexft"],
         "generation": {"max_new_tokens": 3},
         "runs": [{"model": "base", "decoder": "sampling"}],

@@ -112,7 +112,7 @@ class LocalTeacher:
         generation_logger.addFilter(_skip_parse_warnings)  # the builder records parse failures per record itself
         try:
             results = generate_listing(
-                self.model, self.tokenizer, contexts=list(records), k=n, template=self.template, clean=False,
+                self.model, self.tokenizer, contexts=list(records), num_responses=n, template=self.template, clean=False,
                 temperature=self.sampling.temperature_for(attempt), max_new_tokens=self.sampling.max_new_tokens,
                 seed=self.sampling.seed_for(attempt), batch_size=self.batch_size, progress=False,
             )

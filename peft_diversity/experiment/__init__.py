@@ -17,12 +17,10 @@ from peft_diversity.experiment.config import (  # noqa: F401
     DEFAULT_METRICS,
     DETERMINISTIC_DECODERS,
     SAMPLING_KEYS,
-    TABLE_COLUMNS,
     ExperimentConfig,
     RunSpec,
 )
 from peft_diversity.experiment.report import (  # noqa: F401
-    format_results_table,
     plot_diversity_vs_coherence,
     write_reports,
 )

@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     from peft_diversity.errors import ExperimentConfigError
     from peft_diversity.experiment.config import ExperimentConfig
-    from peft_diversity.experiment.report import format_results_table
     from peft_diversity.experiment.runner import run_experiment
+    from peft_diversity.scoring.report import format_results_table
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config_path = Path(getattr(args, "config", None) or DEMO_CONFIG)

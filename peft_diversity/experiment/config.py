@@ -20,17 +20,6 @@ logger = logging.getLogger(__name__)
 
 BASE = "base"
 DEFAULT_METRICS = ("semantic_diversity", "distinct_n", "self_bleu", "coherence")
-# Columns of results.md: (key in the scores dict, header)
-TABLE_COLUMNS = (
-    ("semantic_diversity", "semantic div. ↑"),
-    ("distinct_1", "distinct-1 ↑"),
-    ("distinct_2", "distinct-2 ↑"),
-    ("self_bleu", "self-BLEU ↓"),
-    ("coherence_relevance", "coherence (emb. relevance) ↑"),
-    ("coherence_rating", "coherence (judge, 1-10) ↑"),
-    ("responses_per_context", "responses/context"),
-    ("latency_s", "latency s/context"),
-)
 
 
 SAMPLING_KEYS = {"temperature", "top_p", "top_k", "min_p"}
@@ -62,7 +51,7 @@ class ExperimentConfig:
     train_split: str = "train"
     eval_split: str = "test"
     num_eval_contexts: int | None = None
-    k: int = 5
+    num_responses: int = 5
     train: dict[str, Any] = field(default_factory=dict)
     mode_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     lora: dict[str, Any] | None = None
@@ -113,8 +102,8 @@ class ExperimentConfig:
                                             f"trained mode {self.modes}")
             if run.decoder == "possibilities" and run.model != "poexft":
                 raise ExperimentConfigError(f"run {run.name}: the possibilities decoder needs a PoExFT model")
-        if self.k < 1:
-            raise ExperimentConfigError(f"k must be >= 1, got {self.k}")
+        if self.num_responses < 1:
+            raise ExperimentConfigError(f"num_responses must be >= 1, got {self.num_responses}")
         try:
             self.template()
         except TemplateError as err:

@@ -1,4 +1,4 @@
-"""The results table (one formatter for `experiment` and `score`), results.md / .json and the plot."""
+"""The experiment's reports: results.md / .json (table from scoring.report.format_results_table) and the plot."""
 
 from __future__ import annotations
 
@@ -8,31 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from peft_diversity.atomic import atomic_path, atomic_write_text
-from peft_diversity.experiment.config import TABLE_COLUMNS, ExperimentConfig
+from peft_diversity.experiment.config import ExperimentConfig
+from peft_diversity.scoring.report import format_results_table
 
 logger = logging.getLogger(__name__)
 
 
 # ----- reports -------------------------------------------------------------------------------------------------
-def format_results_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table like the paper's: rows = method + decoder, columns = metrics."""
-    present = [(key, head) for key, head in TABLE_COLUMNS if any(r["scores"].get(key) is not None for r in rows)]
-    lines = ["| method | decoder | " + " | ".join(h for _, h in present) + " |",
-             "|---|---|" + "---:|" * len(present)]
-    for row in rows:
-        cells = [_fmt(row["scores"].get(key)) for key, _ in present]
-        lines.append(f"| {row['model']} | {row['decoder']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
 def write_reports(rows: list[dict[str, Any]], response_files: list[Path], run_dir: Path,
                   config: ExperimentConfig) -> None:
     atomic_write_text(run_dir / "results.md", f"# {config.name}\n\n{format_results_table(rows)}\n\n"
-                f"K = {config.k} responses per context, {rows[0]['scores'].get('num_prompts', '?')} held-out "
+                f"K = {config.num_responses} responses per context, {rows[0]['scores'].get('num_prompts', '?')} held-out "
                 f"contexts of `{config.dataset}` ({config.eval_split}); base model `{config.base_model}`.\n")
     _write_json(run_dir / "results.json", {"experiment": config.name, "results": rows})
     lines = [line for path in response_files for line in Path(path).read_text(encoding="utf-8").splitlines()]

@@ -86,7 +86,7 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
         settings.setdefault("template", config.template())
     results = []
     for record in records:  # one context per call: the latency column is per context
-        result = generate_responses(run.decoder, model, tokenizer, record, k=config.k, **settings)
+        result = generate_responses(run.decoder, model, tokenizer, record, num_responses=config.num_responses, **settings)
         result.model = run.model
         results.append(result)
     with atomic_path(target) as tmp:
@@ -123,7 +123,7 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
     target = run_dir / "scores" / "human__candidates.json"
     if target.is_file() and not force:
         return json.loads(target.read_text())
-    predictions = [r["candidates"][: config.k] for r in records]
+    predictions = [r["candidates"][: config.num_responses] for r in records]
     contexts = [r.get("context", r.get("prompt")) for r in records]
     scores = score_predictions(predictions, contexts, metrics=config.metrics, judge=judge)
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)

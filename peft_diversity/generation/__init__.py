@@ -2,7 +2,7 @@
 
 Every decoder has the same shape, so an experiment can swap them by name (see `DECODERS`):
 
-    decoder(model, tokenizer, context=None, *, contexts=None, k=None, template=None, **settings)
+    decoder(model, tokenizer, context=None, *, contexts=None, num_responses=None, template=None, **settings)
         -> Responses            (one `context`)
         -> list[Responses]      (`contexts=[...]`, batched, with a progress bar for long lists)
 
@@ -16,7 +16,7 @@ the possibility sentence last). `possibilities`, `sampling` and `min_p` therefor
 context, repeat its KV cache K times and let `generate` compute only the K suffixes. This path is used when the
 model returns a cache that can be repeated along the batch (decoder-only transformers with the default dynamic
 cache), K > 1 and the shared prefix has at least `MIN_SHARED_PREFIX` tokens; otherwise the plain path (K full
-prompts, left-padded, one generate call) is used. Suffixes of different lengths (e.g. k=9 vs k=10) are padded
+prompts, left-padded, one generate call) is used. Suffixes of different lengths (e.g. #9 vs #10) are padded
 between prefix and suffix, masked out; positions come from the attention mask, so both paths compute the same
 thing (token-identical under greedy decoding). `Responses.settings["path"]` says which one ran.
 
@@ -61,7 +61,7 @@ from peft_diversity.generation.decoders import (  # noqa: F401
     get_decoder,
 )
 from peft_diversity.generation.inputs import (  # noqa: F401
-    DEFAULT_K,
+    DEFAULT_NUM_RESPONSES,
     as_record,
     choose_possibilities,
     encode,

@@ -77,7 +77,7 @@ class _Run:
 
 def _start(
     model: Any, tokenizer: Any, context: Any, contexts: Sequence[Any] | None, template: Any, *,
-    required_template: bool, settings: dict[str, Any], k: int | None,
+    required_template: bool, settings: dict[str, Any], num_responses: int | None,
 ) -> _Run:
     records, single = _records(context, contexts)
     seed = settings.pop("seed", None)
@@ -92,7 +92,7 @@ def _start(
         torch.manual_seed(seed)
     gen_kwargs, recorded = generate_kwargs(model, tokenizer, settings)
     recorded.update({"seed": seed, "batch_size": batch_size, "template_task": tmpl.task})
-    if k is not None:
-        recorded["k"] = k
+    if num_responses is not None:
+        recorded["num_responses"] = num_responses
     return _Run(model, tokenizer, records, single, tmpl, gen_kwargs, recorded, batch_size, progress, clean,
                 random.Random(seed))

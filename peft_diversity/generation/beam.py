@@ -16,7 +16,7 @@ import torch
 from peft_diversity.errors import GenerationError
 from peft_diversity.generation.batch import _start
 from peft_diversity.generation.core import DEFAULT_MAX_NEW_TOKENS, _device, decode_rows, forward_last
-from peft_diversity.generation.inputs import DEFAULT_K, _check_k, _encode_fitted, fit_record
+from peft_diversity.generation.inputs import DEFAULT_NUM_RESPONSES, _check_count, _encode_fitted, fit_record
 from peft_diversity.generation.responses import Responses
 from peft_diversity.templates import (
     PossibilityTemplate,
@@ -170,12 +170,12 @@ class _BeamState:
         return self.hypotheses
 
 
-def pick_diverse(hypotheses: list[list[Hypothesis]], k: int) -> list[Hypothesis]:
+def pick_diverse(hypotheses: list[list[Hypothesis]], count: int) -> list[Hypothesis]:
     """K hypotheses taking each group's best in turn (group 0's best, group 1's best, ..., then second bests)."""
     picked: list[Hypothesis] = []
     for rank in range(max((len(h) for h in hypotheses), default=0)):
         picked += [group[rank] for group in hypotheses if rank < len(group)]
-    return picked[:k]
+    return picked[:count]
 
 
 def generate_diverse_beam(
@@ -184,7 +184,7 @@ def generate_diverse_beam(
     context: Any = None,
     *,
     contexts: Sequence[Any] | None = None,
-    k: int | None = None,
+    num_responses: int | None = None,
     template: PossibilityTemplate | str | os.PathLike | None = None,
     num_beams: int | None = None,
     num_beam_groups: int | None = None,
@@ -197,16 +197,16 @@ def generate_diverse_beam(
     Defaults: K groups of one beam each (`num_beams = num_beam_groups = K`), one response per group. Sampling
     settings do not apply; `max_new_tokens`, `min_new_tokens` and `seed` do.
     """
-    count = _check_k(DEFAULT_K if k is None else k)
+    count = _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses)
     groups = num_beam_groups or count
     beams = num_beams or groups
     if beams < count:
-        raise GenerationError(f"num_beams={beams} cannot return k={count} responses")
+        raise GenerationError(f"num_beams={beams} cannot return num_responses={count} responses")
     unknown = set(settings) - {"max_new_tokens", "min_new_tokens", "seed", "batch_size", "progress", "clean"}
     if unknown:
         raise GenerationError(f"diverse_beam does not take {sorted(unknown)}")
     run = _start(model, tokenizer, context, contexts, template, required_template=False,
-                 settings={**settings, "temperature": 0.0}, k=count)
+                 settings={**settings, "temperature": 0.0}, num_responses=count)
     run.settings.update(num_beams=beams, num_beam_groups=groups, diversity_penalty=diversity_penalty,
                         length_penalty=length_penalty)
     eos_ids = run.gen_kwargs.get("eos_token_id", [])

@@ -1,7 +1,7 @@
 """`peft-diversity generate`: K diverse responses to a context, printed as a numbered list.
 
-    peft-diversity generate --model out/my-poexft-model --context "Maya: Any plans tonight?" -k 5
-    peft-diversity generate --model builtin:minilm-decoder --decoder sampling --prompt "A lighthouse keeper..." -k 3
+    peft-diversity generate --model out/my-poexft-model --context "Maya: Any plans tonight?" -n 5
+    peft-diversity generate --model builtin:minilm-decoder --decoder sampling --prompt "A lighthouse keeper..." -n 3
     peft-diversity generate --model M --input records.jsonl --output responses.jsonl --decoder listing
 
 Wired into `peft_diversity/cli.py` through `add_arguments` and `run`.
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--context", help='dialogue ("Maya: hi\\nSam: hello") or plain text to respond to')
     source.add_argument("--prompt", help="a story prompt (rendered with the story task wording)")
     source.add_argument("--input", type=Path, help="JSONL file of records ({context|prompt, ...}), one per line")
-    parser.add_argument("-k", "--k", type=int, default=None, help="number of responses (default 5)")
+    parser.add_argument("-n", "--num-responses", type=int, default=None, help="number of responses (default 5)")
     parser.add_argument("--decoder", default="possibilities", choices=list(DECODERS), help="default: possibilities")
     parser.add_argument("--possibilities", help="possibility numbers, e.g. 1,3,7, or 'random' (possibilities only)")
     parser.add_argument("--template", help="possibility_config.json (file or folder); default: the model's own")
@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="per response (default 64)")
     parser.add_argument("--min-new-tokens", type=int, default=None)
     parser.add_argument("--diversity-penalty", type=float, default=None, help="diverse_beam (default 1.0)")
-    parser.add_argument("--num-beams", type=int, default=None, help="diverse_beam (default k)")
-    parser.add_argument("--num-beam-groups", type=int, default=None, help="diverse_beam (default k)")
+    parser.add_argument("--num-beams", type=int, default=None, help="diverse_beam (default: the number of responses)")
+    parser.add_argument("--num-beam-groups", type=int, default=None, help="diverse_beam (default: the number of responses)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None, help="contexts per generate call (default 8)")
     parser.add_argument("--no-shared-prefix", action="store_true", help="always use the plain batched path")
@@ -90,7 +90,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 def decoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword settings for the chosen decoder from the parsed options (unset options keep the defaults)."""
-    kwargs: dict[str, Any] = {"k": args.k}
+    kwargs: dict[str, Any] = {"num_responses": args.num_responses}
     common = {"max_new_tokens": args.max_new_tokens, "min_new_tokens": args.min_new_tokens, "seed": args.seed,
               "batch_size": args.batch_size}
     if args.decoder in SAMPLING_DECODERS:

@@ -13,8 +13,8 @@ from peft_diversity.generation.batch import _Run, _start
 from peft_diversity.generation.beam import generate_diverse_beam
 from peft_diversity.generation.core import DEFAULT_MAX_NEW_TOKENS, decode_rows, generate_rows
 from peft_diversity.generation.inputs import (
-    DEFAULT_K,
-    _check_k,
+    DEFAULT_NUM_RESPONSES,
+    _check_count,
     _encode_fitted,
     choose_possibilities,
     encode,
@@ -39,7 +39,7 @@ def generate_possibilities(
     context: Any = None,
     *,
     contexts: Sequence[Any] | None = None,
-    k: int | None = None,
+    num_responses: int | None = None,
     possibilities: Sequence[int] | str | None = None,
     template: PossibilityTemplate | str | os.PathLike | None = None,
     shared_prefix: bool | None = None,
@@ -47,13 +47,13 @@ def generate_possibilities(
 ) -> Responses | list[Responses]:
     """PoExFT: K prompts that differ only in the possibility number, answered by ONE batched generate call.
 
-    Possibility numbers are 1..k (default k=5), the given `possibilities`, or `possibilities="random"`
-    (k distinct numbers from 1..max_possibility, drawn per context). The template is `template`, else the
+    Possibility numbers are 1..num_responses (default 5), the given `possibilities`, or `possibilities="random"`
+    (num_responses distinct numbers from 1..max_possibility, drawn per context). The template is `template`, else the
     `possibility_config.json` beside the model (an error when there is none). The shared prompt prefix is
     computed once per context when possible (`shared_prefix=None`); `False` forces the plain batched path.
     """
-    run = _start(model, tokenizer, context, contexts, template, required_template=True, settings=settings, k=k)
-    numbers = [choose_possibilities(k, possibilities, run.template.max_possibility, run.rng) for _ in run.records]
+    run = _start(model, tokenizer, context, contexts, template, required_template=True, settings=settings, num_responses=num_responses)
+    numbers = [choose_possibilities(num_responses, possibilities, run.template.max_possibility, run.rng) for _ in run.records]
     if len({len(n) for n in numbers}) != 1:
         raise GenerationError("every context needs the same number of possibilities")
     results: list[Responses] = []
@@ -78,13 +78,13 @@ def generate_possibilities(
 
 
 def _generate_plain_copies(
-    decoder: str, model: Any, tokenizer: Any, context: Any, contexts: Sequence[Any] | None, k: int | None,
+    decoder: str, model: Any, tokenizer: Any, context: Any, contexts: Sequence[Any] | None, num_responses: int | None,
     template: Any, shared_prefix: bool | None, settings: dict[str, Any],
 ) -> Responses | list[Responses]:
     """K samples of the plain (untagged) prompt per context: `num_return_sequences=K` semantics."""
-    count = _check_k(DEFAULT_K if k is None else k)
+    count = _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses)
     run = _start(model, tokenizer, context, contexts, template, required_template=False, settings=settings,
-                 k=count)
+                 num_responses=count)
     results: list[Responses] = []
     for batch in run.batches(run.records, decoder):
         start = time.perf_counter()
@@ -110,13 +110,13 @@ def generate_sampling(
     context: Any = None,
     *,
     contexts: Sequence[Any] | None = None,
-    k: int | None = None,
+    num_responses: int | None = None,
     template: PossibilityTemplate | str | os.PathLike | None = None,
     shared_prefix: bool | None = None,
     **settings: Any,
 ) -> Responses | list[Responses]:
     """Baseline: K temperature samples of the plain prompt in one call (the prompt's prefill is shared)."""
-    return _generate_plain_copies("sampling", model, tokenizer, context, contexts, k, template, shared_prefix,
+    return _generate_plain_copies("sampling", model, tokenizer, context, contexts, num_responses, template, shared_prefix,
                                   settings)
 
 
@@ -126,7 +126,7 @@ def generate_min_p(
     context: Any = None,
     *,
     contexts: Sequence[Any] | None = None,
-    k: int | None = None,
+    num_responses: int | None = None,
     template: PossibilityTemplate | str | os.PathLike | None = None,
     min_p: float = DEFAULT_MIN_P,
     shared_prefix: bool | None = None,
@@ -137,7 +137,7 @@ def generate_min_p(
         raise GenerationError(f"min_p must be in (0, 1], got {min_p}")
     if settings.get("temperature", 1.0) in (0, 0.0, None):
         raise GenerationError("min_p needs sampling: use a temperature > 0")
-    return _generate_plain_copies("min_p", model, tokenizer, context, contexts, k, template, shared_prefix,
+    return _generate_plain_copies("min_p", model, tokenizer, context, contexts, num_responses, template, shared_prefix,
                                   {**settings, "min_p": min_p})
 
 
@@ -147,7 +147,7 @@ def generate_listing(
     context: Any = None,
     *,
     contexts: Sequence[Any] | None = None,
-    k: int | None = None,
+    num_responses: int | None = None,
     template: PossibilityTemplate | str | os.PathLike | None = None,
     **settings: Any,
 ) -> Responses | list[Responses]:
@@ -156,13 +156,13 @@ def generate_listing(
     `max_new_tokens` is per response (the generation gets K times as many). Items that could not be parsed are
     left out of `texts` and listed in `parse_failures` (and logged).
     """
-    count = _check_k(DEFAULT_K if k is None else k)
+    count = _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses)
     per_response = settings.pop("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
     settings["max_new_tokens"] = per_response * count
     if settings.get("min_new_tokens") is not None:
         settings["min_new_tokens"] = settings["min_new_tokens"] * count
     run = _start(model, tokenizer, context, contexts, template, required_template=False, settings=settings,
-                 k=count)
+                 num_responses=count)
     run.settings["max_new_tokens_per_response"] = per_response
     sentence = listing_sentence(count)
     results: list[Responses] = []
@@ -202,7 +202,7 @@ def generate_iterative(
     context: Any = None,
     *,
     contexts: Sequence[Any] | None = None,
-    k: int | None = None,
+    num_responses: int | None = None,
     template: PossibilityTemplate | str | os.PathLike | None = None,
     **settings: Any,
 ) -> Responses | list[Responses]:
@@ -210,9 +210,9 @@ def generate_iterative(
 
     Contexts of one batch share each call; the wall time is the sum of the K calls.
     """
-    count = _check_k(DEFAULT_K if k is None else k)
+    count = _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses)
     run = _start(model, tokenizer, context, contexts, template, required_template=False, settings=settings,
-                 k=count)
+                 num_responses=count)
     results: list[Responses] = []
     for batch in run.batches(run.records, "iterative"):
         start = time.perf_counter()

@@ -21,7 +21,7 @@ from peft_diversity.templates import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_K = 5
+DEFAULT_NUM_RESPONSES = 5
 
 
 # ----- inputs: records, templates, possibility numbers, the model window ------------------------------------
@@ -91,38 +91,40 @@ def resolve_template(
 
 
 def choose_possibilities(
-    k: int | None,
+    num_responses: int | None,
     possibilities: Sequence[int] | str | None,
     max_possibility: int,
     rng: random.Random | None = None,
 ) -> list[int]:
-    """Possibility numbers: 1..k (default), the given list, or `"random"`: k distinct draws from 1..max."""
+    """Possibility numbers: 1..num_responses (default), the given list, or `"random"`: that many distinct draws
+    from 1..max."""
     if isinstance(possibilities, str):
         if possibilities != "random":
             raise GenerationError(f"possibilities must be a list of numbers or 'random', got {possibilities!r}")
-        count = _check_k(DEFAULT_K if k is None else k, max_possibility)
+        count = _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses, max_possibility)
         return sorted((rng or random.Random()).sample(range(1, max_possibility + 1), count))
     if possibilities is not None:
         numbers = [int(n) for n in possibilities]
         if not numbers:
             raise GenerationError("`possibilities` is empty")
-        if k is not None and k != len(numbers):
-            raise GenerationError(f"k={k} disagrees with {len(numbers)} possibilities {numbers}")
+        if num_responses is not None and num_responses != len(numbers):
+            raise GenerationError(f"num_responses={num_responses} disagrees with {len(numbers)} possibilities {numbers}")
         for number in numbers:
-            _check_k(number, max_possibility, what="possibility")
+            _check_count(number, max_possibility, what="possibility")
         return numbers
-    return list(range(1, _check_k(DEFAULT_K if k is None else k, max_possibility) + 1))
+    count = _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses, max_possibility)
+    return list(range(1, count + 1))
 
 
-def _check_k(k: int, max_possibility: int | None = None, what: str = "k") -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise GenerationError(f"{what} must be an integer >= 1, got {k!r}")
-    if max_possibility is not None and k > max_possibility:
+def _check_count(value: int, max_possibility: int | None = None, what: str = "num_responses") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise GenerationError(f"{what} must be an integer >= 1, got {value!r}")
+    if max_possibility is not None and value > max_possibility:
         raise GenerationError(
-            f"{what}={k} is above the template's max_possibility={max_possibility} (the model was trained "
+            f"{what}={value} is above the template's max_possibility={max_possibility} (the model was trained "
             f"with possibility numbers 1..{max_possibility})"
         )
-    return k
+    return value
 
 
 def model_window(model: Any, tokenizer: Any) -> int | None:

@@ -112,7 +112,7 @@ _MARKER = re.compile(
 _BULLET = re.compile(r"^\s*[-*\u2022]\s+(.*)$")
 
 
-def parse_numbered_list(text: str, k: int) -> ListParse:
+def parse_numbered_list(text: str, count: int) -> ListParse:
     """Split a generation into K responses: "1." / "1)" / "#1:" / "Response 1:" markers, else bullets, else lines.
 
     Numbered markers are accepted only in sequence (1, 2, 3, ...), so a stray number inside a response does
@@ -120,7 +120,7 @@ def parse_numbered_list(text: str, k: int) -> ListParse:
     reported in `failures`; items past K are ignored.
     """
     items = _numbered_items(text) or _bullet_items(text) or _line_items(text)
-    items = items[:k] + [""] * max(0, k - len(items))
+    items = items[:count] + [""] * max(0, count - len(items))
     failures = [i for i, item in enumerate(items, start=1) if not item.strip()]
     return ListParse([item.strip() for item in items if item.strip()], failures)
 

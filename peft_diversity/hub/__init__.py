@@ -28,7 +28,6 @@ from peft_diversity.hub.model import (  # noqa: F401
     MODES_DESCRIPTION,
     PAPER_ARXIV,
     REPO_ID_PATTERN,
-    TABLE_METRICS,
     TOKENIZER_FILES,
     TRAINING_CONFIG_FILENAME,
     build_model_card,

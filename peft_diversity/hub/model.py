@@ -31,7 +31,6 @@ CARD_METRICS = (
     ("distinct_2", "Distinct-2"),
     ("coherence_relevance", "Coherence (relevance)"),
 )
-TABLE_METRICS = (*CARD_METRICS[:2], ("distinct_1", "Distinct-1"), *CARD_METRICS[2:], ("latency_s", "Latency (s)"))
 # Training settings shown in the card (when present in the training config)
 HYPERPARAMETERS = (
     "mode", "num_candidates", "max_possibility", "ul_weight", "max_negatives", "max_response_words",
@@ -195,8 +194,14 @@ def build_model_card(
     training_config: dict[str, Any] | None = None,
     template_path: str | os.PathLike | None = None,
     merged: bool = False,
+    license: str = "apache-2.0",
+    language: list[str] | None = None,
 ):
-    """A `huggingface_hub.ModelCard` for a trained folder, rendered from `model_cards/model_card.md`."""
+    """A `huggingface_hub.ModelCard` for a trained folder, rendered from `model_cards/model_card.md`.
+
+    `license` must match what the base model's licence allows (Apache-2.0 fits SmolLM2, Qwen2.5 and MiniLM;
+    a Llama base needs its own); `language` defaults to English, the language of the bundled data.
+    """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     folder = Path(folder)
@@ -226,6 +231,8 @@ def build_model_card(
         base_model=base if _is_hub_id(base) else None,
         datasets=[dataset] if _is_hub_id(dataset) else None,
         library_name="peft" if adapter and not merged else "transformers",
+        license=license,
+        language=language or ["en"],
         pipeline_tag="text-generation",
         tags=tags,
         model_name=model_name,
@@ -233,11 +240,9 @@ def build_model_card(
     )
     hyper = {key: training[key] for key in HYPERPARAMETERS if training and training.get(key) is not None}
     lora = {key: adapter[key] for key in LORA_FIELDS if adapter and adapter.get(key) is not None}
-    table = [
-        {"model": r.get("model"), "decoder": r.get("decoder"),
-         "values": [_fmt(r["scores"].get(key)) for key, _ in TABLE_METRICS]}
-        for r in rows
-    ]
+    from peft_diversity.scoring.report import format_results_table
+
+    table = format_results_table(rows) if rows else ""
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path or MODEL_CARD_TEMPLATE),
@@ -255,10 +260,28 @@ def build_model_card(
         max_possibility=template.max_possibility if template else 9,
         headline=row,
         headline_metrics=[(pretty, _fmt(row["scores"].get(key))) for key, pretty in CARD_METRICS] if row else [],
-        table_headers=[pretty for _, pretty in TABLE_METRICS],
         table=table,
         arxiv=PAPER_ARXIV,
+        base_is_hub_id=_is_hub_id(base),
+        example_instruction=(template or PossibilityTemplate()).instruction.replace(
+            "{input}", "A: Any plans for the weekend?\nB: Not yet, you?"),
+        possibility_sentence=(template or PossibilityTemplate()).possibility_sentence,
+        system_prompt=template.system_prompt if template else None,
+        framework_versions=framework_versions(),
     )
+
+
+def framework_versions() -> dict[str, str]:
+    """Versions of the libraries a trained model depends on, for its card."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("peft_diversity", "transformers", "peft", "trl", "torch", "datasets", "accelerate"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def _fmt(value: Any) -> str:

@@ -15,11 +15,12 @@ logger = logging.getLogger(__name__)
 # ----- metrics ------------------------------------------------------------------------------------------------
 def metric_folder(name: str) -> Path:
     """`metrics/<name>` for a known metric; a clear error (listing METRIC_NAMES) otherwise."""
-    from peft_diversity.metrics_install import METRIC_NAMES, metrics_source_dir
+    from peft_diversity.assets import asset_path
+    from peft_diversity.evaluate_hook import METRIC_NAMES
 
     if name not in METRIC_NAMES:
         raise HubError(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}")
-    folder = metrics_source_dir() / name
+    folder = asset_path("metrics") / name
     if not (folder / f"{name}.py").is_file():
         raise HubError(f"metric folder {folder} has no {name}.py")
     return folder

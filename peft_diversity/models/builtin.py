@@ -33,15 +33,30 @@ def resolve_model_path(name_or_path: str) -> str:
     if not name_or_path.startswith(BUILTIN_PREFIX):
         return name_or_path
     name = name_or_path[len(BUILTIN_PREFIX):]
-    builders = {"minilm-decoder": _build_minilm_decoder, "minilm-decoder-raw": _build_minilm_decoder_raw}
+    builders = {"minilm-decoder": _build_minilm_decoder, "minilm-decoder-raw": _build_minilm_decoder_raw,
+                "smollm2-135m-instruct": _build_smollm2}
     if name not in builders:
         raise ModelLoadError(f"unknown built-in model {name_or_path!r}; known: {[BUILTIN_PREFIX + n for n in builders]}")
     target = cache_dir() / f"{name}-v{BUILTIN_VERSION}"
-    stamp = _warmup_stamp() if name == "minilm-decoder" else "raw"
-    if (target / "config.json").is_file() and _read_stamp(target) == stamp:
+    stamp = {"minilm-decoder": _warmup_stamp, "smollm2-135m-instruct": _smollm2_stamp}.get(name, lambda: "raw")()
+    if (target / "config.json").is_file() and _read_stamp(target) == stamp and _weights_intact(target):
         return str(target)
+    if target.exists():
+        logger.warning("built-in model cache %s is stale or damaged: rebuilding it", target)
     _materialise(target, builders[name], stamp)
     return str(target)
+
+
+def _build_smollm2():
+    from peft_diversity.models import smollm2
+
+    return smollm2.build()
+
+
+def _smollm2_stamp() -> str:
+    from peft_diversity.models import smollm2
+
+    return smollm2.stamp()
 
 
 def _warmup_stamp() -> str:
@@ -51,14 +66,30 @@ def _warmup_stamp() -> str:
 
 
 def _read_stamp(folder: Path) -> str | None:
-    path = folder / "builtin_stamp.json"
-    return json.loads(path.read_text())["stamp"] if path.is_file() else None
+    try:
+        return json.loads((folder / "builtin_stamp.json").read_text())["stamp"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _weights_intact(folder: Path) -> bool:
+    """Every weights file the stamp recorded is there with its recorded size (a truncated copy is not)."""
+    try:
+        sizes = json.loads((folder / "builtin_stamp.json").read_text()).get("files", {})
+        return all((folder / name).stat().st_size == size for name, size in sizes.items())
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _materialise(target: Path, builder, stamp: str) -> None:
-    """Build into a temp folder, then rename: a crash never leaves a half-written model behind."""
+    """Build into a temp folder, then rename: a crash never leaves a half-written model behind.
+
+    The stamp file is written last and records the weights files' sizes, so a folder damaged later (a
+    truncated or deleted weights file) is rebuilt instead of half-read.
+    """
     with atomic_directory(target) as tmp:
         model, tokenizer = builder()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "builtin_stamp.json").write_text(json.dumps({"stamp": stamp}))
+        files = {p.name: p.stat().st_size for p in sorted(tmp.glob("*.safetensors"))}
+        (tmp / "builtin_stamp.json").write_text(json.dumps({"stamp": stamp, "files": files}))

@@ -361,7 +361,7 @@ def run_interviews(
                 model,
                 tokenizer,
                 contexts=[t.as_record() for t in group],
-                k=1,
+                num_responses=1,
                 template=template,
                 seed=seed * 7919 + round_index,
                 batch_size=batch_size,

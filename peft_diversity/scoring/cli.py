@@ -11,7 +11,7 @@ from peft_diversity.errors import PeftDiversityError
 
 from .bleu import SMOOTHINGS
 from .judges import make_hf_judge, make_openai_judge
-from .report import METRICS, format_table, load_responses, score_rows
+from .report import METRICS, format_results_table, load_responses, score_rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         smoothing=args.smoothing,
         batch_size=args.batch_size,
     )
-    print(format_table(results))
+    print(format_results_table(results, all_columns=True))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         payload = {"input": str(args.responses), "metrics": list(args.metrics), "groups": results}

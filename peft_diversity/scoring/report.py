@@ -113,21 +113,46 @@ def score_rows(rows: Sequence[Mapping[str, Any]], **kwargs: Any) -> list[dict[st
     return results
 
 
-def format_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown table: one row per score, one column per (model, decoder) group."""
-    labels = [
-        "/".join(str(v) for v in (r.get("model"), r.get("decoder")) if v is not None) or "all"
-        for r in results
-    ]
-    keys = list(dict.fromkeys(k for r in results for k in r["scores"]))
-    lines = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
-    for key in keys:
-        cells = [_fmt(r["scores"].get(key)) for r in results]
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+# Columns of the results table: (key in a scores dict, header); other keys follow under their own names
+TABLE_COLUMNS = (
+    ("semantic_diversity", "semantic div. ↑"),
+    ("distinct_1", "distinct-1 ↑"),
+    ("distinct_2", "distinct-2 ↑"),
+    ("self_bleu", "self-BLEU ↓"),
+    ("coherence_relevance", "coherence (emb. relevance) ↑"),
+    ("coherence_rating", "coherence (judge, 1-10) ↑"),
+    ("responses_per_context", "responses/context"),
+    ("latency_s", "latency s/context"),
+)
+
+
+def format_results_table(results: Sequence[Mapping[str, Any]], all_columns: bool = False) -> str:
+    """THE results table (experiment, score, docs): one row per (model, decoder), one column per metric.
+
+    Known metrics come first, in `TABLE_COLUMNS` order with their headers; `all_columns` appends every other
+    numeric score under its key (what `score` prints).
+    """
+    def present(key: str) -> bool:
+        return any(_is_number(r["scores"].get(key)) for r in results)
+
+    columns = [(key, head) for key, head in TABLE_COLUMNS if present(key)]
+    if all_columns:
+        known = {key for key, _ in TABLE_COLUMNS}
+        keys = dict.fromkeys(k for r in results for k in r["scores"])
+        columns += [(key, key) for key in keys if key not in known and present(key)]
+    lines = ["| model | decoder | " + " | ".join(head for _, head in columns) + " |",
+             "|---|---|" + "---:|" * len(columns)]
+    for row in results:
+        cells = [_fmt(row["scores"].get(key)) for key, _ in columns]
+        lines.append(f"| {row.get('model') or '-'} | {row.get('decoder') or '-'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _fmt(value: Any) -> str:
-    if value is None:
+    if not _is_number(value):
         return "-"
-    return str(value) if isinstance(value, int) else f"{value:.4f}"
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
