@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -410,8 +414,29 @@ def test_push_metric_space(name, logged_in):
     assert (create, repo, upload, repo2) == ("create_repo", f"alice/{name}", "upload_folder", f"alice/{name}")
     assert kwargs == {"repo_type": "space", "space_sdk": "gradio", "private": False, "exist_ok": True}
     assert up["repo_type"] == "space"
-    assert {f"{name}.py", "README.md", "app.py"} <= set(api.uploaded)
+    assert {f"{name}.py", "README.md", "app.py", "requirements.txt"} <= set(api.uploaded)
+    assert {"peft_diversity/__init__.py", "peft_diversity/errors.py", "peft_diversity/scoring/__init__.py"} <= set(
+        api.uploaded)
     assert b"sdk: gradio" in api.uploaded["README.md"]
+
+
+def test_staged_space_runs_its_metric_from_its_own_files(tmp_path):
+    """What a Space does: import the vendored scoring code from its own folder and load the script by path."""
+    from peft_diversity.hub.space import stage_metric_space
+
+    space = stage_metric_space("self_bleu", tmp_path / "space")
+    # forget the copy this environment's start-up hook imported: a Space has only its own files
+    code = ("import sys; [sys.modules.pop(m) for m in list(sys.modules) if m.startswith('peft_diversity')]; "
+            "import evaluate, peft_diversity.scoring as s, json; "
+            "m = evaluate.load('self_bleu.py').compute(predictions=[['a b c d', 'a b c d']]); "
+            "print(json.dumps([s.__file__, m['self_bleu']]))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=space, env={**env, "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    origin, value = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert Path(origin).resolve().is_relative_to(space.resolve()) and value == pytest.approx(1.0)
+    assert "evaluate" in (space / "requirements.txt").read_text()
 
 
 def test_push_metric_unknown_name(logged_in):

@@ -1,7 +1,13 @@
-"""Gradio widget of the demographic_bias module (the app of its Hugging Face Space)."""
+"""Gradio widget of the demographic_bias module (the app of its Hugging Face Space).
+
+Loaded from the script beside this file, so the Space needs no Hub look-up; the `peft_diversity` scoring code it
+imports is uploaded with it by `peft-diversity push --metric demographic_bias`.
+"""
+
+from pathlib import Path
 
 import evaluate
 from evaluate.utils import launch_gradio_widget
 
-module = evaluate.load("demographic_bias")
+module = evaluate.load(str(Path(__file__).with_name("demographic_bias.py")))
 launch_gradio_widget(module)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,24 @@ def metric_folder(name: str) -> Path:
     return folder
 
 
+# What a Space needs of this package to run a metric: the scoring functions and what they import
+SPACE_PACKAGE_FILES = ("__init__.py", "errors.py", "chat_http.py", "scoring/*.py")
+
+
+def stage_metric_space(name: str, target: str | os.PathLike) -> Path:
+    """The folder a metric Space is made of: `metrics/<name>` (script, card, app.py, requirements.txt) plus
+    the `peft_diversity` scoring code it imports, so the Space runs without this package on PyPI."""
+    folder, target = metric_folder(name), Path(target)
+    shutil.copytree(folder, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    package = Path(__file__).resolve().parent.parent
+    for pattern in SPACE_PACKAGE_FILES:
+        for source in package.glob(pattern):
+            destination = target / "peft_diversity" / source.relative_to(package)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, destination)
+    return target
+
+
 def push_metric(
     name: str,
     repo_id: str,
@@ -35,17 +56,19 @@ def push_metric(
     api: Any = None,
     commit_message: str | None = None,
 ) -> str:
-    """Upload `metrics/<name>` (<name>.py, README.md card, app.py) as a Gradio Space at `repo_id`.
+    """Upload `metrics/<name>` (<name>.py, README.md card, app.py, requirements.txt) as a Gradio Space.
 
     Afterwards `evaluate.load("<owner>/<name>")` loads it from the Hub. This replaces `evaluate-cli
     create/push`, which is broken on huggingface_hub >= 1.0.
     """
-    folder = metric_folder(name)
+    metric_folder(name)  # an unknown name fails before any token or network step
     validate_model_repo_id(repo_id)
     token = resolve_token(token)
     api = _hf_api(api, token)
-    commit = _upload(api, repo_id, folder, "space", private, commit_message or f"Upload {name} metric",
-                     create_kwargs={"space_sdk": "gradio"},
-                     upload_kwargs={"ignore_patterns": ["__pycache__/*", "*.pyc"]})
+    with tempfile.TemporaryDirectory() as tmp:
+        space = stage_metric_space(name, Path(tmp) / name)
+        commit = _upload(api, repo_id, space, "space", private, commit_message or f"Upload {name} metric",
+                         create_kwargs={"space_sdk": "gradio"},
+                         upload_kwargs={"ignore_patterns": ["__pycache__/*", "*.pyc"]})
     logger.info("pushed metric %s to https://huggingface.co/spaces/%s", name, repo_id)
     return commit
