@@ -45,7 +45,7 @@ def _build_minilm_decoder_raw() -> tuple[PreTrainedModel, PreTrainedTokenizerBas
     """all-MiniLM-L6-v2's BERT weights as a causal decoder (BertGenerationDecoder, LM head tied to embeddings).
 
     BERT's token-type embedding (type 0 everywhere) is folded into the position embeddings and the pooler is
-    dropped; BertGenerationDecoder has a plain linear LM head, so fused log-prob kernels apply to it.
+    dropped; BertGenerationDecoder has a plain linear LM head, so label-position log-probs apply to it unchanged.
     """
     from safetensors.torch import load_file
     from transformers import BertGenerationConfig, BertGenerationDecoder

@@ -2,7 +2,8 @@
 
 Data flow: one-to-many records → `build_training_rows` (positives and negatives) → `encode_example`
 (prompt tokens masked, completion tokens labelled; negatives label only the first sub-token of each content
-word) → `PossibilityCollator` → `compute_loss`, which reads per-token log-probs from TRL's fused LM head (no
+word) → one dataset item per context (all its rows) → `PossibilityCollator` → `compute_loss`, which reads the
+log-prob of each label token through `add_label_log_probs` (only labelled positions go through the LM head; no
 (tokens x vocab) logits) and splits them into the two terms.
 """
 
@@ -109,7 +110,8 @@ class PossibilityCollator:
         self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        rows = [(ids, lab, neg) for e in examples for ids, lab, neg in zip(*_group_columns(e), strict=True)]
+        rows = [(ids, lab, neg) for e in examples
+                for ids, lab, neg in zip(e["input_ids"], e["labels"], e["negative"], strict=True)]
         length = max(len(ids) for ids, _, _ in rows)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -122,13 +124,6 @@ class PossibilityCollator:
             attention[i, : len(ids)] = 1
         negative = torch.tensor([bool(neg) for _, _, neg in rows])
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "negative": negative}
-
-
-def _group_columns(example: dict[str, Any]) -> tuple[list, list, list]:
-    """A dataset item is either one context group (lists of rows) or a single encoded row."""
-    if example["input_ids"] and isinstance(example["input_ids"][0], list):
-        return example["input_ids"], example["labels"], example["negative"]
-    return [example["input_ids"]], [example["labels"]], [example["negative"]]
 
 
 # ----- selected-position LM head --------------------------------------------------------------------------
