@@ -89,6 +89,49 @@ def test_runner_writes_every_output_and_resumes(tiny_setup, tmp_path):
     assert (run / "responses" / "base__sampling.jsonl").is_file()
 
 
+def test_changed_settings_redo_the_stages_they_touch(tiny_setup, tmp_path, caplog):
+    import logging
+
+    runs = [{"model": "base", "decoder": "sampling"}, {"model": "poexft", "decoder": "possibilities"}]
+    base = _config(tiny_setup, modes=["poexft"], runs=runs, metrics=["distinct_n"])
+    run = tmp_path / "run"
+    run_experiment(ExperimentConfig.from_dict(base), run)
+
+    def stamps():
+        files = [run / "models" / "poexft" / "train_summary.json", run / "responses" / "base__sampling.jsonl",
+                 run / "responses" / "poexft__possibilities.jsonl", run / "scores" / "base__sampling.json",
+                 run / "scores" / "human__candidates.json"]
+        return [f.stat().st_mtime_ns for f in files]
+
+    first = stamps()
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
+        run_experiment(ExperimentConfig.from_dict(base), run)  # same settings: everything reused
+    assert stamps() == first and "redoing" not in caplog.text
+
+    # generation changed: every responses file and score is redone, the trained model is not
+    changed = _config(tiny_setup, modes=["poexft"], runs=runs, metrics=["distinct_n"], k=2,
+                      generation={"max_new_tokens": 3, "temperature": 1.0})
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
+        rows = run_experiment(ExperimentConfig.from_dict(changed), run)
+    second = stamps()
+    assert second[0] == first[0] and all(a != b for a, b in zip(first[1:], second[1:], strict=True))
+    assert "generate base__sampling: settings changed" in caplog.text
+    assert all(len(json.loads(line)["responses"]) <= 2
+               for line in (run / "responses.jsonl").read_text().splitlines())
+    assert rows[-1]["scores"]["responses_per_context"] == 2
+
+    # training changed: the mode is retrained and its responses redone; the base model's are kept
+    caplog.clear()
+    retrain = dict(changed, train={**changed["train"], "max_steps": 3})
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
+        run_experiment(ExperimentConfig.from_dict(retrain), run)
+    third = stamps()
+    assert third[0] != second[0] and third[2] != second[2] and third[1] == second[1]
+    assert "train poexft: settings changed" in caplog.text and "(train): redoing" in caplog.text
+    summary = json.loads((run / "models" / "poexft" / "train_summary.json").read_text())
+    assert summary["log_history"][-1]["step"] == 3
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
