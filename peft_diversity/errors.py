@@ -23,6 +23,10 @@ class ModelLoadError(PeftDiversityError):
     """A model name/path cannot be loaded as asked."""
 
 
+class TrainConfigError(PeftDiversityError):
+    """A training setting, flag or checkpoint cannot work; raised before the model loads or output is written."""
+
+
 class GenerationError(PeftDiversityError):
     """Bad input to a decoder (k out of range, empty context, missing template, ...)."""
 

@@ -132,6 +132,54 @@ def test_changed_settings_redo_the_stages_they_touch(tiny_setup, tmp_path, caplo
     assert summary["log_history"][-1]["step"] == 3
 
 
+def test_killed_training_stage_resumes_from_its_last_complete_checkpoint(tiny_setup, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from peft_diversity.trainer.trainer import PossibilityTrainer
+
+    runs = [{"model": "poexft", "decoder": "possibilities"}]
+    config = ExperimentConfig.from_dict(_config(
+        tiny_setup, modes=["poexft"], runs=runs, metrics=["distinct_n"],
+        train={"max_steps": 4, "save_steps": 2, "save_total_limit": 3, "per_device_train_batch_size": 2,
+               "learning_rate": 1e-3, "max_length": 128, "logging_steps": 1}))
+    run = tmp_path / "run"
+    (run / "models" / ".poexft-x1y2").mkdir(parents=True)  # an older run's orphan temp folder
+    original = PossibilityTrainer.training_step
+
+    def killed_at_step_3(self, *args, **kwargs):
+        if self.state.global_step == 3:
+            raise RuntimeError("killed")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PossibilityTrainer, "training_step", killed_at_step_3)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_experiment(config, run)
+    work = run / "models" / ".poexft.partial"
+    assert (work / "checkpoint-2" / "trainer_state.json").is_file() and not (run / "models" / "poexft").exists()
+    assert not (run / "models" / ".poexft-x1y2").exists()
+    half = work / "checkpoint-3"  # a kill during the next save: weights written, trainer_state.json not
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"half")
+
+    steps_run = []
+
+    def counted(self, *args, **kwargs):
+        steps_run.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PossibilityTrainer, "training_step", counted)
+    with caplog.at_level(logging.WARNING):
+        run_experiment(config, run)
+    assert "skipping" in caplog.text and "checkpoint-3" in caplog.text
+    assert "resuming the interrupted run from" in caplog.text
+    summary = json.loads((run / "models" / "poexft" / "train_summary.json").read_text())
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert steps_run == [2, 3]  # only the steps after checkpoint-2 ran again
+    assert [h["step"] for h in summary["log_history"] if "loss" in h] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (run / "models").iterdir()) == ["poexft", "poexft.settings.json"]
+    assert not list((run / "models" / "poexft").glob("checkpoint-*"))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -388,3 +388,51 @@ def test_push_to_hub_with_a_bad_repo_id_fails_before_training(tmp_path, tiny_dir
     with pytest.raises(ValueError):
         train_from_config(config)
     assert_nothing_written(tmp_path / "out")
+
+
+# ----- resume ----------------------------------------------------------------------------------------------
+def _checkpoint(folder: Path, complete: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    if complete:
+        (folder / "trainer_state.json").write_text("{}")
+    return folder
+
+
+def test_resume_last_picks_the_newest_complete_checkpoint(tmp_path, caplog):
+    import logging
+
+    from peft_diversity.trainer.cli import _resume_path
+
+    out = tmp_path / "out"
+    _checkpoint(out / "checkpoint-2")
+    _checkpoint(out / "checkpoint-10")
+    _checkpoint(out / "checkpoint-12", complete=False)  # killed during its save
+    (out / "checkpoint-11").mkdir()
+    (out / "checkpoint-11" / "trainer_state.json").write_text('{"truncat')
+    for value in ("last", "true", "True"):
+        args = PossibilityConfig(output_dir=str(out), resume_from_checkpoint=value, report_to=[])
+        with caplog.at_level(logging.WARNING):
+            assert _resume_path(args) == str(out / "checkpoint-10")
+    assert "skipping" in caplog.text and "checkpoint-12" in caplog.text and "resuming from" in caplog.text
+
+
+def test_resume_from_nothing_or_a_half_checkpoint_fails_before_the_model_loads(tmp_path, tiny_dir, data_file,
+                                                                                 monkeypatch):
+    from peft_diversity.errors import TrainConfigError
+
+    monkeypatch.setattr("peft_diversity.trainer.cli.load_model_and_tokenizer",
+                        lambda *a, **k: pytest.fail("model loaded before the resume check"))
+    _checkpoint(tmp_path / "out" / "checkpoint-3", complete=False)
+    config = write_config(tmp_path, tiny_dir, data_file)
+    with pytest.raises(TrainConfigError, match="no complete checkpoint"):
+        train_from_config(config, "--resume_from_checkpoint", "last")
+    with pytest.raises(TrainConfigError, match="no trainer_state.json"):
+        train_from_config(config, "--resume_from_checkpoint", str(tmp_path / "out" / "checkpoint-3"))
+
+
+def test_train_help_documents_resume_shortcuts(capsys):
+    from peft_diversity.cli import main
+
+    assert main(["train", "--help"]) == 0
+    assert "`last` / `true`" in " ".join(capsys.readouterr().out.split())

@@ -6,11 +6,12 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.atomic import atomic_directory, atomic_path
+from peft_diversity.atomic import atomic_path
 from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import DataValidationError, ExperimentConfigError
 from peft_diversity.experiment.config import (
@@ -50,7 +51,7 @@ def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool =
     """Train one mode into run_dir/models/<mode> (skipped when already there, made with the same settings)."""
     from trl import ModelConfig, ScriptArguments
 
-    from peft_diversity.trainer.cli import run_training
+    from peft_diversity.trainer.cli import last_complete_checkpoint, run_training
     from peft_diversity.trainer.config import PossibilityConfig
 
     target = run_dir / "models" / mode
@@ -61,23 +62,54 @@ def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool =
         logger.info("train %s: done already (%s)", mode, target)
         return target
     _stamp_path(target).unlink(missing_ok=True)
-    with atomic_directory(target) as tmp:
-        train_args = {
-            "report_to": [], "save_strategy": "no", "bf16": False, "gradient_checkpointing": False,
-            "seed": config.seed, **config.train, **config.mode_overrides.get(mode, {}),
-        }
-        args = PossibilityConfig(output_dir=str(tmp), mode=mode, **train_args)
-        lora = config.lora or {}
-        model_args = ModelConfig(model_name_or_path=config.base_model, use_peft=bool(lora), **lora)
-        script_args = ScriptArguments(dataset_name=config.dataset, dataset_train_split=config.train_split)
-        start = time.perf_counter()
-        trainer = run_training(script_args, args, model_args)
-        _write_json(tmp / "train_summary.json", {
-            "mode": mode, "train_seconds": time.perf_counter() - start,
-            "log_history": trainer.state.log_history,
-        })
+    work = _training_folder(target, settings, force)
+    train_args = {
+        "report_to": [], "bf16": False, "gradient_checkpointing": False, "seed": config.seed,
+        **CHECKPOINTING, **config.train, **config.mode_overrides.get(mode, {}),
+    }
+    resume = last_complete_checkpoint(work)
+    if resume:
+        logger.warning("train %s: resuming the interrupted run from %s", mode, resume)
+    args = PossibilityConfig(output_dir=str(work), mode=mode, resume_from_checkpoint=resume, **train_args)
+    lora = config.lora or {}
+    model_args = ModelConfig(model_name_or_path=config.base_model, use_peft=bool(lora), **lora)
+    script_args = ScriptArguments(dataset_name=config.dataset, dataset_train_split=config.train_split)
+    start = time.perf_counter()
+    trainer = run_training(script_args, args, model_args)
+    for checkpoint in work.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    _write_json(work / "train_summary.json", {
+        "mode": mode, "train_seconds": time.perf_counter() - start, "resumed_from": resume,
+        "log_history": trainer.state.log_history,
+    })
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(work, target)
+    _stamp_path(work).unlink(missing_ok=True)
     _write_stamp(target, settings)
     return target
+
+
+# Experiment training saves a checkpoint every 100 steps (only the newest kept) so that a killed stage resumes;
+# `save_steps` / `save_strategy` / `save_total_limit` in the YAML's `train:` override these.
+CHECKPOINTING = {"save_strategy": "steps", "save_steps": 100, "save_total_limit": 1}
+
+
+def _training_folder(target: Path, settings: dict[str, Any], force: bool) -> Path:
+    """The fixed work folder `models/.<mode>.partial` a mode trains in: kept across a kill (its checkpoints are
+    resumed) while it was started with the same settings, emptied otherwise. Older runs' random temp folders
+    (`.<mode>-*`) are removed."""
+    for orphan in target.parent.glob(f".{target.name}-*"):
+        if orphan.is_dir():
+            logger.info("removing the temp folder %s left by an interrupted run", orphan)
+            shutil.rmtree(orphan, ignore_errors=True)
+    work = target.with_name(f".{target.name}.partial")
+    if work.exists() and (force or _read_stamp(work) != _jsonable(settings)):
+        logger.warning("train %s: %s was started with other settings: starting over", target.name, work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    _write_stamp(work, settings)
+    return work
 
 
 def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, records: list[dict[str, Any]],

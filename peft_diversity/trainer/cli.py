@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
+import re
+from pathlib import Path
 
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
 from peft_diversity.data import load_one_to_many
+from peft_diversity.errors import TrainConfigError
 from peft_diversity.models.builtin import resolve_model_path
 from peft_diversity.models.loading import load_model_and_tokenizer
 from peft_diversity.trainer.config import PossibilityConfig
 from peft_diversity.trainer.trainer import PossibilityTrainer
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+# one of these holds the weights of a checkpoint (trainer_state.json is written last, after them)
+CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+                      "pytorch_model.bin", "adapter_model.bin")
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
@@ -26,6 +37,7 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     if not script_args.dataset_name:
         raise ValueError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a Hub id)")
     push = _check_push(training_args)  # before any work: a bad repo id or a missing token fails now
+    resume = _resume_path(training_args)  # a missing / half-written checkpoint fails before the model loads
     records = load_one_to_many(
         script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates
     )
@@ -45,7 +57,7 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     trainer = PossibilityTrainer(
         model, args=training_args, train_dataset=records, processing_class=tokenizer, peft_config=peft_config
     )
-    trainer.train(resume_from_checkpoint=_resume_path(training_args))
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if push and trainer.accelerator.is_main_process:
         from peft_diversity.hub.model import push_model
@@ -72,17 +84,56 @@ def _check_push(args: PossibilityConfig) -> bool:
     return True
 
 
-def _resume_path(args: PossibilityConfig) -> str | bool | None:
-    """`--resume_from_checkpoint true|last` means the newest checkpoint in output_dir."""
-    value = args.resume_from_checkpoint
-    if isinstance(value, str) and value.lower() in ("true", "last"):
-        from transformers.trainer_utils import get_last_checkpoint
+def checkpoint_problem(folder: str | os.PathLike) -> str | None:
+    """Why `folder` is not a complete Trainer checkpoint (None when it is): the Trainer writes the weights,
+    optimizer and RNG state first and trainer_state.json last, so a save cut short lacks a readable one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "not a folder"
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "trainer_state.json is unreadable"
+    if not any((folder / name).is_file() for name in CHECKPOINT_WEIGHTS):
+        return "no model weights"
+    return None
 
-        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` in output_dir that is complete; incomplete newer ones are skipped (logged)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    for _, checkpoint in sorted(found, reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        logger.warning("skipping %s: %s (a save that did not finish)", checkpoint, problem)
+    return None
+
+
+def _resume_path(args: PossibilityConfig) -> str | None:
+    """`--resume_from_checkpoint true|last` means the newest complete checkpoint in output_dir; a folder given
+    explicitly must be a complete checkpoint. Logs the checkpoint used."""
+    value = args.resume_from_checkpoint
+    if value is None or value is False or (isinstance(value, str) and value.lower() in ("", "false", "none")):
+        return None
+    if value is True or (isinstance(value, str) and value.lower() in ("true", "last")):
+        last = last_complete_checkpoint(args.output_dir)
         if last is None:
-            raise ValueError(f"resume_from_checkpoint={value!r} but {args.output_dir} holds no checkpoint")
-        return last
-    return value
+            raise TrainConfigError(f"resume_from_checkpoint={value!r} but {args.output_dir} holds no complete "
+                                   "checkpoint-N folder")
+    else:
+        problem = checkpoint_problem(value)
+        if problem is not None:
+            raise TrainConfigError(f"resume_from_checkpoint={value!r}: not a complete checkpoint ({problem})")
+        last = str(value)
+    logger.warning("resuming from %s", last)
+    return last
 
 
 __all__ = ["make_parser", "run_training", "resolve_model_path"]

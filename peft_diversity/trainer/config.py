@@ -44,6 +44,13 @@ class PossibilityConfig(SFTConfig):
     """Sentence ending the user turn in `otm`/`oto` mode."""
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
     """Optional system message placed before the user turn."""
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "Resume training: a checkpoint folder, or `last` / `true` for the newest COMPLETE "
+                          "checkpoint-N in output_dir (half-written ones, e.g. from a kill during a save, are "
+                          "skipped; the one used is logged)."},
+    )
+    """A checkpoint folder to resume from; `last` or `true` = the newest complete `checkpoint-N` in output_dir."""
     chat_template_fallback: bool = field(
         default=True, metadata={"help": "Give tokenizers without a chat template a plain fallback one."}
     )
