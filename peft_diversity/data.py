@@ -44,6 +44,8 @@ def load_one_to_many(
         rows, origin = _read_hub(source, split), f"hub:{source}[{split}]"
     else:
         rows, origin = _read_datasets_object(source, split), f"{type(source).__name__}[{split}]"
+    if not rows:
+        raise DataValidationError(f"{origin}: no records (the file or split is empty)")
     return [validate_record(row, origin, where, num_candidates) for where, row in rows]
 
 

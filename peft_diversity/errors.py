@@ -15,6 +15,10 @@ class DataValidationError(PeftDiversityError):
     """A one-to-many record is malformed; the message names the source, record and field."""
 
 
+class ScoringInputError(PeftDiversityError):
+    """A responses file to score is missing, unreadable or malformed; the message names file:line:field."""
+
+
 class TemplateError(PeftDiversityError):
     """A template is malformed or cannot render a record."""
 

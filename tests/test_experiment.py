@@ -221,3 +221,24 @@ def test_atomic_outputs_replace_whole_or_leave_the_old_file(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_bytes() == b"new" and sorted(p.name for p in target.parent.iterdir()) == ["results.png"]
     assert atomic_write_text(tmp_path / "a.json", "{}").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nruns: [a, b\nk: 3\n", r"exp\.yaml:3:\d+: not valid YAML"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("name: x\n\tk: 3\n", "not valid YAML"),
+    ],
+)
+def test_yaml_syntax_errors_are_one_line(tmp_path, capsys, text, message):
+    import re
+
+    from peft_diversity.cli import main
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    assert main(["experiment", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "run").exists()

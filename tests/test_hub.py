@@ -466,3 +466,56 @@ def test_pushed_folder_carries_no_marker(trained, logged_in):
     api = RecordingApi()
     hub.push_model(trained["full"], "alice/x", api=api)
     assert hub.model.SAVE_MARKER not in api.uploaded
+
+
+class FailingApi(RecordingApi):
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def create_repo(self, repo_id, **kwargs):
+        raise self.error
+
+
+def _http_error(status):
+    from types import SimpleNamespace
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = SimpleNamespace(status_code=status, headers={}, request=None)  # the fields HfHubHTTPError reads
+    return HfHubHTTPError(f"{status} Client Error: for url https://huggingface.co/api/repos/create", response=response)
+
+
+@pytest.mark.parametrize(
+    ("make_error", "message"),
+    [
+        (lambda: _http_error(401), r"HTTP 401.*invalid or expired"),
+        (lambda: _http_error(403), r"HTTP 403.*may not write"),
+        (lambda: _http_error(429), r"HTTP 429.*quota"),
+        (lambda: ConnectionError("Name or service not known"), "cannot reach the Hub"),
+        (lambda: __import__("huggingface_hub").errors.OfflineModeIsEnabled("offline"), "HF_HUB_OFFLINE"),
+    ],
+)
+def test_push_network_and_auth_errors_are_one_line(trained, logged_in, monkeypatch, capsys, make_error, message):
+    import re
+
+    from peft_diversity.cli import main
+
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: FailingApi(make_error()))
+    for argv in (["--model-dir", str(trained["full"])], ["--dataset-source", "builtin:story", "--splits", "test"]):
+        if "--dataset-source" in argv:
+            monkeypatch.setattr("peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder)
+        assert main(["push", *argv, "--repo-id", "alice/x"]) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("peft-diversity push:")]
+        assert len(lines) == 1 and re.search(message, lines[0]) and "Traceback" not in err, err
+
+
+def test_push_bad_results_file_is_one_line(trained, tmp_path, capsys):
+    from peft_diversity.cli import main
+
+    bad = tmp_path / "results.json"
+    bad.write_text("{not json")
+    assert main(["push", "--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--results", str(bad),
+                 "--save-only", str(tmp_path / "up")]) == 2
+    assert "not a readable results.json" in capsys.readouterr().err

@@ -411,3 +411,36 @@ def test_cli_groups_by_model_and_decoder(tmp_path, capsys, embedder):
     assert (
         groups[("m", "sampling")]["num_prompts"] == 2 and groups[("m", "possibilities")]["num_responses"] == 3
     )
+
+
+# ----- `score` on bad files: one line naming file:line and field, exit 2 ---------------------------------------
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"context": "a", "responses": ["x"]}\n{"context": "b", "responses": [\n', r":2: not valid JSON"),
+        (b'{"context": "a", "answers": ["x"]}\n', r":1: missing key 'responses'"),
+        (b'{"context": "a", "responses": "x y"}\n', r":1: 'responses' must be a list of strings"),
+        (b'{"context": "a", "responses": ["x", 3]}\n', r":1: responses\[1\] must be a string, got int"),
+        (b'["a", "b"]\n', r":1: need a JSON object"),
+        (b'{"context": "a", "responses": ["x"], "model": ["m"]}\n', r":1: 'model' must be a string"),
+        (b"\n\n", r"no rows"),
+        (b'{"context": "caf\xe9", "responses": ["x"]}\n', r":1: not UTF-8"),
+    ],
+)
+def test_score_bad_file_is_one_line(tmp_path, capsys, content, message):
+    import re
+
+    from peft_diversity.cli import main
+
+    path = tmp_path / "responses.jsonl"
+    path.write_bytes(content)
+    assert main(["score", str(path), "--metrics", "distinct_n"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("peft-diversity score:") and re.search(message, err), err
+
+
+def test_score_missing_file_is_one_line(tmp_path, capsys):
+    from peft_diversity.cli import main
+
+    assert main(["score", str(tmp_path / "nope.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -436,3 +436,58 @@ def test_train_help_documents_resume_shortcuts(capsys):
 
     assert main(["train", "--help"]) == 0
     assert "`last` / `true`" in " ".join(capsys.readouterr().out.split())
+
+
+# ----- bad settings: one line, exit 2, before the model loads or the output folder is made -----------------------
+def _cli_train(config: Path, *extra: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from peft_diversity.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["train", "--config", str(config), *extra])
+    return code, err.getvalue()
+
+
+def _no_model_load(monkeypatch):
+    monkeypatch.setattr("peft_diversity.trainer.cli.load_model_and_tokenizer",
+                        lambda *a, **k: pytest.fail("the model loaded before the settings were checked"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "extra", "message"),
+    [
+        ({"ul_weight": -1}, (), "ul_weight must be >= 0"),
+        ({"num_candidates": 3, "max_possibility": 2}, (), r"max_possibility \(2\) must be >= num_candidates"),
+        ({"mode": "dpo"}, (), "unknown mode 'dpo'"),
+        ({"ul_wieght": 0.3}, (), r"Unknown arguments.*ul_wieght.*misspelled"),
+        ({"max_length": 100_000}, (), "beyond .* window of 2048 tokens"),
+        ({}, ("--resume_from_checkpoint", "last"), "no complete checkpoint"),
+    ],
+)
+def test_bad_settings_are_one_line_before_the_model_loads(overrides, extra, message, tmp_path, tiny_dir, data_file,
+                                                          monkeypatch):
+    import re
+
+    _no_model_load(monkeypatch)
+    code, err = _cli_train(write_config(tmp_path, tiny_dir, data_file, **overrides), *extra)
+    line = [line for line in err.splitlines() if line.startswith("peft-diversity train:")]
+    assert code == 2 and "Traceback" not in err and len(line) == 1 and re.search(message, line[0]), err
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_empty_data_or_recipe_is_one_line(tmp_path, tiny_dir, monkeypatch):
+    _no_model_load(monkeypatch)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, err = _cli_train(write_config(tmp_path, tiny_dir, empty))
+    assert code == 2 and "Traceback" not in err and "no records" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("mode: [poexft\nul_weight: 1\n")
+    code, err = _cli_train(broken)
+    assert code == 2 and "not valid YAML" in err and "Traceback" not in err
+    code, err = _cli_train(tmp_path / "missing.yaml")
+    assert code == 2 and "not found" in err
+    assert_nothing_written(tmp_path / "out")

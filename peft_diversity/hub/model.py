@@ -162,7 +162,11 @@ def load_results(results: str | os.PathLike | list[dict[str, Any]] | None) -> li
     if results is None:
         return []
     if isinstance(results, (str, os.PathLike)):
-        data = json.loads(Path(results).read_text(encoding="utf-8"))
+        try:
+            data = json.loads(Path(results).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise HubError(f"--results {results}: not a readable results.json ({' '.join(str(err).split())})") \
+                from None
         # experiment.py writes {"experiment": name, "results": [rows]}
         results = data.get("results", data.get("rows")) if isinstance(data, dict) else data
     if not isinstance(results, list) or not all(isinstance(r, dict) and "scores" in r for r in results):
@@ -418,9 +422,35 @@ def _upload(api: Any, repo_id: str, folder: Path, repo_type: str, private: bool,
             create_kwargs: dict[str, Any] | None = None, upload_kwargs: dict[str, Any] | None = None) -> str:
     """Create the repo (if needed) and upload `folder` as one commit; returns the commit URL."""
     (folder / SAVE_MARKER).unlink(missing_ok=True)  # a local bookkeeping file, not part of the repo
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, **(create_kwargs or {}))
-    return str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                                 repo_type=repo_type, **(upload_kwargs or {})))
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, **(create_kwargs or {}))
+        return str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
+                                     repo_type=repo_type, **(upload_kwargs or {})))
+    except Exception as err:  # noqa: BLE001 - sorted below: Hub / network failures become one HubError line
+        raise hub_error(err, repo_id) from err
+
+
+def hub_error(err: Exception, repo_id: str) -> Exception:
+    """A HubError line for a Hub or network failure (offline, auth, permission, quota, server); any other
+    exception is returned unchanged (a bug, to be seen whole)."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(err, OfflineModeIsEnabled):
+        return HubError(f"cannot upload to {repo_id}: HF_HUB_OFFLINE is set (unset it to push)")
+    if isinstance(err, HfHubHTTPError):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        reason = {401: "the token is invalid or expired (run `hf auth login`)",
+                  403: "the token may not write to this repo (a read-only token, or another owner)",
+                  404: "the repo or owner does not exist", 413: "the upload is too large",
+                  429: "too many requests or a storage quota reached; try again later"}.get(status, "")
+        first = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
+        return HubError(f"upload to {repo_id} failed (HTTP {status}): {reason + '; ' if reason else ''}{first}")
+    if isinstance(err, (ConnectionError, TimeoutError, OSError)) or type(err).__module__.startswith(
+            ("httpx", "requests", "urllib3")):
+        first = " ".join(str(err).split()) or type(err).__name__
+        return HubError(f"cannot reach the Hub to upload {repo_id} ({type(err).__name__}: {first}); check the "
+                        "network and try again")
+    return err
 
 
 def _hf_api(api: Any, token: str) -> Any:

@@ -33,14 +33,16 @@ def make_parser(prog: str | None = None) -> TrlParser:
 def run_training(script_args: ScriptArguments, training_args: PossibilityConfig, model_args: ModelConfig):
     """Load data (validated before anything else), load the model, train, save model + template, maybe push."""
     if not model_args.model_name_or_path:
-        raise ValueError("model_name_or_path is required (a Hub id, a local folder or builtin:minilm-decoder)")
+        raise TrainConfigError("model_name_or_path is required (a Hub id, a local folder or builtin:minilm-decoder)")
     if not script_args.dataset_name:
-        raise ValueError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a Hub id)")
+        raise TrainConfigError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a "
+                               "Hub id)")
     push = _check_push(training_args)  # before any work: a bad repo id or a missing token fails now
     resume = _resume_path(training_args)  # a missing / half-written checkpoint fails before the model loads
     records = load_one_to_many(
         script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates
     )
+    check_max_length(model_args, training_args)
     model, tokenizer = load_model_and_tokenizer(
         model_args.model_name_or_path,
         chat_template_fallback=training_args.chat_template_fallback,
@@ -69,6 +71,26 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     return trainer
 
 
+def check_max_length(model_args: ModelConfig, args: PossibilityConfig) -> None:
+    """`max_length` must fit the model's position window (read from its config.json, before the weights load);
+    a model whose config cannot be read here is left to the loader to report."""
+    if not args.max_length:
+        return
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(model_args.model_name_or_path),
+                                            trust_remote_code=args.trust_remote_code)
+    except Exception:  # noqa: BLE001 - load_model_and_tokenizer reports an unloadable model with its own message
+        return
+    config = getattr(config, "get_text_config", lambda: config)()
+    window = next((getattr(config, name) for name in ("max_position_embeddings", "n_positions", "n_ctx")
+                   if isinstance(getattr(config, name, None), int)), None)
+    if window and args.max_length > window:
+        raise TrainConfigError(f"max_length={args.max_length} is beyond {model_args.model_name_or_path}'s window "
+                               f"of {window} tokens: set max_length <= {window}")
+
+
 def _check_push(args: PossibilityConfig) -> bool:
     """`push_to_hub: true` goes through peft_diversity.hub.push_model after training (card, template, results),
     not the Trainer's own push, which would create the repo at start-up and push every checkpoint."""
@@ -77,7 +99,7 @@ def _check_push(args: PossibilityConfig) -> bool:
     from peft_diversity.hub.model import resolve_token, validate_model_repo_id
 
     if not args.hub_model_id:
-        raise ValueError("push_to_hub needs hub_model_id (owner/name)")
+        raise TrainConfigError("push_to_hub needs hub_model_id (owner/name)")
     validate_model_repo_id(args.hub_model_id)
     resolve_token(args.hub_token)
     args.push_to_hub = False
@@ -149,6 +171,33 @@ def run(args: argparse.Namespace) -> int:
     if args.train_help:
         trl_parser.print_help()
         return 0
-    script_args, training_args, model_args = trl_parser.parse_args_and_config(args=args.train_argv)
+    script_args, training_args, model_args = parse_train_args(trl_parser, args.train_argv)
     run_training(script_args, training_args, model_args)
     return 0
+
+
+def parse_train_args(trl_parser: TrlParser, argv: list[str]):
+    """The TrlParser's dataclasses; a missing / malformed recipe, an unknown key or an invalid setting is one
+    TrainConfigError line (naming the key or setting), not a traceback from the parser."""
+    import yaml
+
+    if "--config" in argv:
+        index = argv.index("--config") + 1
+        path = Path(argv[index]) if index < len(argv) else None
+        if path is None or not path.is_file():
+            raise TrainConfigError(f"--config: recipe file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise TrainConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+        if not isinstance(data, dict):
+            raise TrainConfigError(f"{path}: a recipe must be a mapping of setting: value")
+    try:
+        return trl_parser.parse_args_and_config(args=argv)
+    except TrainConfigError:
+        raise
+    except (ValueError, TypeError) as err:
+        message = " ".join(str(err).split())
+        if message.startswith("Unknown arguments from config file"):
+            message = message.split(". Please")[0] + " (misspelled or not a setting; see `peft-diversity train --help`)"
+        raise TrainConfigError(message) from None
