@@ -96,18 +96,24 @@ def test_tokenize_words_punctuation_unicode():
 def test_self_bleu_matches_nltk(synthetic, smoothing, max_order):
     ours = self_bleu(synthetic, max_order=max_order, smoothing=smoothing, return_per_prompt=True)
     nltk = ref.nltk_self_bleu(synthetic, tokenize, max_order, smoothing)
-    for fast, slow in zip(ours["self_bleu_per_response"], nltk, strict=True):
+    for responses, fast, slow in zip(synthetic, ours["self_bleu_per_response"], nltk, strict=True):
         assert len(fast) == len(slow)
-        for a, b in zip(fast, slow, strict=True):
-            assert abs(a - b) <= 1e-9
+        if not slow:  # K < 2: no references
+            continue
+        toks = [tuple(tokenize(t)) for t in responses]
+        for tok, a, b in zip(toks, fast, slow, strict=True):
+            if not tok or toks.count(tok) > 1:  # the documented exception: empty or copied responses score 1
+                assert a == 1.0
+            else:
+                assert abs(a - b) <= 1e-9
 
 
 def test_self_bleu_hand_values():
     long = "the cat sat on the mat"
     assert self_bleu([[long, long]])["self_bleu"] == pytest.approx(1.0)
     assert self_bleu([["a b c d", "e f g h"]])["self_bleu"] == 0.0
-    # "a b" twice: p1 = p2 = 1, p3 = p4 = 0.1 (method1) -> 0.1 ** 0.5
-    assert self_bleu([["a b", "a b"]])["self_bleu"] == pytest.approx(0.1**0.5, abs=1e-12)
+    # "a b" twice: NLTK gives p1 = p2 = 1, p3 = p4 = 0.1 (method1) -> 0.1 ** 0.5; a copy adds no diversity: 1
+    assert self_bleu([["a b", "a b"]])["self_bleu"] == 1.0
     # hyp "a b c" vs ref "a b d": p1 = p2 = 1/2... p1 = 2/3, p2 = 1/2, p3 = 0.1/1, bp = 1
     expected = math.exp((math.log(2 / 3) + math.log(1 / 2) + math.log(0.1)) / 3)
     assert self_bleu([["a b c", "a b d"]], max_order=3)["self_bleu"] == pytest.approx(expected, abs=1e-12)
@@ -444,3 +450,12 @@ def test_score_missing_file_is_one_line(tmp_path, capsys):
 
     assert main(["score", str(tmp_path / "nope.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_identical_or_empty_responses_never_score_as_diverse():
+    for group in (["", ""], ["", "", ""], ["ok", "ok"], ["Yes.", "yes ."], ["a b c", ""]):
+        result = self_bleu([group], return_per_prompt=True)
+        assert result["self_bleu_diversity"] <= 0.5 and result["self_bleu_diversity_pooled"] <= 0.5, group
+    assert self_bleu([["", ""]])["self_bleu"] == 1.0
+    assert self_bleu([["a b c d", "", "e f g h"]], return_per_prompt=True)["self_bleu_per_response"][0][1] == 1.0
+    assert self_bleu([["a b c d", "e f g h"]])["self_bleu"] == 0.0  # real diversity still scores 0
