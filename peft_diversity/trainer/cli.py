@@ -40,7 +40,8 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     push = _check_push(training_args)  # before any work: a bad repo id or a missing token fails now
     resume = _resume_path(training_args)  # a missing / half-written checkpoint fails before the model loads
     records = load_one_to_many(
-        script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates
+        script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates,
+        strict=training_args.strict_data,
     )
     check_max_length(model_args, training_args)
     model, tokenizer = load_model_and_tokenizer(

@@ -52,6 +52,13 @@ class PossibilityConfig(SFTConfig):
                           "skipped; the one used is logged)."},
     )
     """A checkpoint folder to resume from; `last` or `true` = the newest complete `checkpoint-N` in output_dir."""
+    strict_data: bool = field(
+        default=False,
+        metadata={"help": "Stop on any bad record. Default: drop duplicate candidates within a record and skip "
+                          "records left with fewer than num_candidates (one warning line; details in a report)."},
+    )
+    """False (default): duplicate candidates are dropped and records left with too few skipped, with a warning;
+    True: any such record is an error. Malformed records are always an error (all listed at once)."""
     chat_template_fallback: bool = field(
         default=True, metadata={"help": "Give tokenizers without a chat template a plain fallback one."}
     )
