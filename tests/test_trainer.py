@@ -465,6 +465,11 @@ def _no_model_load(monkeypatch):
         ({"ul_wieght": 0.3}, (), r"Unknown arguments.*ul_wieght.*misspelled"),
         ({"max_length": 100_000}, (), "beyond .* window of 2048 tokens"),
         ({}, ("--resume_from_checkpoint", "last"), "no complete checkpoint"),
+        ({"packing": True}, (), "packing=True is not supported"),
+        ({}, ("--dataset_config", "en"), "dataset_config='en' is not supported"),
+        ({"dataset_test_split": "validation"}, (), "dataset_test_split='validation' is not supported"),
+        ({}, ("--completion_only_loss", "true"), "completion_only_loss=True is not supported"),
+        ({"dataset_streaming": True}, (), "dataset_streaming=True is not supported"),
     ],
 )
 def test_bad_settings_are_one_line_before_the_model_loads(overrides, extra, message, tmp_path, tiny_dir, data_file,
@@ -491,3 +496,13 @@ def test_empty_data_or_recipe_is_one_line(tmp_path, tiny_dir, monkeypatch):
     code, err = _cli_train(tmp_path / "missing.yaml")
     assert code == 2 and "not found" in err
     assert_nothing_written(tmp_path / "out")
+
+
+def test_hub_token_is_never_written_to_disk(tmp_path, tiny_dir, data_file):
+    secret = "hf_doNotWriteMe1234567890"
+    config = write_config(tmp_path, tiny_dir, data_file, save_strategy="steps", save_steps=1, hub_token=secret)
+    train_from_config(config)
+    out = tmp_path / "out"
+    assert (out / "training_args.bin").is_file() and (out / "checkpoint-1" / "training_args.bin").is_file()
+    leaks = [p for p in out.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaks == []

@@ -37,7 +37,11 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     if not script_args.dataset_name:
         raise TrainConfigError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a "
                                "Hub id)")
+    reject_ignored_settings(script_args, training_args)
     push = _check_push(training_args)  # before any work: a bad repo id or a missing token fails now
+    # the token is for push_model only: the Trainer pickles its arguments into training_args.bin (output and
+    # every checkpoint), and a token must never be written to disk
+    hub_token, training_args.hub_token = training_args.hub_token, None
     resume = _resume_path(training_args)  # a missing / half-written checkpoint fails before the model loads
     records = load_one_to_many(
         script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates,
@@ -67,9 +71,34 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
 
         private = True if training_args.hub_private_repo is None else training_args.hub_private_repo
         push_model(training_args.output_dir, training_args.hub_model_id, private=private,
-                   token=training_args.hub_token, dataset=script_args.dataset_name)
+                   token=hub_token, dataset=script_args.dataset_name)
     trainer.accelerator.print(f"saved {training_args.mode} model to {training_args.output_dir}")
     return trainer
+
+
+# TRL settings this trainer does not honour (it prepares its own rows from one-to-many records): (where, name,
+# default, why); a value other than the default is an error rather than silently ignored
+IGNORED_SETTINGS = (
+    ("script", "dataset_config", None, "pass a file, folder or dataset id whose default config holds the data"),
+    ("script", "dataset_test_split", "test", "training uses no evaluation split; use `experiment` to evaluate"),
+    ("script", "dataset_streaming", False, "one-to-many records are loaded and validated in memory"),
+    ("train", "packing", False, "positive/negative rows cannot be packed"),
+    ("train", "padding_free", False, "positive/negative rows are padded per batch"),
+    ("train", "completion_only_loss", None, "the loss is always on the response tokens only"),
+    ("train", "assistant_only_loss", False, "the loss is always on the response tokens only"),
+    ("train", "dataset_text_field", "text", "records need context/prompt + candidates, not a text field"),
+    ("train", "eval_strategy", "no", "training has no evaluation set; use `experiment` to evaluate"),
+)
+
+
+def reject_ignored_settings(script_args: ScriptArguments, args: PossibilityConfig) -> None:
+    """TrainConfigError for TRL settings `train` accepts on its command line but cannot honour."""
+    for where, name, default, why in IGNORED_SETTINGS:
+        value = getattr(script_args if where == "script" else args, name, default)
+        value = getattr(value, "value", value)  # enums (eval_strategy)
+        if value != default:
+            raise TrainConfigError(f"{name}={value!r} is not supported by peft-diversity train ({why}); "
+                                   f"remove it (default {default!r})")
 
 
 def check_max_length(model_args: ModelConfig, args: PossibilityConfig) -> None:
