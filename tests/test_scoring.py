@@ -459,3 +459,14 @@ def test_identical_or_empty_responses_never_score_as_diverse():
     assert self_bleu([["", ""]])["self_bleu"] == 1.0
     assert self_bleu([["a b c d", "", "e f g h"]], return_per_prompt=True)["self_bleu_per_response"][0][1] == 1.0
     assert self_bleu([["a b c d", "e f g h"]])["self_bleu"] == 0.0  # real diversity still scores 0
+
+
+def test_long_embedding_shows_progress_only_on_a_terminal(monkeypatch):
+    import sys
+
+    from peft_diversity.scoring import embeddings
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert embeddings._show_progress(8 * 128, 128) and not embeddings._show_progress(100, 128)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert not embeddings._show_progress(10_000, 128)
