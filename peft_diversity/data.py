@@ -7,25 +7,38 @@ or the same with `"prompt": str` instead of `"context"` for story/custom tasks.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from peft_diversity.errors import DataValidationError
 
+logger = logging.getLogger(__name__)
 BUNDLED_DIR = Path(__file__).parent / "data"
 BUNDLED = {"dialogue": BUNDLED_DIR / "dialogue", "story": BUNDLED_DIR / "story"}
 
 
 # ----- loading -----------------------------------------------------------------------------------------
 def load_one_to_many(
-    source: Any, split: str | None = "train", num_candidates: int | None = None
+    source: Any,
+    split: str | None = "train",
+    num_candidates: int | None = None,
+    strict: bool = False,
+    report: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
-    """Load and validate one-to-many records.
+    """Load and validate one-to-many records; every bad record is reported at once (origin: line: field).
 
     `source`: a .jsonl/.json/.parquet file, a folder holding `<split>.jsonl`, `builtin:dialogue` /
     `builtin:story` (bundled data), a `datasets.Dataset`/`DatasetDict`, or a Hub dataset id.
-    `num_candidates`: when given, every record must have at least that many candidates.
+    `num_candidates`: when given, every record used has at least that many candidates.
+
+    Malformed records (missing or ill-typed fields, empty contexts or candidates) are an error listing all
+    of them. Repairable ones follow the policy: by default a record's duplicate candidates (same words, case
+    and spacing aside) are dropped, and records left with fewer than `num_candidates` are skipped, with one
+    warning line; `strict=True` makes them errors too. When there are more than `INLINE_PROBLEMS` lines, all
+    are written to `report` (default: `<data file>.problems.txt`, or a temp file) and the message names it.
     """
     if isinstance(source, str) and source.startswith("builtin:"):
         name = source.removeprefix("builtin:")
@@ -44,7 +57,61 @@ def load_one_to_many(
         rows, origin = _read_hub(source, split), f"hub:{source}[{split}]"
     else:
         rows, origin = _read_datasets_object(source, split), f"{type(source).__name__}[{split}]"
-    return [validate_record(row, origin, where, num_candidates) for where, row in rows]
+    if not rows:
+        raise DataValidationError(f"{origin}: no records (the file or split is empty)")
+    records, errors, repairs, deduplicated = [], [], [], 0
+    for where, row in rows:
+        try:
+            record, fixed = _check_record(row, origin, where, num_candidates, strict)
+        except DataValidationError as err:
+            errors.append(str(err))
+            continue
+        repairs.extend(fixed)
+        deduplicated += any(line.endswith("dropped") for line in fixed)
+        if record is not None:
+            records.append(record)
+    report_for = source if isinstance(source, (str, Path)) and Path(source).is_file() else None
+    if errors:
+        raise DataValidationError(_summary(errors, f"{origin}: {len(errors)} bad records", report, report_for))
+    if repairs:
+        skipped = len(rows) - len(records)
+        message = (f"{origin}: dropped duplicate candidates in {deduplicated} records, skipped {skipped} records with "
+                   f"fewer than {num_candidates} candidates (strict=True makes this an error)")
+        if not records:
+            raise DataValidationError(_summary(repairs, f"{origin}: no usable records: all {len(rows)} have "
+                                               f"fewer than num_candidates={num_candidates}", report, report_for))
+        logger.warning(_summary(repairs, message, report, report_for))
+    return records
+
+
+INLINE_PROBLEMS = 3
+
+
+def _summary(lines: list[str], head: str, report: Any, data_file: Any) -> str:
+    """One line: the problem itself when there is one, else a head, the first few and where all are listed."""
+    if len(lines) == 1:
+        return lines[0]
+    shown = " | ".join(lines[:INLINE_PROBLEMS])
+    if len(lines) <= INLINE_PROBLEMS:
+        return f"{head}: {shown}"
+    path = _write_report(lines, report, data_file)
+    return f"{head}: {shown} | ... ({len(lines) - INLINE_PROBLEMS} more; all {len(lines)} listed in {path})"
+
+
+def _write_report(lines: list[str], report: Any, data_file: Any) -> Path:
+    import tempfile
+
+    candidates = [Path(report)] if report else []
+    if data_file is not None:
+        candidates.append(Path(f"{data_file}.problems.txt"))
+    candidates.append(Path(tempfile.gettempdir()) / f"peft-diversity-data-problems-{os.getpid()}.txt")
+    for path in candidates:
+        try:
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return candidates[-1]
 
 
 def _split_file(folder: Path, split: str | None) -> Path:
@@ -114,7 +181,16 @@ def _read_hub(repo_id: str, split: str | None) -> list[tuple[str, Any]]:
 
 # ----- validation ---------------------------------------------------------------------------------------
 def validate_record(row: Any, origin: str, where: str, num_candidates: int | None = None) -> dict[str, Any]:
-    """Check one record; return it normalised (stripped candidates, an id)."""
+    """Check one record strictly (any problem raises); return it normalised (stripped candidates, an id)."""
+    record, _ = _check_record(row, origin, where, num_candidates, strict=True)
+    assert record is not None
+    return record
+
+
+def _check_record(row: Any, origin: str, where: str, num_candidates: int | None,
+                  strict: bool) -> tuple[dict[str, Any] | None, list[str]]:
+    """(the normalised record, or None when skipped; the repairs made). Malformed records raise; duplicate
+    candidates and too few candidates raise only when `strict`."""
     def fail(field: str, problem: str) -> DataValidationError:
         return DataValidationError(f"{origin}: {where}: field {field!r}: {problem}")
 
@@ -133,15 +209,24 @@ def validate_record(row: Any, origin: str, where: str, num_candidates: int | Non
         if not cand.strip():
             raise fail(f"candidates[{i}]", "empty or whitespace-only candidate")
     seen: dict[str, int] = {}
+    kept, repairs = [], []
     for i, cand in enumerate(candidates):
         norm = " ".join(cand.lower().split())
         if norm in seen:
-            raise fail(f"candidates[{i}]", f"duplicate of candidates[{seen[norm]}]")
+            if strict:
+                raise fail(f"candidates[{i}]", f"duplicate of candidates[{seen[norm]}]")
+            repairs.append(f"{origin}: {where}: field 'candidates[{i}]': duplicate of candidates[{seen[norm]}], "
+                           "dropped")
+            continue
         seen[norm] = i
-    if num_candidates is not None and len(candidates) < num_candidates:
-        raise fail("candidates", f"has {len(candidates)} candidates, fewer than num_candidates={num_candidates}")
-    out = {"id": str(row.get("id", where)), key: row[key], "candidates": [c.strip() for c in candidates]}
-    return out
+        kept.append(cand.strip())
+    if num_candidates is not None and len(kept) < num_candidates:
+        problem = f"has {len(kept)} candidates, fewer than num_candidates={num_candidates}"
+        if strict:
+            raise fail("candidates", problem)
+        repairs.append(f"{origin}: {where}: field 'candidates': {problem}, record skipped")
+        return None, repairs
+    return {"id": str(row.get("id", where)), key: row[key], "candidates": kept}, repairs
 
 
 def _check_context(value: Any, key: str, fail) -> None:

@@ -15,12 +15,20 @@ class DataValidationError(PeftDiversityError):
     """A one-to-many record is malformed; the message names the source, record and field."""
 
 
+class ScoringInputError(PeftDiversityError):
+    """A responses file to score is missing, unreadable or malformed; the message names file:line:field."""
+
+
 class TemplateError(PeftDiversityError):
     """A template is malformed or cannot render a record."""
 
 
 class ModelLoadError(PeftDiversityError):
     """A model name/path cannot be loaded as asked."""
+
+
+class TrainConfigError(PeftDiversityError):
+    """A training setting, flag or checkpoint cannot work; raised before the model loads or output is written."""
 
 
 class GenerationError(PeftDiversityError):

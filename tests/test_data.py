@@ -188,10 +188,13 @@ def test_num_candidates_requirement_at_load(tmp_path):
     path = _write_jsonl(tmp_path / "d.jsonl", RECORDS)
     assert len(load_one_to_many(path, num_candidates=3)) == 2
     with pytest.raises(DataValidationError) as err:
-        load_one_to_many(path, num_candidates=4)
-    assert str(err.value) == (
-        f"{path}: line 1: field 'candidates': has 3 candidates, fewer than num_candidates=4"
+        load_one_to_many(path, num_candidates=4, strict=True)
+    assert str(err.value) == (  # every bad record at once
+        f"{path}: 2 bad records: {path}: line 1: field 'candidates': has 3 candidates, fewer than "
+        f"num_candidates=4 | {path}: line 2: field 'candidates': has 3 candidates, fewer than num_candidates=4"
     )
+    with pytest.raises(DataValidationError, match="no usable records: all 2 have fewer than num_candidates=4"):
+        load_one_to_many(path, num_candidates=4)  # by default such records are skipped; none left is an error
 
 
 # ----- validation errors name file, line and field ---------------------------------------------------------
@@ -221,7 +224,7 @@ def test_invalid_record_names_file_line_and_field(tmp_path, bad, field, problem)
     path = tmp_path / "broken.jsonl"
     path.write_text(GOOD + "\n" + GOOD + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
     with pytest.raises(DataValidationError, match=rf"^{re.escape(str(path))}: line 3: field {re.escape(field)}: {problem}"):
-        load_one_to_many(path)
+        load_one_to_many(path, strict=True)
 
 
 def test_record_that_is_not_an_object(tmp_path):
@@ -238,9 +241,9 @@ def test_invalid_rows_in_other_formats_are_located(tmp_path):
     path = tmp_path / "d.json"
     path.write_text(json.dumps([RECORDS[1], bad]), encoding="utf-8")
     with pytest.raises(DataValidationError, match=rf"^{re.escape(str(path))}: item 1: field 'candidates\[1\]': duplicate"):
-        load_one_to_many(path)
+        load_one_to_many(path, strict=True)
     with pytest.raises(DataValidationError, match=r"^Dataset\[train\]: row 1: field 'candidates\[1\]': duplicate"):
-        load_one_to_many(Dataset.from_list([RECORDS[1], bad]))
+        load_one_to_many(Dataset.from_list([RECORDS[1], bad]), strict=True)
 
 
 def test_non_utf8_line(tmp_path):
@@ -381,3 +384,51 @@ def test_bundled_data_expands_into_rows(bundled):
     rows = build_training_rows(records, num_candidates=6, max_negatives=10, max_response_words=30)
     counts = Counter(r.record_index for r in rows)
     assert len(counts) == len(records) and set(counts.values()) == {16}
+
+
+# ----- every bad record at once; the repair policy ---------------------------------------------------------------
+def _record(i: int, candidates: list[str]) -> str:
+    return json.dumps({"id": f"r{i}", "context": f"Context {i}", "candidates": candidates})
+
+
+def test_all_bad_records_are_reported_at_once(tmp_path):
+    lines = [_record(i, ["a", "b", "c"]) for i in range(10)]
+    lines[2] = json.dumps({"id": "r2", "context": "Hi"})  # no candidates
+    lines[5] = json.dumps({"id": "r5", "candidates": ["a"]})  # no context
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataValidationError) as err:
+        load_one_to_many(path)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path}: 2 bad records")
+    assert "line 3: field 'candidates': missing" in message and "line 6: field 'context': missing" in message
+
+
+def test_many_bad_records_go_to_a_report_file(tmp_path):
+    lines = [_record(i, ["a", "b", "c"]) if i % 2 else json.dumps({"id": f"r{i}", "context": "Hi"})
+             for i in range(20)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataValidationError, match=r"10 bad records: .* \(7 more; all 10 listed in .*problems\.txt\)"):
+        load_one_to_many(path)
+    report = Path(f"{path}.problems.txt").read_text().splitlines()
+    assert len(report) == 10 and report[0] == f"{path}: line 1: field 'candidates': missing"
+    assert report[-1].startswith(f"{path}: line 19:")
+
+
+def test_default_policy_drops_duplicates_and_skips_records_left_short(tmp_path, caplog):
+    import logging
+
+    lines = [_record(i, ["one", "two", "three", "four", "five"]) for i in range(6)]
+    lines[1] = _record(1, ["one", "two", "One ", "three", "four"])  # a duplicate beyond 4: kept with 4
+    lines[3] = _record(3, ["one", "two", "TWO", "two", "three"])  # left with 3 < 4: skipped
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.data"):
+        records = load_one_to_many(path, num_candidates=4)
+    assert [r["id"] for r in records] == ["r0", "r1", "r2", "r4", "r5"]
+    assert records[1]["candidates"] == ["one", "two", "three", "four"]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "dropped duplicate candidates in 2 records, skipped 1 records" in warning and "\n" not in warning
+    with pytest.raises(DataValidationError, match="2 bad records"):  # one line per bad record
+        load_one_to_many(path, num_candidates=4, strict=True)

@@ -89,6 +89,97 @@ def test_runner_writes_every_output_and_resumes(tiny_setup, tmp_path):
     assert (run / "responses" / "base__sampling.jsonl").is_file()
 
 
+def test_changed_settings_redo_the_stages_they_touch(tiny_setup, tmp_path, caplog):
+    import logging
+
+    runs = [{"model": "base", "decoder": "sampling"}, {"model": "poexft", "decoder": "possibilities"}]
+    base = _config(tiny_setup, modes=["poexft"], runs=runs, metrics=["distinct_n"])
+    run = tmp_path / "run"
+    run_experiment(ExperimentConfig.from_dict(base), run)
+
+    def stamps():
+        files = [run / "models" / "poexft" / "train_summary.json", run / "responses" / "base__sampling.jsonl",
+                 run / "responses" / "poexft__possibilities.jsonl", run / "scores" / "base__sampling.json",
+                 run / "scores" / "human__candidates.json"]
+        return [f.stat().st_mtime_ns for f in files]
+
+    first = stamps()
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
+        run_experiment(ExperimentConfig.from_dict(base), run)  # same settings: everything reused
+    assert stamps() == first and "redoing" not in caplog.text
+
+    # generation changed: every responses file and score is redone, the trained model is not
+    changed = _config(tiny_setup, modes=["poexft"], runs=runs, metrics=["distinct_n"], num_responses=2,
+                      generation={"max_new_tokens": 3, "temperature": 1.0})
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
+        rows = run_experiment(ExperimentConfig.from_dict(changed), run)
+    second = stamps()
+    assert second[0] == first[0] and all(a != b for a, b in zip(first[1:], second[1:], strict=True))
+    assert "generate base__sampling: settings changed" in caplog.text
+    assert all(len(json.loads(line)["responses"]) <= 2
+               for line in (run / "responses.jsonl").read_text().splitlines())
+    assert rows[-1]["scores"]["responses_per_context"] == 2
+
+    # training changed: the mode is retrained and its responses redone; the base model's are kept
+    caplog.clear()
+    retrain = dict(changed, train={**changed["train"], "max_steps": 3})
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
+        run_experiment(ExperimentConfig.from_dict(retrain), run)
+    third = stamps()
+    assert third[0] != second[0] and third[2] != second[2] and third[1] == second[1]
+    assert "train poexft: settings changed" in caplog.text and "(train): redoing" in caplog.text
+    summary = json.loads((run / "models" / "poexft" / "train_summary.json").read_text())
+    assert summary["log_history"][-1]["step"] == 3
+
+
+def test_killed_training_stage_resumes_from_its_last_complete_checkpoint(tiny_setup, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from peft_diversity.trainer.trainer import PossibilityTrainer
+
+    runs = [{"model": "poexft", "decoder": "possibilities"}]
+    config = ExperimentConfig.from_dict(_config(
+        tiny_setup, modes=["poexft"], runs=runs, metrics=["distinct_n"],
+        train={"max_steps": 4, "save_steps": 2, "save_total_limit": 3, "per_device_train_batch_size": 2,
+               "learning_rate": 1e-3, "max_length": 128, "logging_steps": 1}))
+    run = tmp_path / "run"
+    (run / "models" / ".poexft-x1y2").mkdir(parents=True)  # an older run's orphan temp folder
+    original = PossibilityTrainer.training_step
+
+    def killed_at_step_3(self, *args, **kwargs):
+        if self.state.global_step == 3:
+            raise RuntimeError("killed")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PossibilityTrainer, "training_step", killed_at_step_3)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_experiment(config, run)
+    work = run / "models" / ".poexft.partial"
+    assert (work / "checkpoint-2" / "trainer_state.json").is_file() and not (run / "models" / "poexft").exists()
+    assert not (run / "models" / ".poexft-x1y2").exists()
+    half = work / "checkpoint-3"  # a kill during the next save: weights written, trainer_state.json not
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"half")
+
+    steps_run = []
+
+    def counted(self, *args, **kwargs):
+        steps_run.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PossibilityTrainer, "training_step", counted)
+    with caplog.at_level(logging.WARNING):
+        run_experiment(config, run)
+    assert "skipping" in caplog.text and "checkpoint-3" in caplog.text
+    assert "resuming the interrupted run from" in caplog.text
+    summary = json.loads((run / "models" / "poexft" / "train_summary.json").read_text())
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert steps_run == [2, 3]  # only the steps after checkpoint-2 ran again
+    assert [h["step"] for h in summary["log_history"] if "loss" in h] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (run / "models").iterdir()) == ["poexft", "poexft.settings.json"]
+    assert not list((run / "models" / "poexft").glob("checkpoint-*"))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -130,3 +221,24 @@ def test_atomic_outputs_replace_whole_or_leave_the_old_file(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_bytes() == b"new" and sorted(p.name for p in target.parent.iterdir()) == ["results.png"]
     assert atomic_write_text(tmp_path / "a.json", "{}").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nruns: [a, b\nk: 3\n", r"exp\.yaml:3:\d+: not valid YAML"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("name: x\n\tk: 3\n", "not valid YAML"),
+    ],
+)
+def test_yaml_syntax_errors_are_one_line(tmp_path, capsys, text, message):
+    import re
+
+    from peft_diversity.cli import main
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    assert main(["experiment", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "run").exists()

@@ -453,3 +453,62 @@ def test_parse_context():
         {"speaker": "Maya", "text": "hi"}, {"speaker": "Sam", "text": "hello there"}
     ]
     assert parse_context("just a plain sentence") == "just a plain sentence"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"context": "hi"}\n{"context": "caf\xe9"}\n', r"records\.jsonl:2: not UTF-8"),
+        (b'{"context": "hi"}\n{"text": "no key"}\n', r"records\.jsonl:2: no 'context' or 'prompt' key"),
+        (b'{"context": "hi"}\n[1, 2]\n', r"records\.jsonl:2: a record must be a JSON object"),
+        (b"\n", r"no records"),
+    ],
+)
+def test_cli_bad_input_file_is_one_line(model_folder, tmp_path, capsys, content, message, monkeypatch):
+    import re
+
+    monkeypatch.setattr("peft_diversity.models.loading.load_model_and_tokenizer",
+                        lambda *a, **k: pytest.fail("the model loaded before the input was checked"))
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(content)
+    assert cli_main(["--model", str(model_folder), "--input", str(path), "--decoder", "sampling"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--temperature", "-1"], r"temperature must be in \[0"),
+        (["--temperature", "nan"], "temperature must be a number"),
+        (["--top-p", "1.5"], r"top_p must be in \(0"),
+        (["--top-p", "0"], r"top_p must be in \(0"),
+    ],
+)
+def test_cli_out_of_range_sampling_settings(model_folder, capsys, flags, message, monkeypatch):
+    import re
+
+    monkeypatch.setattr("peft_diversity.models.loading.load_model_and_tokenizer",
+                        lambda *a, **k: pytest.fail("the model loaded before the settings were checked"))
+    assert cli_main(["--model", str(model_folder), "--context", "hi", "--decoder", "sampling", *flags]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_sampling_ranges_hold_in_the_library(llama):
+    model, tok = llama
+    with pytest.raises(GenerationError, match="temperature must be in"):
+        gen.generate_sampling(model, tok, DIALOGUE, num_responses=2, temperature=-0.5, max_new_tokens=2)
+    with pytest.raises(GenerationError, match="top_k must be"):
+        gen.generate_sampling(model, tok, DIALOGUE, num_responses=2, top_k=-1, max_new_tokens=2)
+
+
+def test_cli_folder_that_is_not_a_model(tmp_path, capsys):
+    killed = tmp_path / "killed-run"
+    (killed / "checkpoint-1").mkdir(parents=True)
+    assert cli_main(["--model", str(killed), "--context", "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a model folder" in err and "checkpoint-1" in err
+    a_file = tmp_path / "weights.txt"
+    a_file.write_text("x")
+    assert cli_main(["--model", str(a_file), "--context", "hi"]) == 2
+    assert "is a file" in capsys.readouterr().err

@@ -303,7 +303,7 @@ def test_save_dataset_builtin_dialogue(tmp_path):
     out = hub.save_dataset_for_hub("builtin:dialogue", tmp_path / "ds", embedder=_hash_embedder,
                                    repo_id="alice/otm-dialogue")
     assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
-        "README.md", PARQUET.format("train"), PARQUET.format("test")}
+        "README.md", PARQUET.format("train"), PARQUET.format("test"), hub.model.SAVE_MARKER}
     assert not list(tmp_path.glob(".ds-*"))
     loaded = _read_back(out, ("train", "test"))
     for split in ("train", "test"):
@@ -477,3 +477,109 @@ def test_cli_push_dataset_and_metric(logged_in, monkeypatch, tmp_path):
         parser.parse_args(["--metric", "vendi", "--dataset-source", "builtin:story", "--repo-id", "alice/x"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--repo-id", "alice/x"])
+
+
+# ----- --save-only never loses data ----------------------------------------------------------------------------
+def test_save_only_refuses_a_folder_it_did_not_write(trained, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(HubError, match="not written by"):
+        hub.save_for_hub(trained["full"], mine)
+    with pytest.raises(HubError, match="not written by"):
+        hub.save_dataset_for_hub("builtin:story", mine, embedder=_hash_embedder)
+    assert (mine / "thesis.tex").read_text() == "years of work" and len(list(mine.iterdir())) == 1
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep")
+    with pytest.raises(HubError, match="not a folder"):
+        hub.save_for_hub(trained["full"], a_file)
+    assert a_file.read_text() == "keep"
+
+
+def test_save_only_never_replaces_the_model_folder(trained, tmp_path):
+    before = sorted(p.name for p in trained["full"].iterdir())
+    for out in (trained["full"], trained["full"].parent):
+        with pytest.raises(HubError, match="would delete the input"):
+            hub.save_for_hub(trained["full"], out)
+    assert sorted(p.name for p in trained["full"].iterdir()) == before
+
+
+def test_save_only_rerun_replaces_its_own_output_and_empty_folders(trained, tmp_path):
+    out = tmp_path / "upload"
+    out.mkdir()  # empty: nothing to lose
+    hub.save_for_hub(trained["full"], out)
+    assert (out / hub.model.SAVE_MARKER).is_file()
+    (out / "stale.txt").write_text("from an earlier run")
+    hub.save_for_hub(trained["full"], out)  # a previous output of the same command: replaced
+    assert not (out / "stale.txt").exists() and (out / "README.md").is_file()
+
+
+def test_cli_save_only_refusal_is_one_line(trained, tmp_path, capsys):
+    from peft_diversity.cli import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    code = main(["push", "--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--save-only", str(mine)])
+    err = capsys.readouterr().err
+    assert code == 2 and "refusing" in err and "Traceback" not in err
+    assert (mine / "keep.txt").read_text() == "x"
+
+
+def test_pushed_folder_carries_no_marker(trained, logged_in):
+    api = RecordingApi()
+    hub.push_model(trained["full"], "alice/x", api=api)
+    assert hub.model.SAVE_MARKER not in api.uploaded
+
+
+class FailingApi(RecordingApi):
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def create_repo(self, repo_id, **kwargs):
+        raise self.error
+
+
+def _http_error(status):
+    from types import SimpleNamespace
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = SimpleNamespace(status_code=status, headers={}, request=None)  # the fields HfHubHTTPError reads
+    return HfHubHTTPError(f"{status} Client Error: for url https://huggingface.co/api/repos/create", response=response)
+
+
+@pytest.mark.parametrize(
+    ("make_error", "message"),
+    [
+        (lambda: _http_error(401), r"HTTP 401.*invalid or expired"),
+        (lambda: _http_error(403), r"HTTP 403.*may not write"),
+        (lambda: _http_error(429), r"HTTP 429.*quota"),
+        (lambda: ConnectionError("Name or service not known"), "cannot reach the Hub"),
+        (lambda: __import__("huggingface_hub").errors.OfflineModeIsEnabled("offline"), "HF_HUB_OFFLINE"),
+    ],
+)
+def test_push_network_and_auth_errors_are_one_line(trained, logged_in, monkeypatch, capsys, make_error, message):
+    import re
+
+    from peft_diversity.cli import main
+
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: FailingApi(make_error()))
+    for argv in (["--model-dir", str(trained["full"])], ["--dataset-source", "builtin:story", "--splits", "test"]):
+        if "--dataset-source" in argv:
+            monkeypatch.setattr("peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder)
+        assert main(["push", *argv, "--repo-id", "alice/x"]) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("peft-diversity push:")]
+        assert len(lines) == 1 and re.search(message, lines[0]) and "Traceback" not in err, err
+
+
+def test_push_bad_results_file_is_one_line(trained, tmp_path, capsys):
+    from peft_diversity.cli import main
+
+    bad = tmp_path / "results.json"
+    bad.write_text("{not json")
+    assert main(["push", "--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--results", str(bad),
+                 "--save-only", str(tmp_path / "up")]) == 2
+    assert "not a readable results.json" in capsys.readouterr().err

@@ -96,18 +96,24 @@ def test_tokenize_words_punctuation_unicode():
 def test_self_bleu_matches_nltk(synthetic, smoothing, max_order):
     ours = self_bleu(synthetic, max_order=max_order, smoothing=smoothing, return_per_prompt=True)
     nltk = ref.nltk_self_bleu(synthetic, tokenize, max_order, smoothing)
-    for fast, slow in zip(ours["self_bleu_per_response"], nltk, strict=True):
+    for responses, fast, slow in zip(synthetic, ours["self_bleu_per_response"], nltk, strict=True):
         assert len(fast) == len(slow)
-        for a, b in zip(fast, slow, strict=True):
-            assert abs(a - b) <= 1e-9
+        if not slow:  # K < 2: no references
+            continue
+        toks = [tuple(tokenize(t)) for t in responses]
+        for tok, a, b in zip(toks, fast, slow, strict=True):
+            if not tok or toks.count(tok) > 1:  # the documented exception: empty or copied responses score 1
+                assert a == 1.0
+            else:
+                assert abs(a - b) <= 1e-9
 
 
 def test_self_bleu_hand_values():
     long = "the cat sat on the mat"
     assert self_bleu([[long, long]])["self_bleu"] == pytest.approx(1.0)
     assert self_bleu([["a b c d", "e f g h"]])["self_bleu"] == 0.0
-    # "a b" twice: p1 = p2 = 1, p3 = p4 = 0.1 (method1) -> 0.1 ** 0.5
-    assert self_bleu([["a b", "a b"]])["self_bleu"] == pytest.approx(0.1**0.5, abs=1e-12)
+    # "a b" twice: NLTK gives p1 = p2 = 1, p3 = p4 = 0.1 (method1) -> 0.1 ** 0.5; a copy adds no diversity: 1
+    assert self_bleu([["a b", "a b"]])["self_bleu"] == 1.0
     # hyp "a b c" vs ref "a b d": p1 = p2 = 1/2... p1 = 2/3, p2 = 1/2, p3 = 0.1/1, bp = 1
     expected = math.exp((math.log(2 / 3) + math.log(1 / 2) + math.log(0.1)) / 3)
     assert self_bleu([["a b c", "a b d"]], max_order=3)["self_bleu"] == pytest.approx(expected, abs=1e-12)
@@ -412,3 +418,56 @@ def test_cli_groups_by_model_and_decoder(tmp_path, capsys, embedder):
     assert (
         groups[("m", "sampling")]["num_prompts"] == 2 and groups[("m", "possibilities")]["num_responses"] == 3
     )
+
+
+# ----- `score` on bad files: one line naming file:line and field, exit 2 ---------------------------------------
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"context": "a", "responses": ["x"]}\n{"context": "b", "responses": [\n', r":2: not valid JSON"),
+        (b'{"context": "a", "answers": ["x"]}\n', r":1: missing key 'responses'"),
+        (b'{"context": "a", "responses": "x y"}\n', r":1: 'responses' must be a list of strings"),
+        (b'{"context": "a", "responses": ["x", 3]}\n', r":1: responses\[1\] must be a string, got int"),
+        (b'["a", "b"]\n', r":1: need a JSON object"),
+        (b'{"context": "a", "responses": ["x"], "model": ["m"]}\n', r":1: 'model' must be a string"),
+        (b"\n\n", r"no rows"),
+        (b'{"context": "caf\xe9", "responses": ["x"]}\n', r":1: not UTF-8"),
+    ],
+)
+def test_score_bad_file_is_one_line(tmp_path, capsys, content, message):
+    import re
+
+    from peft_diversity.cli import main
+
+    path = tmp_path / "responses.jsonl"
+    path.write_bytes(content)
+    assert main(["score", str(path), "--metrics", "distinct_n"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("peft-diversity score:") and re.search(message, err), err
+
+
+def test_score_missing_file_is_one_line(tmp_path, capsys):
+    from peft_diversity.cli import main
+
+    assert main(["score", str(tmp_path / "nope.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_identical_or_empty_responses_never_score_as_diverse():
+    for group in (["", ""], ["", "", ""], ["ok", "ok"], ["Yes.", "yes ."], ["a b c", ""]):
+        result = self_bleu([group], return_per_prompt=True)
+        assert result["self_bleu_diversity"] <= 0.5 and result["self_bleu_diversity_pooled"] <= 0.5, group
+    assert self_bleu([["", ""]])["self_bleu"] == 1.0
+    assert self_bleu([["a b c d", "", "e f g h"]], return_per_prompt=True)["self_bleu_per_response"][0][1] == 1.0
+    assert self_bleu([["a b c d", "e f g h"]])["self_bleu"] == 0.0  # real diversity still scores 0
+
+
+def test_long_embedding_shows_progress_only_on_a_terminal(monkeypatch):
+    import sys
+
+    from peft_diversity.scoring import embeddings
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert embeddings._show_progress(8 * 128, 128) and not embeddings._show_progress(100, 128)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert not embeddings._show_progress(10_000, 128)

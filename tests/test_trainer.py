@@ -388,3 +388,121 @@ def test_push_to_hub_with_a_bad_repo_id_fails_before_training(tmp_path, tiny_dir
     with pytest.raises(ValueError):
         train_from_config(config)
     assert_nothing_written(tmp_path / "out")
+
+
+# ----- resume ----------------------------------------------------------------------------------------------
+def _checkpoint(folder: Path, complete: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    if complete:
+        (folder / "trainer_state.json").write_text("{}")
+    return folder
+
+
+def test_resume_last_picks_the_newest_complete_checkpoint(tmp_path, caplog):
+    import logging
+
+    from peft_diversity.trainer.cli import _resume_path
+
+    out = tmp_path / "out"
+    _checkpoint(out / "checkpoint-2")
+    _checkpoint(out / "checkpoint-10")
+    _checkpoint(out / "checkpoint-12", complete=False)  # killed during its save
+    (out / "checkpoint-11").mkdir()
+    (out / "checkpoint-11" / "trainer_state.json").write_text('{"truncat')
+    for value in ("last", "true", "True"):
+        args = PossibilityConfig(output_dir=str(out), resume_from_checkpoint=value, report_to=[])
+        with caplog.at_level(logging.WARNING):
+            assert _resume_path(args) == str(out / "checkpoint-10")
+    assert "skipping" in caplog.text and "checkpoint-12" in caplog.text and "resuming from" in caplog.text
+
+
+def test_resume_from_nothing_or_a_half_checkpoint_fails_before_the_model_loads(tmp_path, tiny_dir, data_file,
+                                                                                 monkeypatch):
+    from peft_diversity.errors import TrainConfigError
+
+    monkeypatch.setattr("peft_diversity.trainer.cli.load_model_and_tokenizer",
+                        lambda *a, **k: pytest.fail("model loaded before the resume check"))
+    _checkpoint(tmp_path / "out" / "checkpoint-3", complete=False)
+    config = write_config(tmp_path, tiny_dir, data_file)
+    with pytest.raises(TrainConfigError, match="no complete checkpoint"):
+        train_from_config(config, "--resume_from_checkpoint", "last")
+    with pytest.raises(TrainConfigError, match="no trainer_state.json"):
+        train_from_config(config, "--resume_from_checkpoint", str(tmp_path / "out" / "checkpoint-3"))
+
+
+def test_train_help_documents_resume_shortcuts(capsys):
+    from peft_diversity.cli import main
+
+    assert main(["train", "--help"]) == 0
+    assert "`last` / `true`" in " ".join(capsys.readouterr().out.split())
+
+
+# ----- bad settings: one line, exit 2, before the model loads or the output folder is made -----------------------
+def _cli_train(config: Path, *extra: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from peft_diversity.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["train", "--config", str(config), *extra])
+    return code, err.getvalue()
+
+
+def _no_model_load(monkeypatch):
+    monkeypatch.setattr("peft_diversity.trainer.cli.load_model_and_tokenizer",
+                        lambda *a, **k: pytest.fail("the model loaded before the settings were checked"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "extra", "message"),
+    [
+        ({"ul_weight": -1}, (), "ul_weight must be >= 0"),
+        ({"num_candidates": 3, "max_possibility": 2}, (), r"max_possibility \(2\) must be >= num_candidates"),
+        ({"mode": "dpo"}, (), "unknown mode 'dpo'"),
+        ({"ul_wieght": 0.3}, (), r"Unknown arguments.*ul_wieght.*misspelled"),
+        ({"max_length": 100_000}, (), "beyond .* window of 2048 tokens"),
+        ({}, ("--resume_from_checkpoint", "last"), "no complete checkpoint"),
+        ({"packing": True}, (), "packing=True is not supported"),
+        ({}, ("--dataset_config", "en"), "dataset_config='en' is not supported"),
+        ({"dataset_test_split": "validation"}, (), "dataset_test_split='validation' is not supported"),
+        ({}, ("--completion_only_loss", "true"), "completion_only_loss=True is not supported"),
+        ({"dataset_streaming": True}, (), "dataset_streaming=True is not supported"),
+    ],
+)
+def test_bad_settings_are_one_line_before_the_model_loads(overrides, extra, message, tmp_path, tiny_dir, data_file,
+                                                          monkeypatch):
+    import re
+
+    _no_model_load(monkeypatch)
+    code, err = _cli_train(write_config(tmp_path, tiny_dir, data_file, **overrides), *extra)
+    line = [line for line in err.splitlines() if line.startswith("peft-diversity train:")]
+    assert code == 2 and "Traceback" not in err and len(line) == 1 and re.search(message, line[0]), err
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_empty_data_or_recipe_is_one_line(tmp_path, tiny_dir, monkeypatch):
+    _no_model_load(monkeypatch)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, err = _cli_train(write_config(tmp_path, tiny_dir, empty))
+    assert code == 2 and "Traceback" not in err and "no records" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("mode: [poexft\nul_weight: 1\n")
+    code, err = _cli_train(broken)
+    assert code == 2 and "not valid YAML" in err and "Traceback" not in err
+    code, err = _cli_train(tmp_path / "missing.yaml")
+    assert code == 2 and "not found" in err
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_hub_token_is_never_written_to_disk(tmp_path, tiny_dir, data_file):
+    secret = "hf_doNotWriteMe1234567890"
+    config = write_config(tmp_path, tiny_dir, data_file, save_strategy="steps", save_steps=1, hub_token=secret)
+    train_from_config(config)
+    out = tmp_path / "out"
+    assert (out / "training_args.bin").is_file() and (out / "checkpoint-1" / "training_args.bin").is_file()
+    leaks = [p for p in out.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaks == []

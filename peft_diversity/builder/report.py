@@ -138,7 +138,7 @@ def _loads(folder: Path, records: list[dict]) -> dict[str, Any]:
     from peft_diversity.data import load_one_to_many
 
     try:
-        load_one_to_many(folder, split="train")
+        load_one_to_many(folder, split="train", strict=True)
     except DataValidationError as err:
         return {"ok": False, "error": str(err)}
     return {"ok": True}

@@ -62,7 +62,20 @@ class ExperimentConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ExperimentConfig:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as err:
+            raise ExperimentConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+        except UnicodeDecodeError as err:
+            raise ExperimentConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            problem = getattr(err, "problem", None) or str(err)
+            raise ExperimentConfigError(f"{where}: not valid YAML ({' '.join(str(problem).split())})") from None
+        if not isinstance(data, dict):
+            raise ExperimentConfigError(f"{path}: an experiment must be a mapping of key: value, "
+                                        f"got {type(data).__name__}")
         try:
             return cls.from_dict(data)
         except ExperimentConfigError as err:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.atomic import atomic_directory, atomic_path
+from peft_diversity.atomic import atomic_path
 from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import DataValidationError, ExperimentConfigError
 from peft_diversity.experiment.config import (
@@ -35,33 +37,79 @@ def load_eval_records(config: ExperimentConfig) -> list[dict[str, Any]]:
     return records[: config.num_eval_contexts] if config.num_eval_contexts else records
 
 
-def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool = False) -> Path:
-    """Train one mode into run_dir/models/<mode> (skipped when already there)."""
+def train_settings(config: ExperimentConfig, mode: str, train_records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a trained mode depends on: base model, data (content), training and LoRA settings, seed."""
+    return {
+        "stage": "train", "mode": mode, "base_model": config.base_model, "dataset": config.dataset,
+        "train_split": config.train_split, "train_data": _digest(train_records), "train": config.train,
+        "mode_overrides": config.mode_overrides.get(mode, {}), "lora": config.lora, "seed": config.seed,
+    }
+
+
+def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool = False,
+               train_records: list[dict[str, Any]] | None = None) -> Path:
+    """Train one mode into run_dir/models/<mode> (skipped when already there, made with the same settings)."""
     from trl import ModelConfig, ScriptArguments
 
-    from peft_diversity.trainer.cli import run_training
+    from peft_diversity.trainer.cli import last_complete_checkpoint, run_training
     from peft_diversity.trainer.config import PossibilityConfig
 
     target = run_dir / "models" / mode
-    if _done(target) and not force:
+    if train_records is None:
+        train_records = load_one_to_many(config.dataset, split=config.train_split)
+    settings = train_settings(config, mode, train_records)
+    if _fresh(target, settings, force, f"train {mode}") and _done(target):
         logger.info("train %s: done already (%s)", mode, target)
         return target
-    with atomic_directory(target) as tmp:
-        train_args = {
-            "report_to": [], "save_strategy": "no", "bf16": False, "gradient_checkpointing": False,
-            "seed": config.seed, **config.train, **config.mode_overrides.get(mode, {}),
-        }
-        args = PossibilityConfig(output_dir=str(tmp), mode=mode, **train_args)
-        lora = config.lora or {}
-        model_args = ModelConfig(model_name_or_path=config.base_model, use_peft=bool(lora), **lora)
-        script_args = ScriptArguments(dataset_name=config.dataset, dataset_train_split=config.train_split)
-        start = time.perf_counter()
-        trainer = run_training(script_args, args, model_args)
-        _write_json(tmp / "train_summary.json", {
-            "mode": mode, "train_seconds": time.perf_counter() - start,
-            "log_history": trainer.state.log_history,
-        })
+    _stamp_path(target).unlink(missing_ok=True)
+    work = _training_folder(target, settings, force)
+    train_args = {
+        "report_to": [], "bf16": False, "gradient_checkpointing": False, "seed": config.seed,
+        **CHECKPOINTING, **config.train, **config.mode_overrides.get(mode, {}),
+    }
+    resume = last_complete_checkpoint(work)
+    if resume:
+        logger.warning("train %s: resuming the interrupted run from %s", mode, resume)
+    args = PossibilityConfig(output_dir=str(work), mode=mode, resume_from_checkpoint=resume, **train_args)
+    lora = config.lora or {}
+    model_args = ModelConfig(model_name_or_path=config.base_model, use_peft=bool(lora), **lora)
+    script_args = ScriptArguments(dataset_name=config.dataset, dataset_train_split=config.train_split)
+    start = time.perf_counter()
+    trainer = run_training(script_args, args, model_args)
+    for checkpoint in work.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    _write_json(work / "train_summary.json", {
+        "mode": mode, "train_seconds": time.perf_counter() - start, "resumed_from": resume,
+        "log_history": trainer.state.log_history,
+    })
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(work, target)
+    _stamp_path(work).unlink(missing_ok=True)
+    _write_stamp(target, settings)
     return target
+
+
+# Experiment training saves a checkpoint every 100 steps (only the newest kept) so that a killed stage resumes;
+# `save_steps` / `save_strategy` / `save_total_limit` in the YAML's `train:` override these.
+CHECKPOINTING = {"save_strategy": "steps", "save_steps": 100, "save_total_limit": 1}
+
+
+def _training_folder(target: Path, settings: dict[str, Any], force: bool) -> Path:
+    """The fixed work folder `models/.<mode>.partial` a mode trains in: kept across a kill (its checkpoints are
+    resumed) while it was started with the same settings, emptied otherwise. Older runs' random temp folders
+    (`.<mode>-*`) are removed."""
+    for orphan in target.parent.glob(f".{target.name}-*"):
+        if orphan.is_dir():
+            logger.info("removing the temp folder %s left by an interrupted run", orphan)
+            shutil.rmtree(orphan, ignore_errors=True)
+    work = target.with_name(f".{target.name}.partial")
+    if work.exists() and (force or _read_stamp(work) != _jsonable(settings)):
+        logger.warning("train %s: %s was started with other settings: starting over", target.name, work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    _write_stamp(work, settings)
+    return work
 
 
 def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, records: list[dict[str, Any]],
@@ -72,8 +120,10 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
     from peft_diversity.models.loading import load_model_and_tokenizer
 
     target = run_dir / "responses" / f"{run.name}.jsonl"
-    if target.is_file() and not force:
+    stamp = generation_settings(config, run, model_path, records)
+    if _fresh(target, stamp, force, f"generate {run.name}"):
         return target
+    _stamp_path(target).unlink(missing_ok=True)
     if model_path not in loaded:
         loaded.clear()  # keep one model in memory at a time
         loaded[model_path] = load_model_and_tokenizer(model_path, dtype="float32")
@@ -91,7 +141,24 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
         results.append(result)
     with atomic_path(target) as tmp:
         write_responses_jsonl(results, tmp)
+    _write_stamp(target, stamp)
     return target
+
+
+# the experiment's fields that do not change what a (model, decoder) run generates
+NOT_GENERATION_FIELDS = ("name", "runs", "modes", "train_split", "train", "mode_overrides", "lora", "metrics", "judge")
+
+
+def generation_settings(config: ExperimentConfig, run: RunSpec, model_path: str,
+                        records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a responses file depends on: the model (a trained mode's own settings), the decoder and its
+    settings, the shared generation settings, the template, the held-out contexts and the seed."""
+    shared = {key: value for key, value in _config_dict(config).items() if key not in NOT_GENERATION_FIELDS}
+    model = _read_stamp(Path(model_path)) if run.model != BASE else {"base_model": config.base_model}
+    return {
+        "stage": "generate", "run": _config_dict(run), "model": _digest(model), **shared,
+        "template": config.template().to_dict(), "eval_data": _digest(records),
+    }
 
 
 def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_dir: Path,
@@ -100,8 +167,11 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
     from peft_diversity.scoring.report import score_predictions
 
     target = run_dir / "scores" / f"{run.name}.json"
-    if target.is_file() and not force:
+    stamp = {"stage": "score", "responses": _digest(_read_stamp(responses_path)), "metrics": config.metrics,
+             "judge": config.judge}
+    if _fresh(target, stamp, force, f"score {run.name}"):
         return json.loads(target.read_text())
+    _stamp_path(target).unlink(missing_ok=True)
     results = read_responses_jsonl(responses_path)
     scores = score_predictions(
         [r.texts for r in results], [r.context for r in results], metrics=config.metrics, judge=judge
@@ -112,6 +182,7 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
     scores["mean_tokens"] = sum(sum(r.num_tokens) for r in results) / max(sum(len(r.num_tokens) for r in results), 1)
     row = {"model": run.model, "decoder": run.decoder, "name": run.name, "scores": scores}
     _write_json(target, row)
+    _write_stamp(target, stamp)
     return row
 
 
@@ -121,14 +192,18 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
     from peft_diversity.scoring.report import score_predictions
 
     target = run_dir / "scores" / "human__candidates.json"
-    if target.is_file() and not force:
+    stamp = {"stage": "score", "responses": "human candidates", "eval_data": _digest(records),
+             "num_candidates": config.num_responses, "metrics": config.metrics, "judge": config.judge}
+    if _fresh(target, stamp, force, "score human__candidates"):
         return json.loads(target.read_text())
+    _stamp_path(target).unlink(missing_ok=True)
     predictions = [r["candidates"][: config.num_responses] for r in records]
     contexts = [r.get("context", r.get("prompt")) for r in records]
     scores = score_predictions(predictions, contexts, metrics=config.metrics, judge=judge)
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
     row = {"model": "human", "decoder": "candidates", "name": "human__candidates", "scores": scores}
     _write_json(target, row)
+    _write_stamp(target, stamp)
     return row
 
 
@@ -138,13 +213,13 @@ def run_experiment(config: ExperimentConfig, run_dir: str | os.PathLike, force: 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     records = load_eval_records(config)  # a missing held-out split fails before any training
-    load_one_to_many(config.dataset, split=config.train_split)
+    train_records = load_one_to_many(config.dataset, split=config.train_split)
     _write_json(run_dir / "experiment.json", _config_dict(config))
     from peft_diversity.models.builtin import resolve_model_path
 
     paths = {BASE: resolve_model_path(config.base_model)}
     for mode in config.modes:
-        paths[mode] = str(train_mode(config, mode, run_dir, force))
+        paths[mode] = str(train_mode(config, mode, run_dir, force, train_records))
     loaded: dict = {}
     response_files = {}
     for run in config.runs:
@@ -155,6 +230,50 @@ def run_experiment(config: ExperimentConfig, run_dir: str | os.PathLike, force: 
     rows.append(score_reference(config, records, run_dir, judge, force))
     write_reports(rows, [response_files[r.name] for r in config.runs], run_dir, config)
     return rows
+
+
+# ----- stage settings: each output records what it was made with ------------------------------------------------
+STAMP_SUFFIX = ".settings.json"
+
+
+def _stamp_path(target: Path) -> Path:
+    """Beside the output (models/poexft.settings.json, responses/<run>.jsonl.settings.json, ...)."""
+    return target.with_name(target.name + STAMP_SUFFIX)
+
+
+def _read_stamp(target: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(_stamp_path(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_stamp(target: Path, settings: dict[str, Any]) -> None:
+    _write_json(_stamp_path(target), _jsonable(settings))
+
+
+def _fresh(target: Path, settings: dict[str, Any], force: bool, stage: str) -> bool:
+    """True when `target` exists and was made with exactly `settings`; otherwise logs why the stage is redone."""
+    if force or not target.exists():
+        return False
+    made_with = _read_stamp(target)
+    wanted = _jsonable(settings)
+    if made_with == wanted:
+        return True
+    if made_with is None:
+        logger.warning("%s: %s has no record of the settings it was made with: redoing it", stage, target)
+    else:
+        changed = sorted(k for k in set(made_with) | set(wanted) if made_with.get(k) != wanted.get(k))
+        logger.warning("%s: settings changed since %s was made (%s): redoing it", stage, target, ", ".join(changed))
+    return False
+
+
+def _jsonable(data: Any) -> Any:
+    return json.loads(json.dumps(data, sort_keys=True, default=str))
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
 
 # ----- small file helpers -------------------------------------------------------------------------------------

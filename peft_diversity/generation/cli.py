@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_diversity.errors import GenerationError
+from peft_diversity.generation.core import check_sampling_settings
 from peft_diversity.generation.decoders import DECODERS, get_decoder
 from peft_diversity.generation.responses import Responses, write_responses_jsonl
 from peft_diversity.templates import (
@@ -77,14 +78,31 @@ def parse_context(text: str) -> str | list[dict[str, str]]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of an --input JSONL; a non-UTF-8 line, bad JSON or a record without context/prompt is a
+    GenerationError naming file:line (and the key)."""
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as err:
+        raise GenerationError(f"--input {path}: cannot read ({err.strerror or err})") from None
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise GenerationError(f"{path}:{number}: not valid JSON ({err})") from err
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise GenerationError(f"{path}:{number}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise GenerationError(f"{path}:{number}: not valid JSON ({err})") from None
+        if not isinstance(record, dict):
+            raise GenerationError(f"{path}:{number}: a record must be a JSON object, got {type(record).__name__}")
+        if "context" not in record and "prompt" not in record:
+            raise GenerationError(f"{path}:{number}: no 'context' or 'prompt' key (keys: {sorted(record)})")
+        records.append(record)
+    if not records:
+        raise GenerationError(f"--input {path}: no records (the file is empty)")
     return records
 
 
@@ -171,6 +189,7 @@ def _generate(args: argparse.Namespace) -> list[Responses]:
     from peft_diversity.models.loading import load_model_and_tokenizer
 
     kwargs = decoder_kwargs(args)
+    check_sampling_settings(kwargs)  # before the model loads
     if args.input is not None:
         contexts: list[Any] = read_records(args.input)
     else:

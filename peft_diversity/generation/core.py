@@ -51,6 +51,7 @@ SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 def generate_kwargs(model: Any, tokenizer: Any, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(kwargs for `model.generate`, effective settings to record) from a decoder's keyword settings."""
     settings = dict(settings)
+    check_sampling_settings(settings)
     temperature = settings.pop("temperature", 1.0)
     do_sample = settings.pop("do_sample", temperature is not None and temperature > 0)
     record = {"temperature": temperature if do_sample else 0.0, "do_sample": do_sample}
@@ -71,6 +72,30 @@ def generate_kwargs(model: Any, tokenizer: Any, settings: dict[str, Any]) -> tup
     kwargs.update(settings)
     record.update({key: value for key, value in settings.items() if _jsonable(value)})
     return kwargs, record
+
+
+# setting -> (lowest, highest, lowest allowed?) ; None = no bound
+SAMPLING_RANGES = {
+    "temperature": (0.0, None, True), "top_p": (0.0, 1.0, False), "min_p": (0.0, 1.0, True),
+    "top_k": (0, None, True), "repetition_penalty": (0.0, None, False),
+}
+
+
+def check_sampling_settings(settings: dict[str, Any]) -> None:
+    """Out-of-range sampling settings are errors (a negative temperature used to act as greedy)."""
+    import math
+
+    for key, (low, high, low_ok) in SAMPLING_RANGES.items():
+        value = settings.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise GenerationError(f"{key} must be a number, got {value!r}")
+        if key == "top_k" and not isinstance(value, int):
+            raise GenerationError(f"top_k must be an integer >= 0, got {value!r}")
+        if value < low or (value == low and not low_ok) or (high is not None and value > high):
+            interval = f"{'[' if low_ok else '('}{low}, {high if high is not None else 'inf'}{']' if high else ')'}"
+            raise GenerationError(f"{key} must be in {interval}, got {value}")
 
 
 def _check_new_tokens(max_new: Any, min_new: Any) -> None:

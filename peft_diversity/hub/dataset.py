@@ -15,8 +15,10 @@ from peft_diversity.hub.model import (
     PAPER_ARXIV,
     _hf_api,
     _upload,
+    check_output_folder,
     resolve_token,
     validate_model_repo_id,
+    write_save_marker,
 )
 
 logger = logging.getLogger(__name__)
@@ -137,15 +139,18 @@ def save_dataset_for_hub(
     `source` is anything `load_one_to_many` reads (`builtin:dialogue`, a folder of `<split>.jsonl`, a file...);
     missing splits are skipped (logged), at least one is required. The card lists schema, per-split statistics
     (`datacard.dataset_stats`, SBERT cosine with `embedder`), provenance and licence, and its `configs:` maps
-    splits to the parquet files so that `load_dataset(repo)` finds them. Written to a temp dir, then renamed.
+    splits to the parquet files so that `load_dataset(repo)` finds them. Written to a temp dir, then renamed; an
+    existing `out_dir` is replaced only when empty or an earlier output of this function (HubError otherwise).
     """
     from datasets import Dataset
 
     from peft_diversity.datacard import dataset_stats
 
+    local = [source] if isinstance(source, (str, os.PathLike)) and Path(source).exists() else []
+    target = check_output_folder(out_dir, *local)
     loaded = _load_splits(source, splits)
-    target = Path(out_dir)
     with atomic_directory(target) as tmp:
+        write_save_marker(tmp, "dataset", source)
         (tmp / "data").mkdir()
         stats, is_list = {}, False
         for split, records in loaded.items():

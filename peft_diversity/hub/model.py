@@ -45,6 +45,8 @@ EXCLUDED_FILES = {
     "train_summary.json", "builtin_stamp.json",
 }
 EXCLUDED_PATTERNS = (re.compile(r"^rng_state.*\.pth$"), re.compile(r"^\."))
+# Written into every folder save_for_hub / save_dataset_for_hub makes: only a folder holding it may be replaced
+SAVE_MARKER = ".peft-diversity-upload.json"
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
     "vocab.json", "merges.txt", "tokenizer.model", "spiece.model", "chat_template.jinja", "chat_template.json",
@@ -159,7 +161,11 @@ def load_results(results: str | os.PathLike | list[dict[str, Any]] | None) -> li
     if results is None:
         return []
     if isinstance(results, (str, os.PathLike)):
-        data = json.loads(Path(results).read_text(encoding="utf-8"))
+        try:
+            data = json.loads(Path(results).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise HubError(f"--results {results}: not a readable results.json ({' '.join(str(err).split())})") \
+                from None
         # experiment.py writes {"experiment": name, "results": [rows]}
         results = data.get("results", data.get("rows")) if isinstance(data, dict) else data
     if not isinstance(results, list) or not all(isinstance(r, dict) and "scores" in r for r in results):
@@ -290,6 +296,32 @@ def _fmt(value: Any) -> str:
 
 
 # ----- the upload folder ---------------------------------------------------------------------------------
+def check_output_folder(target: str | os.PathLike, *sources: str | os.PathLike) -> Path:
+    """Refuse (HubError) an output folder whose replacement would lose data: one that exists, is not empty and
+    was not written by save_for_hub / save_dataset_for_hub (no SAVE_MARKER), or one that is, or holds, a source.
+    """
+    target = Path(target)
+    resolved = target.resolve()
+    for source in sources:
+        source_path = Path(source).resolve()
+        if resolved == source_path or resolved in source_path.parents:
+            raise HubError(f"output folder {target} is or holds the input {source}: writing it would delete the "
+                           "input; pick a new folder")
+    if target.exists() or target.is_symlink():
+        if not target.is_dir():
+            raise HubError(f"output folder {target} exists and is not a folder: refusing to replace it")
+        if any(target.iterdir()) and not (target / SAVE_MARKER).is_file():
+            raise HubError(f"output folder {target} exists and was not written by `peft-diversity push --save-only`:"
+                           " refusing to replace it; pick a new or empty folder")
+    return target
+
+
+def write_save_marker(folder: Path, kind: str, source: Any) -> None:
+    """Mark `folder` as an upload folder this project wrote (so a rerun may replace it, and nothing else)."""
+    marker = {"written_by": "peft_diversity.hub", "kind": kind, "source": str(source)}
+    (folder / SAVE_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+
+
 def _upload_files(folder: Path) -> list[Path]:
     return [
         p for p in sorted(folder.iterdir())
@@ -322,7 +354,8 @@ def save_for_hub(
     """Build exactly the folder to upload: model (adapter-only unless `merge`), tokenizer, template, card.
 
     `training_args.bin` (a pickle) is never uploaded; its settings go to `training_config.json` when it can be
-    read safely. The folder is written to a temp dir beside `out_dir` and renamed into place.
+    read safely. The folder is written to a temp dir beside `out_dir` and renamed into place; an existing
+    `out_dir` is replaced only when it is empty or an earlier output of this function (HubError otherwise).
     """
     folder = Path(model_dir)
     if not folder.is_dir():
@@ -333,8 +366,9 @@ def save_for_hub(
     if not (folder / TEMPLATE_FILENAME).is_file():
         logger.warning("%s has no %s: the uploaded model will need a template given explicitly", folder,
                        TEMPLATE_FILENAME)
-    target = Path(out_dir)
+    target = check_output_folder(out_dir, folder)
     with atomic_directory(target) as tmp:
+        write_save_marker(tmp, "model", folder)
         training = load_training_config(folder)
         if merge and is_adapter:
             _write_merged(folder, tmp)
@@ -410,9 +444,36 @@ def push_model(
 def _upload(api: Any, repo_id: str, folder: Path, repo_type: str, private: bool, commit_message: str,
             create_kwargs: dict[str, Any] | None = None, upload_kwargs: dict[str, Any] | None = None) -> str:
     """Create the repo (if needed) and upload `folder` as one commit; returns the commit URL."""
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, **(create_kwargs or {}))
-    return str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                                 repo_type=repo_type, **(upload_kwargs or {})))
+    (folder / SAVE_MARKER).unlink(missing_ok=True)  # a local bookkeeping file, not part of the repo
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, **(create_kwargs or {}))
+        return str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
+                                     repo_type=repo_type, **(upload_kwargs or {})))
+    except Exception as err:  # noqa: BLE001 - sorted below: Hub / network failures become one HubError line
+        raise hub_error(err, repo_id) from err
+
+
+def hub_error(err: Exception, repo_id: str) -> Exception:
+    """A HubError line for a Hub or network failure (offline, auth, permission, quota, server); any other
+    exception is returned unchanged (a bug, to be seen whole)."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(err, OfflineModeIsEnabled):
+        return HubError(f"cannot upload to {repo_id}: HF_HUB_OFFLINE is set (unset it to push)")
+    if isinstance(err, HfHubHTTPError):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        reason = {401: "the token is invalid or expired (run `hf auth login`)",
+                  403: "the token may not write to this repo (a read-only token, or another owner)",
+                  404: "the repo or owner does not exist", 413: "the upload is too large",
+                  429: "too many requests or a storage quota reached; try again later"}.get(status, "")
+        first = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
+        return HubError(f"upload to {repo_id} failed (HTTP {status}): {reason + '; ' if reason else ''}{first}")
+    if isinstance(err, (ConnectionError, TimeoutError, OSError)) or type(err).__module__.startswith(
+            ("httpx", "requests", "urllib3")):
+        first = " ".join(str(err).split()) or type(err).__name__
+        return HubError(f"cannot reach the Hub to upload {repo_id} ({type(err).__name__}: {first}); check the "
+                        "network and try again")
+    return err
 
 
 def _hf_api(api: Any, token: str) -> Any:

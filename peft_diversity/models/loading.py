@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from peft_diversity.errors import ModelLoadError
+from peft_diversity.errors import ModelLoadError, PeftDiversityError
 from peft_diversity.models.builtin import BUILTIN_PREFIX, resolve_model_path
 from peft_diversity.templates import ensure_chat_template
 
@@ -49,24 +49,57 @@ def load_model_and_tokenizer(
     (`adapter_config.json`) is loaded as base + adapter.
     """
     path = resolve_model_path(name_or_path)
-    tokenizer = load_tokenizer(
-        name_or_path, trust_remote_code=trust_remote_code, chat_template_fallback=chat_template_fallback
-    )
+    check_model_folder(name_or_path, path)
+    try:
+        tokenizer = load_tokenizer(
+            name_or_path, trust_remote_code=trust_remote_code, chat_template_fallback=chat_template_fallback
+        )
+    except (OSError, ValueError) as err:
+        if isinstance(err, PeftDiversityError):
+            raise
+        raise ModelLoadError(f"cannot load a tokenizer from {name_or_path!r}: {_first_line(err)}") from err
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code, **model_kwargs}
     if device_map is not None:
         kwargs["device_map"] = device_map
     if load_in_4bit:
         kwargs["quantization_config"] = quantization_config_4bit()
-    if (Path(path) / "adapter_config.json").is_file():
-        model = _load_adapter_model(path, kwargs)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    try:
+        if (Path(path) / "adapter_config.json").is_file():
+            model = _load_adapter_model(path, kwargs)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        if isinstance(err, PeftDiversityError):
+            raise
+        raise ModelLoadError(f"cannot load the model {name_or_path!r}: {_first_line(err)}") from err
+    if not (Path(path) / "adapter_config.json").is_file():
         if name_or_path.startswith(BUILTIN_PREFIX):
             # adapters trained on it then record the portable builtin name, not this machine's cache path
             model.config._name_or_path = name_or_path
             model.name_or_path = name_or_path
     model.peft_diversity_source = name_or_path if path == name_or_path else path
     return model, tokenizer
+
+
+def check_model_folder(name_or_path: str, path: str) -> None:
+    """A local path must be a model folder (config.json) or a peft adapter folder (adapter_config.json)."""
+    folder = Path(path)
+    if not folder.exists():
+        if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+            raise ModelLoadError(f"{name_or_path}: no such model folder")
+        return  # a Hub id
+    if not folder.is_dir():
+        raise ModelLoadError(f"{name_or_path} is a file, not a model folder or Hub id")
+    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+        checkpoints = sorted(p.name for p in folder.glob("checkpoint-*"))
+        hint = (f" (an unfinished training run? it holds {', '.join(checkpoints)}: resume it with "
+                "--resume_from_checkpoint last, or pass a checkpoint folder)") if checkpoints else ""
+        raise ModelLoadError(f"{name_or_path} is not a model folder: no config.json or adapter_config.json{hint}")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(err).__name__
 
 
 def _load_adapter_model(path: str, kwargs: dict[str, Any]):

@@ -10,6 +10,7 @@ follows NLTK's ``sentence_bleu``.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any
@@ -152,6 +153,14 @@ def batch_leave_one_out_bleu(
     scores = bleu_from_stats(
         nums.reshape(len(flat), len(weights)), lengths, ref_len, weights, smoothing, epsilon
     )
+    # Convention (docs/metrics.md): an empty response, or an exact copy of another response of its prompt,
+    # adds no diversity and scores 1.0 (NLTK gives 0.0 to an empty one and < 1 to short copies)
+    copies = Counter(zip(group.tolist(), map(tuple, flat), strict=True))
+    no_news = np.fromiter(
+        (not toks or copies[g, tuple(toks)] > 1 for g, toks in zip(group.tolist(), flat, strict=True)),
+        dtype=bool, count=len(flat),
+    )
+    scores = np.where(no_news, 1.0, scores)
     bounds = np.cumsum([0, *sizes]).tolist()
     return [scores[a:b].tolist() if b - a > 1 else [] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
@@ -194,9 +203,11 @@ def self_bleu(
 
     Edge cases: a prompt with K < 2 has no reference and is defined as self-BLEU 1.0 (no
     diversity); it counts in the per-prompt mean but not in the pooled one (pooled is 1.0
-    when no response has a reference). An empty response scores 0.0. Identical responses
-    score 1.0 when they have at least ``max_order`` tokens (shorter ones lack the higher-order
-    n-grams, as in NLTK: "a b" twice scores 0.1 ** 0.5 ~ 0.32 with method1 and max_order 4).
+    when no response has a reference). An empty response, and a response that is an exact
+    copy (same tokens) of another response of its prompt, score 1.0: they add no diversity.
+    NLTK differs there (0.0 for an empty hypothesis; "a b" twice scores 0.1 ** 0.5 ~ 0.32
+    with method1 and max_order 4, as short copies lack the higher-order n-grams), so a
+    group of identical or empty responses would look diverse; otherwise this equals NLTK.
     """
     predictions = check_predictions(predictions)
     if smoothing not in SMOOTHINGS:

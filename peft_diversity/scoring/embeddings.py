@@ -46,13 +46,24 @@ def resolve_embedder(embedder: EmbedderSpec = None, device: str | None = None) -
     return embedder
 
 
+PROGRESS_MIN_BATCHES = 8
+
+
+def _show_progress(num_texts: int, batch_size: int) -> bool:
+    """A progress bar on stderr for long encodes (>= PROGRESS_MIN_BATCHES batches) when a person watches it."""
+    import sys
+
+    return num_texts >= PROGRESS_MIN_BATCHES * batch_size and sys.stderr.isatty()
+
+
 def _raw_encode(embedder: Embedder, texts: list[str], batch_size: int) -> np.ndarray:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:  # pragma: no cover
         SentenceTransformer = ()  # noqa: N806
     if isinstance(embedder, SentenceTransformer):
-        out = embedder.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+        out = embedder.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                              show_progress_bar=_show_progress(len(texts), batch_size))
     elif hasattr(embedder, "encode"):
         out = embedder.encode(texts)
     elif callable(embedder):

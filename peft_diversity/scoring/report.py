@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .bleu import self_bleu
@@ -75,23 +76,55 @@ def score_predictions(
 
 def load_responses(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a responses.jsonl: each has "context" (string or list of turns) and "responses"
-    (list of strings), optionally "model" and "decoder". Blank lines are skipped."""
+    (list of strings), optionally "model" and "decoder". Blank lines are skipped.
+
+    A missing, non-UTF-8, empty or malformed file raises `ScoringInputError` naming file:line and field."""
+    from peft_diversity.errors import ScoringInputError
+
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ScoringInputError(f"{path}: no such file") from None
+    except OSError as err:
+        raise ScoringInputError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ScoringInputError(f"{path}:{line}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             row = json.loads(line)
-            if (
-                not isinstance(row, dict)
-                or "context" not in row
-                or not isinstance(row.get("responses"), list)
-            ):
-                raise ValueError(f"{path}:{lineno}: need an object with 'context' and a 'responses' list")
-            rows.append(row)
+        except ValueError as err:
+            raise ScoringInputError(f"{path}:{lineno}: not valid JSON ({err})") from None
+        rows.append(_check_row(row, f"{path}:{lineno}", ScoringInputError))
     if not rows:
-        raise ValueError(f"{path}: no rows")
+        raise ScoringInputError(f"{path}: no rows (the file is empty)")
     return rows
+
+
+def _check_row(row: Any, where: str, error: type[Exception]) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise error(f"{where}: need a JSON object with 'context' and 'responses', got {type(row).__name__}")
+    for key in ("context", "responses"):
+        if key not in row:
+            raise error(f"{where}: missing key {key!r} (need 'context' and a 'responses' list)")
+    context = row["context"]
+    if not isinstance(context, (str, list)):
+        raise error(f"{where}: 'context' must be a string or a list of turns, got {type(context).__name__}")
+    responses = row["responses"]
+    if not isinstance(responses, list):
+        raise error(f"{where}: 'responses' must be a list of strings, got {type(responses).__name__}")
+    for i, response in enumerate(responses):
+        if not isinstance(response, str):
+            raise error(f"{where}: responses[{i}] must be a string, got {type(response).__name__}")
+    for key in ("model", "decoder"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise error(f"{where}: {key!r} must be a string, got {type(row[key]).__name__}")
+    return row
 
 
 def group_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, Any], list[Mapping[str, Any]]]]:

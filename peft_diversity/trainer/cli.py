@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
+import re
+from pathlib import Path
 
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
 from peft_diversity.data import load_one_to_many
+from peft_diversity.errors import TrainConfigError
 from peft_diversity.models.builtin import resolve_model_path
 from peft_diversity.models.loading import load_model_and_tokenizer
 from peft_diversity.trainer.config import PossibilityConfig
 from peft_diversity.trainer.trainer import PossibilityTrainer
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+# one of these holds the weights of a checkpoint (trainer_state.json is written last, after them)
+CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+                      "pytorch_model.bin", "adapter_model.bin")
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
@@ -22,13 +33,21 @@ def make_parser(prog: str | None = None) -> TrlParser:
 def run_training(script_args: ScriptArguments, training_args: PossibilityConfig, model_args: ModelConfig):
     """Load data (validated before anything else), load the model, train, save model + template, maybe push."""
     if not model_args.model_name_or_path:
-        raise ValueError("model_name_or_path is required (a Hub id, a local folder or builtin:minilm-decoder)")
+        raise TrainConfigError("model_name_or_path is required (a Hub id, a local folder or builtin:minilm-decoder)")
     if not script_args.dataset_name:
-        raise ValueError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a Hub id)")
+        raise TrainConfigError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a "
+                               "Hub id)")
+    reject_ignored_settings(script_args, training_args)
     push = _check_push(training_args)  # before any work: a bad repo id or a missing token fails now
+    # the token is for push_model only: the Trainer pickles its arguments into training_args.bin (output and
+    # every checkpoint), and a token must never be written to disk
+    hub_token, training_args.hub_token = training_args.hub_token, None
+    resume = _resume_path(training_args)  # a missing / half-written checkpoint fails before the model loads
     records = load_one_to_many(
-        script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates
+        script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates,
+        strict=training_args.strict_data,
     )
+    check_max_length(model_args, training_args)
     model, tokenizer = load_model_and_tokenizer(
         model_args.model_name_or_path,
         chat_template_fallback=training_args.chat_template_fallback,
@@ -45,16 +64,61 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     trainer = PossibilityTrainer(
         model, args=training_args, train_dataset=records, processing_class=tokenizer, peft_config=peft_config
     )
-    trainer.train(resume_from_checkpoint=_resume_path(training_args))
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if push and trainer.accelerator.is_main_process:
         from peft_diversity.hub.model import push_model
 
         private = True if training_args.hub_private_repo is None else training_args.hub_private_repo
         push_model(training_args.output_dir, training_args.hub_model_id, private=private,
-                   token=training_args.hub_token, dataset=script_args.dataset_name)
+                   token=hub_token, dataset=script_args.dataset_name)
     trainer.accelerator.print(f"saved {training_args.mode} model to {training_args.output_dir}")
     return trainer
+
+
+# TRL settings this trainer does not honour (it prepares its own rows from one-to-many records): (where, name,
+# default, why); a value other than the default is an error rather than silently ignored
+IGNORED_SETTINGS = (
+    ("script", "dataset_config", None, "pass a file, folder or dataset id whose default config holds the data"),
+    ("script", "dataset_test_split", "test", "training uses no evaluation split; use `experiment` to evaluate"),
+    ("script", "dataset_streaming", False, "one-to-many records are loaded and validated in memory"),
+    ("train", "packing", False, "positive/negative rows cannot be packed"),
+    ("train", "padding_free", False, "positive/negative rows are padded per batch"),
+    ("train", "completion_only_loss", None, "the loss is always on the response tokens only"),
+    ("train", "assistant_only_loss", False, "the loss is always on the response tokens only"),
+    ("train", "dataset_text_field", "text", "records need context/prompt + candidates, not a text field"),
+    ("train", "eval_strategy", "no", "training has no evaluation set; use `experiment` to evaluate"),
+)
+
+
+def reject_ignored_settings(script_args: ScriptArguments, args: PossibilityConfig) -> None:
+    """TrainConfigError for TRL settings `train` accepts on its command line but cannot honour."""
+    for where, name, default, why in IGNORED_SETTINGS:
+        value = getattr(script_args if where == "script" else args, name, default)
+        value = getattr(value, "value", value)  # enums (eval_strategy)
+        if value != default:
+            raise TrainConfigError(f"{name}={value!r} is not supported by peft-diversity train ({why}); "
+                                   f"remove it (default {default!r})")
+
+
+def check_max_length(model_args: ModelConfig, args: PossibilityConfig) -> None:
+    """`max_length` must fit the model's position window (read from its config.json, before the weights load);
+    a model whose config cannot be read here is left to the loader to report."""
+    if not args.max_length:
+        return
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(model_args.model_name_or_path),
+                                            trust_remote_code=args.trust_remote_code)
+    except Exception:  # noqa: BLE001 - load_model_and_tokenizer reports an unloadable model with its own message
+        return
+    config = getattr(config, "get_text_config", lambda: config)()
+    window = next((getattr(config, name) for name in ("max_position_embeddings", "n_positions", "n_ctx")
+                   if isinstance(getattr(config, name, None), int)), None)
+    if window and args.max_length > window:
+        raise TrainConfigError(f"max_length={args.max_length} is beyond {model_args.model_name_or_path}'s window "
+                               f"of {window} tokens: set max_length <= {window}")
 
 
 def _check_push(args: PossibilityConfig) -> bool:
@@ -65,24 +129,63 @@ def _check_push(args: PossibilityConfig) -> bool:
     from peft_diversity.hub.model import resolve_token, validate_model_repo_id
 
     if not args.hub_model_id:
-        raise ValueError("push_to_hub needs hub_model_id (owner/name)")
+        raise TrainConfigError("push_to_hub needs hub_model_id (owner/name)")
     validate_model_repo_id(args.hub_model_id)
     resolve_token(args.hub_token)
     args.push_to_hub = False
     return True
 
 
-def _resume_path(args: PossibilityConfig) -> str | bool | None:
-    """`--resume_from_checkpoint true|last` means the newest checkpoint in output_dir."""
-    value = args.resume_from_checkpoint
-    if isinstance(value, str) and value.lower() in ("true", "last"):
-        from transformers.trainer_utils import get_last_checkpoint
+def checkpoint_problem(folder: str | os.PathLike) -> str | None:
+    """Why `folder` is not a complete Trainer checkpoint (None when it is): the Trainer writes the weights,
+    optimizer and RNG state first and trainer_state.json last, so a save cut short lacks a readable one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "not a folder"
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "trainer_state.json is unreadable"
+    if not any((folder / name).is_file() for name in CHECKPOINT_WEIGHTS):
+        return "no model weights"
+    return None
 
-        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` in output_dir that is complete; incomplete newer ones are skipped (logged)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    for _, checkpoint in sorted(found, reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        logger.warning("skipping %s: %s (a save that did not finish)", checkpoint, problem)
+    return None
+
+
+def _resume_path(args: PossibilityConfig) -> str | None:
+    """`--resume_from_checkpoint true|last` means the newest complete checkpoint in output_dir; a folder given
+    explicitly must be a complete checkpoint. Logs the checkpoint used."""
+    value = args.resume_from_checkpoint
+    if value is None or value is False or (isinstance(value, str) and value.lower() in ("", "false", "none")):
+        return None
+    if value is True or (isinstance(value, str) and value.lower() in ("true", "last")):
+        last = last_complete_checkpoint(args.output_dir)
         if last is None:
-            raise ValueError(f"resume_from_checkpoint={value!r} but {args.output_dir} holds no checkpoint")
-        return last
-    return value
+            raise TrainConfigError(f"resume_from_checkpoint={value!r} but {args.output_dir} holds no complete "
+                                   "checkpoint-N folder")
+    else:
+        problem = checkpoint_problem(value)
+        if problem is not None:
+            raise TrainConfigError(f"resume_from_checkpoint={value!r}: not a complete checkpoint ({problem})")
+        last = str(value)
+    logger.warning("resuming from %s", last)
+    return last
 
 
 __all__ = ["make_parser", "run_training", "resolve_model_path"]
@@ -98,6 +201,33 @@ def run(args: argparse.Namespace) -> int:
     if args.train_help:
         trl_parser.print_help()
         return 0
-    script_args, training_args, model_args = trl_parser.parse_args_and_config(args=args.train_argv)
+    script_args, training_args, model_args = parse_train_args(trl_parser, args.train_argv)
     run_training(script_args, training_args, model_args)
     return 0
+
+
+def parse_train_args(trl_parser: TrlParser, argv: list[str]):
+    """The TrlParser's dataclasses; a missing / malformed recipe, an unknown key or an invalid setting is one
+    TrainConfigError line (naming the key or setting), not a traceback from the parser."""
+    import yaml
+
+    if "--config" in argv:
+        index = argv.index("--config") + 1
+        path = Path(argv[index]) if index < len(argv) else None
+        if path is None or not path.is_file():
+            raise TrainConfigError(f"--config: recipe file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise TrainConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+        if not isinstance(data, dict):
+            raise TrainConfigError(f"{path}: a recipe must be a mapping of setting: value")
+    try:
+        return trl_parser.parse_args_and_config(args=argv)
+    except TrainConfigError:
+        raise
+    except (ValueError, TypeError) as err:
+        message = " ".join(str(err).split())
+        if message.startswith("Unknown arguments from config file"):
+            message = message.split(". Please")[0] + " (misspelled or not a setting; see `peft-diversity train --help`)"
+        raise TrainConfigError(message) from None

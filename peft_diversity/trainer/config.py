@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig
 
+from peft_diversity.errors import TrainConfigError
 from peft_diversity.templates import DEFAULT_PLAIN_SENTENCE, DEFAULT_POSSIBILITY_SENTENCE, PossibilityTemplate
 from peft_diversity.trainer.rows import MODES
 
@@ -44,6 +45,20 @@ class PossibilityConfig(SFTConfig):
     """Sentence ending the user turn in `otm`/`oto` mode."""
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
     """Optional system message placed before the user turn."""
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "Resume training: a checkpoint folder, or `last` / `true` for the newest COMPLETE "
+                          "checkpoint-N in output_dir (half-written ones, e.g. from a kill during a save, are "
+                          "skipped; the one used is logged)."},
+    )
+    """A checkpoint folder to resume from; `last` or `true` = the newest complete `checkpoint-N` in output_dir."""
+    strict_data: bool = field(
+        default=False,
+        metadata={"help": "Stop on any bad record. Default: drop duplicate candidates within a record and skip "
+                          "records left with fewer than num_candidates (one warning line; details in a report)."},
+    )
+    """False (default): duplicate candidates are dropped and records left with too few skipped, with a warning;
+    True: any such record is an error. Malformed records are always an error (all listed at once)."""
     chat_template_fallback: bool = field(
         default=True, metadata={"help": "Give tokenizers without a chat template a plain fallback one."}
     )
@@ -61,17 +76,17 @@ class PossibilityConfig(SFTConfig):
     def validate_possibility_settings(self) -> None:
         """Raise before any training starts on settings that cannot work."""
         if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}; choose one of {MODES}")
+            raise TrainConfigError(f"unknown mode {self.mode!r}; choose one of {MODES}")
         if self.num_candidates < 1:
-            raise ValueError(f"num_candidates must be >= 1, got {self.num_candidates}")
+            raise TrainConfigError(f"num_candidates must be >= 1, got {self.num_candidates}")
         if self.mode == "poexft" and self.max_possibility < self.num_candidates:
-            raise ValueError(
+            raise TrainConfigError(
                 f"max_possibility ({self.max_possibility}) must be >= num_candidates ({self.num_candidates})"
             )
         if self.ul_weight < 0:
-            raise ValueError(f"ul_weight must be >= 0, got {self.ul_weight}")
+            raise TrainConfigError(f"ul_weight must be >= 0, got {self.ul_weight}")
         if self.max_negatives is not None and self.max_negatives < 0:
-            raise ValueError(f"max_negatives must be >= 0 or None, got {self.max_negatives}")
+            raise TrainConfigError(f"max_negatives must be >= 0 or None, got {self.max_negatives}")
         self.template()  # raises on a malformed template
 
     def template(self) -> PossibilityTemplate:
