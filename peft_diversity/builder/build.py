@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from peft_diversity.builder.filter import DROP_REASONS, CandidateFilter, _State, parse_reply
 from peft_diversity.builder.folder import BuildFolder
 from peft_diversity.builder.inputs import InputItem
@@ -124,10 +126,14 @@ def build_dataset(
         for item in (i for i in todo if i.problem):
             run.reject(item, item.problem, item.detail)
         usable = [item for item in todo if not item.problem]
-        for begin in range(0, len(usable), settings.batch_size):
-            run.batch(usable[begin:begin + settings.batch_size])
-            log(f"[{begin + min(settings.batch_size, len(usable) - begin)}/{len(usable)}] kept {summary.kept}, "
-                f"rejected {sum(summary.rejected.values())}, unfinished {len(summary.unfinished)}")
+        # a bar on a terminal (tqdm stays silent when stderr is not one); the per-batch log line either way
+        with tqdm(total=len(usable), desc="build-data", unit="prompt", disable=None) as bar:
+            for begin in range(0, len(usable), settings.batch_size):
+                batch = usable[begin:begin + settings.batch_size]
+                run.batch(batch)
+                bar.update(len(batch))
+                log(f"[{begin + len(batch)}/{len(usable)}] kept {summary.kept}, "
+                    f"rejected {sum(summary.rejected.values())}, unfinished {len(summary.unfinished)}")
     finally:
         summary.wall_time_s = round(time.perf_counter() - start, 3)
         out.write_progress({"inputs": summary.inputs, "unfinished": summary.unfinished,

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from peft_diversity.persona.categories import ATTRIBUTES, UNKNOWN
 from peft_diversity.persona.extract import RECAP, extract_answer
 from peft_diversity.persona.transcript import INTERVIEWER, RESPONDENT, Transcript, Turn
@@ -343,7 +345,10 @@ def run_interviews(
         if decoder == "possibilities" and possibility_per == "conversation"
         else None
     )
+    bar = tqdm(total=interviewer.max_turns + 1, desc=f"interviews {model_label or ''}".strip(), unit="round",
+               disable=None)  # silent when stderr is not a terminal
     for round_index in range(interviewer.max_turns + 1):
+        bar.update(1)
         asked = [
             (t, turn)
             for t, turn in zip(transcripts, interviewer.next_turns(transcripts), strict=True)
@@ -381,6 +386,7 @@ def run_interviews(
         logger.info(
             "round %d: %d answers in %.1f s", round_index + 1, len(asked), time.perf_counter() - start
         )
+    bar.close()
     return transcripts
 
 
