@@ -3,6 +3,7 @@ transformers folders, so every other code path loads them like any local model."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -60,9 +61,10 @@ def _smollm2_stamp() -> str:
 
 
 def _warmup_stamp() -> str:
+    """The warm-up delta's content hash: every copy of the package (clone, wheel, worktree) agrees on it."""
     if not WARMUP_FILE.is_file():
         return "no-warmup"
-    return f"{WARMUP_FILE.stat().st_size}-{int(WARMUP_FILE.stat().st_mtime)}"
+    return hashlib.sha256(WARMUP_FILE.read_bytes()).hexdigest()[:16]
 
 
 def _read_stamp(folder: Path) -> str | None:

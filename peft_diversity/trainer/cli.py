@@ -27,7 +27,13 @@ CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adap
 
 def make_parser(prog: str | None = None) -> TrlParser:
     """`--config recipe.yaml` plus any field of ScriptArguments, PossibilityConfig and ModelConfig as a flag."""
-    return TrlParser((ScriptArguments, PossibilityConfig, ModelConfig), prog=prog)
+    parser = TrlParser((ScriptArguments, PossibilityConfig, ModelConfig), prog=prog)
+    parser.description = (
+        "Train a PoExFT / OTM / OTO model. --config RECIPE.yaml gives the settings (see recipes/<model>/<method>/); "
+        "any field below given as a flag overrides it. --resume_from_checkpoint last (or true) resumes from the "
+        "newest complete checkpoint-N in output_dir."
+    )
+    return parser
 
 
 def run_training(script_args: ScriptArguments, training_args: PossibilityConfig, model_args: ModelConfig):
