@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_diversity.errors import DataValidationError
+from peft_diversity.jsonl import read_jsonl
 
 logger = logging.getLogger(__name__)
 BUNDLED_DIR = Path(__file__).parent / "data"
@@ -142,18 +143,8 @@ def _read_file(path: Path) -> list[tuple[str, Any]]:
 
 
 def _read_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataValidationError(f"{path}:{lineno}: line is not valid UTF-8 ({err.reason})") from err
-            if not line.strip():
-                continue
-            try:
-                yield f"line {lineno}", json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataValidationError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
+    for lineno, value in read_jsonl(path, error=DataValidationError):
+        yield f"line {lineno}", value
 
 
 def _read_datasets_object(obj: Any, split: str | None) -> list[tuple[str, Any]]:

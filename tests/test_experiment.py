@@ -189,6 +189,8 @@ def test_killed_training_stage_resumes_from_its_last_complete_checkpoint(tiny_se
         ({"runs": [{"model": "base", "decoder": "possibilities"}]}, "needs a PoExFT model"),
         ({"runs": [{"model": "otm", "decoder": "sampling"}], "modes": ["poexft"]}, "neither 'base'"),
         ({"surprise": 1}, "unknown keys"),
+        ({"judge": {"base_url": "http://127.0.0.1:1/v1"}}, "at least 'model'"),
+        ({"judge": {"model": "m", "temperature": 2}}, r"judge: unknown keys \['temperature'\]"),
     ],
 )
 def test_bad_config_fails_before_training(tiny_setup, tmp_path, change, message):
@@ -242,3 +244,20 @@ def test_yaml_syntax_errors_are_one_line(tmp_path, capsys, text, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
     assert not (tmp_path / "run").exists()
+
+
+def test_yaml_judge_rates_coherence_and_is_checked_against_shuffled_replies(tiny_setup, tmp_path):
+    """`judge:` in the YAML reaches the scores through the CLI, and judge_check.json says what it is worth."""
+    from peft_diversity.cli import main
+
+    runs = [{"model": "base", "decoder": "sampling"}]
+    config = _config(tiny_setup, modes=[], runs=runs, metrics=["coherence"], num_responses=2,
+                     judge={"model": str(tiny_setup / "tiny"), "max_new_tokens": 4})
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["experiment", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 0
+    scores = json.loads((tmp_path / "run" / "scores" / "base__sampling.json").read_text())["scores"]
+    assert "num_unparsed" in scores and "coherence_relevance" in scores  # the judge ran beside the embedding
+    check = json.loads((tmp_path / "run" / "judge_check.json").read_text())
+    assert set(check) == {"own_rating", "other_rating", "prefers_own", "num_pairs", "num_unparsed"}
+    assert "Judge `" in (tmp_path / "run" / "results.md").read_text()

@@ -458,7 +458,7 @@ def test_parse_context():
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b'{"context": "hi"}\n{"context": "caf\xe9"}\n', r"records\.jsonl:2: not UTF-8"),
+        (b'{"context": "hi"}\n{"context": "caf\xe9"}\n', r"records\.jsonl:2: line is not valid UTF-8"),
         (b'{"context": "hi"}\n{"text": "no key"}\n', r"records\.jsonl:2: no 'context' or 'prompt' key"),
         (b'{"context": "hi"}\n[1, 2]\n', r"records\.jsonl:2: a record must be a JSON object"),
         (b"\n", r"no records"),

@@ -357,9 +357,12 @@ def test_transcripts_round_trip_through_jsonl(tmp_path):
     original = interview(*FULL, tid="x")
     original.turns[1].possibility = 4
     path = tmp_path / "t.jsonl"
-    path.write_text(json.dumps(original.to_dict()) + "\nnot json\n[]\n", encoding="utf-8")
+    path.write_text(json.dumps(original.to_dict()) + "\n[]\n", encoding="utf-8")
     back = read_transcripts(path)
     assert back[0] == original and back[1].turns == []
+    path.write_text(json.dumps(original.to_dict()) + "\nnot json\n", encoding="utf-8")
+    with pytest.raises(PersonaError, match=r"t\.jsonl:2: not valid JSON"):  # named, never silently skipped
+        read_transcripts(path)
 
 
 # ----- extractor accuracy ----------------------------------------------------------------------------------------

@@ -431,7 +431,7 @@ def test_cli_groups_by_model_and_decoder(tmp_path, capsys, embedder):
         (b'["a", "b"]\n', r":1: need a JSON object"),
         (b'{"context": "a", "responses": ["x"], "model": ["m"]}\n', r":1: 'model' must be a string"),
         (b"\n\n", r"no rows"),
-        (b'{"context": "caf\xe9", "responses": ["x"]}\n', r":1: not UTF-8"),
+        (b'{"context": "caf\xe9", "responses": ["x"]}\n', r":1: line is not valid UTF-8"),
     ],
 )
 def test_score_bad_file_is_one_line(tmp_path, capsys, content, message):
@@ -471,3 +471,33 @@ def test_long_embedding_shows_progress_only_on_a_terminal(monkeypatch):
     assert embeddings._show_progress(8 * 128, 128) and not embeddings._show_progress(100, 128)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert not embeddings._show_progress(10_000, 128)
+
+
+def test_judge_agreement_tells_a_reading_judge_from_a_blind_one():
+    from peft_diversity.scoring.coherence import judge_agreement
+
+    contexts = ["A: I love tea.", "A: My bike broke.", "A: It is snowing.", "A: The exam went well."]
+    replies = ["Tea is lovely.", "Fix the bike.", "Snow is cold.", "Good exam news."]
+    keywords = ["tea", "bike", "snow", "exam"]
+
+    def reading(conversations):  # rates 9 when the reply picks up the context's topic, else 2
+        out = []
+        for conversation in conversations:
+            text = conversation[-1]["content"].lower()
+            context, reply = text.split("context:")[-1].split("response:")[0], text.split("response:")[-1]
+            out.append("Rating: 9" if any(k in context and k in reply for k in keywords) else "Rating: 2")
+        return out
+
+    good = judge_agreement(contexts, replies, reading, seed=1)
+    assert good["prefers_own"] == 1.0 and good["own_rating"] > good["other_rating"] and good["num_pairs"] == 4
+    blind = judge_agreement(contexts, replies, lambda c: ["Rating: 5"] * len(c), seed=1)
+    assert blind["prefers_own"] == 0.5  # ties count half: chance
+
+
+def test_openings_per_possibility_and_dropping_openings():
+    from peft_diversity.scoring.openings import drop_opening, opening, openings_per_possibility
+
+    assert opening("Oh, wow! That is great.", 2) == "oh wow" and drop_opening("Oh, wow! That is great.", 2) == "That is great."
+    table = openings_per_possibility([[1, 2], [1, 2]], [["Oh wow, tea!", "Sure thing."], ["Oh wow, snow.", "No way."]])
+    assert table[1] == {"responses": 2, "top": [("oh wow", 1.0)]}  # k=1 always opens alike: a style
+    assert table[2]["top"] == [("sure thing", 0.5), ("no way", 0.5)]

@@ -13,6 +13,7 @@ from typing import Any
 from peft_diversity.atomic import atomic_write_text
 from peft_diversity.builder.inputs import InputItem
 from peft_diversity.errors import BuildError
+from peft_diversity.jsonl import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -53,29 +54,22 @@ def repair_jsonl(path: Path) -> list[dict[str, Any]]:
             handle.flush()
             os.fsync(handle.fileno())
         data = data[:cut]
-    return _parse_lines(path, data.split(b"\n"))
+    return _records(path)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Complete lines only (a torn last line is ignored, not repaired): for read-only reporting."""
-    if not path.is_file():
-        return []
-    return _parse_lines(path, path.read_bytes().split(b"\n")[:-1])  # after the last newline: empty or torn
+    return _records(path, complete_only=True) if path.is_file() else []
 
 
-def _parse_lines(path: Path, lines: list[bytes]) -> list[dict[str, Any]]:
+DAMAGED = "the file was edited or damaged: fix or delete that line, then run again"
+
+
+def _records(path: Path, complete_only: bool = False) -> list[dict[str, Any]]:
     records = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            record = err
+    for lineno, record in read_jsonl(path, error=BuildError, complete_only=complete_only, hint=DAMAGED):
         if not isinstance(record, dict):
-            problem = f"not valid JSON ({record})" if isinstance(record, Exception) else "not a JSON object"
-            raise BuildError(f"{path}:{lineno}: {problem}; the file was edited or damaged: fix or delete that line, "
-                             "then run again")
+            raise BuildError(f"{path}:{lineno}: not a JSON object; {DAMAGED}")
         records.append(record)
     return records
 

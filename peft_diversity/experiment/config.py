@@ -117,6 +117,14 @@ class ExperimentConfig:
                 raise ExperimentConfigError(f"run {run.name}: the possibilities decoder needs a PoExFT model")
         if self.num_responses < 1:
             raise ExperimentConfigError(f"num_responses must be >= 1, got {self.num_responses}")
+        if self.judge is not None:
+            from peft_diversity.scoring.judges import JUDGE_KEYS
+
+            if not isinstance(self.judge, dict) or "model" not in self.judge:
+                raise ExperimentConfigError("judge must be a mapping with at least 'model' (id, path or builtin:)")
+            unknown = sorted(set(self.judge) - set(JUDGE_KEYS))
+            if unknown:
+                raise ExperimentConfigError(f"judge: unknown keys {unknown}; known: {list(JUDGE_KEYS)}")
         try:
             self.template()
         except TemplateError as err:

@@ -19,11 +19,47 @@ def write_reports(rows: list[dict[str, Any]], response_files: list[Path], run_di
                   config: ExperimentConfig) -> None:
     atomic_write_text(run_dir / "results.md", f"# {config.name}\n\n{format_results_table(rows)}\n\n"
                 f"K = {config.num_responses} responses per context, {rows[0]['scores'].get('num_prompts', '?')} held-out "
-                f"contexts of `{config.dataset}` ({config.eval_split}); base model `{config.base_model}`.\n")
+                f"contexts of `{config.dataset}` ({config.eval_split}); base model `{config.base_model}`.\n"
+                f"{_judge_line(run_dir, config)}{_openings_section(response_files)}")
     _write_json(run_dir / "results.json", {"experiment": config.name, "results": rows})
     lines = [line for path in response_files for line in Path(path).read_text(encoding="utf-8").splitlines()]
     atomic_write_text(run_dir / "responses.jsonl", "\n".join(lines) + "\n")
     plot_diversity_vs_coherence(rows, run_dir / "diversity_vs_coherence.png")
+
+
+def _openings_section(response_files: list[Path]) -> str:
+    """Per possibility number, the most frequent openings across contexts: does k carry an idea or a style?"""
+    from peft_diversity.generation.responses import read_responses_jsonl
+    from peft_diversity.scoring.openings import openings_per_possibility
+
+    parts = []
+    for path in response_files:
+        results = read_responses_jsonl(path)
+        if not results or results[0].decoder != "possibilities":
+            continue
+        table = openings_per_possibility([r.possibilities for r in results], [r.texts for r in results])
+        lines = [f"\n## Openings per possibility number ({Path(path).stem})\n",
+                 "| k | responses | most frequent first two words (share of k's responses) |", "|---:|---:|---|"]
+        lines += [f"| {k} | {row['responses']} | " + "; ".join(f"{w or '∅'} ({share:.0%})" for w, share in row["top"])
+                  + " |" for k, row in table.items()]
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+def _judge_line(run_dir: Path, config: ExperimentConfig) -> str:
+    """What the judge column is worth (judge_check.json), or nothing when no judge was used."""
+    path = run_dir / "judge_check.json"
+    if config.judge is None or not path.is_file():
+        return ""
+    check = json.loads(path.read_text(encoding="utf-8"))
+    prefers = "-" if check["prefers_own"] is None else f"{check['prefers_own']:.2f}"
+    return (f"\nJudge `{config.judge['model']}`: a context's own human reply rated {_num(check['own_rating'])} vs "
+            f"{_num(check['other_rating'])} for a reply from another context; own preferred in {prefers} of "
+            f"{check['num_pairs']} contexts (0.5 = chance), {check['num_unparsed']} replies unparsed.\n")
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def plot_diversity_vs_coherence(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -228,8 +228,27 @@ def run_experiment(config: ExperimentConfig, run_dir: str | os.PathLike, force: 
     loaded.clear()
     rows = [score_run(config, run, response_files[run.name], run_dir, judge, force) for run in config.runs]
     rows.append(score_reference(config, records, run_dir, judge, force))
+    if judge is not None:
+        check_judge(config, records, run_dir, judge, force)
     write_reports(rows, [response_files[r.name] for r in config.runs], run_dir, config)
     return rows
+
+
+def check_judge(config: ExperimentConfig, records: list[dict[str, Any]], run_dir: Path, judge: Any,
+                force: bool = False) -> dict[str, Any]:
+    """judge_check.json: the judge's rating of each context's first human candidate vs one from another
+    context (`scoring.coherence.judge_agreement`), so the coherence column says what it is worth."""
+    from peft_diversity.scoring.coherence import judge_agreement
+
+    target = run_dir / "judge_check.json"
+    stamp = {"stage": "judge_check", "eval_data": _digest(records), "judge": config.judge, "seed": config.seed}
+    if _fresh(target, stamp, force, "judge check"):
+        return json.loads(target.read_text())
+    contexts = [r.get("context", r.get("prompt")) for r in records]
+    result = judge_agreement(contexts, [r["candidates"][0] for r in records], judge, seed=config.seed)
+    _write_json(target, result)
+    _write_stamp(target, stamp)
+    return result
 
 
 # ----- stage settings: each output records what it was made with ------------------------------------------------

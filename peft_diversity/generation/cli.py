@@ -10,7 +10,6 @@ Wired into `peft_diversity/cli.py` through `add_arguments` and `run`.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from peft_diversity.errors import GenerationError
 from peft_diversity.generation.core import check_sampling_settings
 from peft_diversity.generation.decoders import DECODERS, get_decoder
 from peft_diversity.generation.responses import Responses, write_responses_jsonl
+from peft_diversity.jsonl import read_jsonl
 from peft_diversity.templates import (
     TASK_INSTRUCTIONS,
     PossibilityTemplate,
@@ -80,22 +80,8 @@ def parse_context(text: str) -> str | list[dict[str, str]]:
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The records of an --input JSONL; a non-UTF-8 line, bad JSON or a record without context/prompt is a
     GenerationError naming file:line (and the key)."""
-    try:
-        lines = path.read_bytes().split(b"\n")
-    except OSError as err:
-        raise GenerationError(f"--input {path}: cannot read ({err.strerror or err})") from None
     records = []
-    for number, raw in enumerate(lines, start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise GenerationError(f"{path}:{number}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise GenerationError(f"{path}:{number}: not valid JSON ({err})") from None
+    for number, record in read_jsonl(path, error=GenerationError):
         if not isinstance(record, dict):
             raise GenerationError(f"{path}:{number}: a record must be a JSON object, got {type(record).__name__}")
         if "context" not in record and "prompt" not in record:

@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.errors import GenerationError
+from peft_diversity.jsonl import read_jsonl
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,5 +69,4 @@ def write_responses_jsonl(results: Iterable[Responses], path: str | os.PathLike)
 
 def read_responses_jsonl(path: str | os.PathLike) -> list[Responses]:
     """Read a responses.jsonl back."""
-    with Path(path).open(encoding="utf-8") as handle:
-        return [Responses.from_dict(json.loads(line)) for line in handle if line.strip()]
+    return [Responses.from_dict(row) for _, row in read_jsonl(path, error=GenerationError)]

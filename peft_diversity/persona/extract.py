@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.jsonl import read_jsonl
 from peft_diversity.persona.categories import (
     ATTRIBUTES,
     RESOURCES,
@@ -281,11 +282,7 @@ ACCURACY_FLAGS = ("refusal", "non_english")
 
 def load_labelled(path: str | Path | None = None) -> list[dict[str, Any]]:
     """The hand-labelled answer snippets: {"attribute", "text", "label", "flags"?} per line."""
-    rows = []
-    for line in Path(path or LABELLED_FILE).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
-    return rows
+    return [row for _, row in read_jsonl(path or LABELLED_FILE)]
 
 
 def snippet_transcript(item: dict[str, Any], index: int = 0) -> Transcript:

@@ -7,8 +7,9 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from peft_diversity.jsonl import read_jsonl
 
 INTERVIEWER = "Person A"
 RESPONDENT = "Person B"
@@ -89,16 +90,11 @@ class Transcript:
 
 
 def read_transcripts(path: str | os.PathLike) -> list[Transcript]:
-    """Transcripts from a JSONL file (one per line; lines that are not JSON objects are skipped)."""
-    transcripts = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict | list):
-            transcripts.append(Transcript.from_dict(data, default_id=f"line-{number}"))
-    return transcripts
+    """Transcripts from a JSONL file, one per line (a line that is not JSON is an error naming it)."""
+    from peft_diversity.errors import PersonaError
+
+    return [Transcript.from_dict(data, default_id=f"line-{number}")
+            for number, data in read_jsonl(path, error=PersonaError) if isinstance(data, dict | list)]
 
 
 def transcripts_jsonl(rows: Iterable[dict[str, Any]]) -> str:

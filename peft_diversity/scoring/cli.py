@@ -10,7 +10,7 @@ from pathlib import Path
 from peft_diversity.errors import PeftDiversityError
 
 from .bleu import SMOOTHINGS
-from .judges import make_hf_judge, make_openai_judge
+from .judges import make_judge
 from .report import METRICS, format_results_table, load_responses, score_rows
 
 
@@ -41,11 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _judge(args: argparse.Namespace):
-    if args.judge_base_url:
-        if not args.judge_model:
-            raise PeftDiversityError("--judge-base-url needs --judge-model")
-        return make_openai_judge(args.judge_model, args.judge_base_url, api_key_env=args.judge_api_key_env)
-    return make_hf_judge(args.judge_model) if args.judge_model else None
+    if args.judge_base_url and not args.judge_model:
+        raise PeftDiversityError("--judge-base-url needs --judge-model")
+    return make_judge(args.judge_model, args.judge_base_url, api_key_env=args.judge_api_key_env)
 
 
 def run(args: argparse.Namespace) -> int:

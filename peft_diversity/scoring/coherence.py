@@ -131,3 +131,31 @@ def coherence(
             judge_replies=replies,
         )
     return result
+
+
+def judge_agreement(
+    contexts: Sequence[str | Sequence[str]], responses: Sequence[str], judge: Any, seed: int = 0
+) -> dict[str, Any]:
+    """What a judge is worth: its ratings of each context's own (human) response vs a response taken from
+    another context (a derangement, so never its own). A judge that reads the dialogue rates the own response
+    higher; `prefers_own` is the share of contexts where it does (ties count half), 0.5 = chance."""
+    import random
+
+    if len(responses) != len(contexts) or len(responses) < 2:
+        raise ValueError("judge_agreement needs one response per context and at least two contexts")
+    order = list(range(len(responses)))
+    rng = random.Random(seed)
+    while any(i == j for i, j in enumerate(order)):
+        rng.shuffle(order)
+    own = coherence([[r] for r in responses], contexts, "judge", judge=judge, return_per_prompt=True)
+    other = coherence([[responses[j]] for j in order], contexts, "judge", judge=judge, return_per_prompt=True)
+    pairs = [(a, b) for a, b in zip(own["coherence_rating_per_prompt"], other["coherence_rating_per_prompt"],
+                                    strict=True) if a is not None and b is not None]
+    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs)
+    return {
+        "own_rating": own["coherence_rating"],
+        "other_rating": other["coherence_rating"],
+        "prefers_own": wins / len(pairs) if pairs else None,
+        "num_pairs": len(pairs),
+        "num_unparsed": own["num_unparsed"] + other["num_unparsed"],
+    }

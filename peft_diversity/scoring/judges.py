@@ -203,3 +203,28 @@ def make_openai_judge(
 
     return judge
 
+
+JUDGE_KEYS = ("model", "base_url", "api_key_env", "max_new_tokens", "batch_size")
+
+
+def make_judge(
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    max_new_tokens: int = 16,
+    batch_size: int = 8,
+) -> JudgeFn | None:
+    """The judge an experiment's `judge:` or `score --judge-*` names: an OpenAI-compatible endpoint (with
+    `base_url`) or a local causal LM by id-or-path, `builtin:<name>` included; None when no model is named."""
+    if base_url:
+        if not model:
+            from peft_diversity.errors import PeftDiversityError
+
+            raise PeftDiversityError("a judge endpoint (base_url) needs the judge's model name")
+        return make_openai_judge(model, base_url, api_key_env=api_key_env, max_tokens=max_new_tokens)
+    if not model:
+        return None
+    from peft_diversity.models.loading import load_model_and_tokenizer
+
+    judge_model, tokenizer = load_model_and_tokenizer(model, dtype="float32")
+    return make_hf_judge(judge_model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)

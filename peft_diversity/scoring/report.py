@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from .bleu import self_bleu
@@ -13,6 +11,7 @@ from .coherence import coherence
 from .distinct import DEFAULT_VOCAB_SIZE, distinct_n
 from .distinct_k import distinct_k
 from .embeddings import DEFAULT_BATCH_SIZE, CachedEmbedder, EmbedderSpec
+from .openings import drop_opening
 from .semantic import semantic_diversity
 from .vendi import vendi_score
 
@@ -28,6 +27,10 @@ def _scalars(result: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             continue
         out[key.replace("vendi_score", prefix, 1) if prefix else key] = value
     return out
+
+
+OPENING_WORDS = 3
+"""Words dropped for `semantic_diversity_no_opening`."""
 
 
 def score_predictions(
@@ -56,6 +59,10 @@ def score_predictions(
     out: dict[str, Any] = {"num_prompts": len(predictions), "num_responses": sum(len(r) for r in predictions)}
     if "semantic_diversity" in metrics:
         out.update(_scalars(semantic_diversity(predictions, emb)))
+        # the same after each response's first words: a possibility number that only fixes an opening
+        # ("Oh wow, ...") looks diverse above and not here
+        stripped = [[drop_opening(text, OPENING_WORDS) for text in group] for group in predictions]
+        out["semantic_diversity_no_opening"] = semantic_diversity(stripped, emb)["semantic_diversity"]
     if "self_bleu" in metrics:
         out.update(_scalars(self_bleu(predictions, max_order, smoothing)))
     if "distinct_n" in metrics:
@@ -80,27 +87,10 @@ def load_responses(path: str | os.PathLike) -> list[dict[str, Any]]:
 
     A missing, non-UTF-8, empty or malformed file raises `ScoringInputError` naming file:line and field."""
     from peft_diversity.errors import ScoringInputError
+    from peft_diversity.jsonl import read_jsonl
 
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ScoringInputError(f"{path}: no such file") from None
-    except OSError as err:
-        raise ScoringInputError(f"{path}: cannot read ({err.strerror or err})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise ScoringInputError(f"{path}:{line}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise ScoringInputError(f"{path}:{lineno}: not valid JSON ({err})") from None
-        rows.append(_check_row(row, f"{path}:{lineno}", ScoringInputError))
+    rows = [_check_row(row, f"{path}:{lineno}", ScoringInputError)
+            for lineno, row in read_jsonl(path, error=ScoringInputError)]
     if not rows:
         raise ScoringInputError(f"{path}: no rows (the file is empty)")
     return rows
@@ -149,6 +139,7 @@ def score_rows(rows: Sequence[Mapping[str, Any]], **kwargs: Any) -> list[dict[st
 # Columns of the results table: (key in a scores dict, header); other keys follow under their own names
 TABLE_COLUMNS = (
     ("semantic_diversity", "semantic div. ↑"),
+    ("semantic_diversity_no_opening", "semantic div. w/o first 3 words ↑"),
     ("distinct_1", "distinct-1 ↑"),
     ("distinct_2", "distinct-2 ↑"),
     ("self_bleu", "self-BLEU ↓"),
