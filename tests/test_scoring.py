@@ -501,3 +501,15 @@ def test_openings_per_possibility_and_dropping_openings():
     table = openings_per_possibility([[1, 2], [1, 2]], [["Oh wow, tea!", "Sure thing."], ["Oh wow, snow.", "No way."]])
     assert table[1] == {"responses": 2, "top": [("oh wow", 1.0)]}  # k=1 always opens alike: a style
     assert table[2]["top"] == [("sure thing", 0.5), ("no way", 0.5)]
+
+
+def test_diversity_without_openings_sees_through_a_shared_opening(embedder):
+    from peft_diversity.scoring.report import score_predictions
+
+    same_idea = [["Oh wow, I love tea so much.", "Oh wow, I love tea very much.", "Oh wow, I love tea a lot."]]
+    scores = score_predictions(same_idea, metrics=["semantic_diversity", "semantic_diversity_no_opening"],
+                               embedder=embedder)
+    assert scores["semantic_diversity_no_opening"] < 0.2
+    different = [["Oh wow, I love tea so much.", "Oh wow, the bus is late again.", "Oh wow, snow in May."]]
+    assert score_predictions(different, metrics=["semantic_diversity_no_opening"], embedder=embedder)[
+        "semantic_diversity_no_opening"] > 0.4

@@ -98,7 +98,7 @@ class ExperimentConfig:
     def validate(self) -> None:
         """Unknown modes / decoders / metrics and impossible pairs fail here, before any training."""
         from peft_diversity.generation.decoders import DECODERS
-        from peft_diversity.scoring.report import METRICS
+        from peft_diversity.scoring.report import KNOWN_METRICS as METRICS
 
         bad_modes = [m for m in self.modes if m not in MODES]
         if bad_modes:

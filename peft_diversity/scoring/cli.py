@@ -11,7 +11,7 @@ from peft_diversity.errors import PeftDiversityError
 
 from .bleu import SMOOTHINGS
 from .judges import make_judge
-from .report import METRICS, format_results_table, load_responses, score_rows
+from .report import KNOWN_METRICS, METRICS, format_results_table, load_responses, score_rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", type=Path, default=None, help="write the scores as JSON here")
     parser.add_argument(
-        "--metrics", nargs="+", choices=METRICS, default=list(METRICS), help="metrics to compute"
+        "--metrics", nargs="+", choices=KNOWN_METRICS, default=list(METRICS), help="metrics to compute"
     )
     parser.add_argument(
         "--embedder", default=None, help="SentenceTransformer path/id (default: bundled MiniLM)"

@@ -16,7 +16,10 @@ from .semantic import semantic_diversity
 from .vendi import vendi_score
 
 METRICS = ("semantic_diversity", "self_bleu", "distinct_n", "vendi", "distinct_k", "coherence")
-_EMBEDDING_METRICS = {"semantic_diversity", "vendi", "distinct_k", "coherence"}
+# Known but not computed unless asked for (one more embedding pass)
+OPTIONAL_METRICS = ("semantic_diversity_no_opening",)
+KNOWN_METRICS = (*METRICS, *OPTIONAL_METRICS)
+_EMBEDDING_METRICS = {"semantic_diversity", "vendi", "distinct_k", "coherence", "semantic_diversity_no_opening"}
 
 
 def _scalars(result: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -50,17 +53,18 @@ def score_predictions(
     (``vendi_ngram*``). ``coherence`` needs ``contexts``; with a ``judge`` it adds the judge's
     ratings to the embedding proxy.
     """
-    unknown = set(metrics) - set(METRICS)
+    unknown = set(metrics) - set(KNOWN_METRICS)
     if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
+        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {KNOWN_METRICS}")
     emb = embedder
     if not isinstance(embedder, CachedEmbedder) and _EMBEDDING_METRICS & set(metrics):
         emb = CachedEmbedder(embedder, batch_size)
     out: dict[str, Any] = {"num_prompts": len(predictions), "num_responses": sum(len(r) for r in predictions)}
     if "semantic_diversity" in metrics:
         out.update(_scalars(semantic_diversity(predictions, emb)))
-        # the same after each response's first words: a possibility number that only fixes an opening
-        # ("Oh wow, ...") looks diverse above and not here
+    if "semantic_diversity_no_opening" in metrics:
+        # after each response's first words: a possibility number that only fixes an opening ("Oh wow, ...")
+        # looks diverse in semantic_diversity and not here
         stripped = [[drop_opening(text, OPENING_WORDS) for text in group] for group in predictions]
         out["semantic_diversity_no_opening"] = semantic_diversity(stripped, emb)["semantic_diversity"]
     if "self_bleu" in metrics:
