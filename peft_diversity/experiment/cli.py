@@ -18,7 +18,7 @@ REAL_MODEL_NOTE = (
     "on a 2-core CPU (minutes on a GPU):\n  peft-diversity experiment --config {config}"
 )
 REAL_MODEL_CONFIG = "recipes/experiments/dialogue-smollm2.yaml"
-REAL_MODEL_MINUTES = 75
+REAL_MODEL_MINUTES = 72  # measured on the 2-core CPU, 2026-11-27 (docs/results.md)
 
 
 def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
