@@ -3,6 +3,7 @@ interviewers (scripted, LLM over a local HTTP double), interviews with a tiny mo
 
 from __future__ import annotations
 
+import argparse
 import configparser
 import fnmatch
 import importlib.util
@@ -796,7 +797,7 @@ def test_cli_bad_input_exits_2(tiny_folder, tmp_path, capsys):
     bad_ref = tmp_path / "ref.json"
     bad_ref.write_text('{"gender": {"woman": 1}}')
     cases = [
-        [],  # no models
+        ["--models", f"{tiny_folder}", "--template", str(tmp_path / "missing.json")],
         ["--models", "builtin:minilm-decoder", "-n", "0"],
         ["--models", "builtin:minilm-decoder", "--decoder", "nope"],
         ["--models", f"{tiny_folder}@possibilities"],  # no possibility_config.json
@@ -811,6 +812,25 @@ def test_cli_bad_input_exits_2(tiny_folder, tmp_path, capsys):
         assert bias_cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("peft-diversity bias: ") and "Traceback" not in err, (argv, err)
+
+
+def test_default_model_is_smollm2_and_template_reaches_models_without_one(tiny_folder, tmp_path, monkeypatch):
+    parser = argparse.ArgumentParser()
+    bias_cli.add_arguments(parser)
+    assert parser.parse_args([]).models == ["base=builtin:smollm2-135m-instruct@sampling"]
+
+    from peft_diversity.persona import interview
+    from peft_diversity.templates import PossibilityTemplate
+
+    wording = tmp_path / "wording"
+    PossibilityTemplate(system_prompt="You are a person.", max_possibility=3).save_pretrained(wording)
+    seen = []
+    real = interview.run_interviews
+    monkeypatch.setattr(interview, "run_interviews", lambda *a, **kw: seen.append(kw["template"]) or real(*a, **kw))
+    argv = ["--models", f"{tiny_folder}@sampling", "--template", str(wording), "-n", "1",
+            "--max-new-tokens", "2", "--no-recap", "--max-followups", "0", "--out", str(tmp_path / "out")]
+    assert bias_cli.main(argv) == 0
+    assert [(t.system_prompt, t.max_possibility) for t in seen] == [("You are a person.", 3)]
 
 
 def test_model_specs_and_default_decoder(tiny_folder, tmp_path):

@@ -4,6 +4,9 @@
     peft-diversity bias --models base=Qwen/Qwen2.5-0.5B-Instruct@sampling poexft=out/poexft@possibilities \\
         --interviewer openai:gpt-4o-mini --base-url http://127.0.0.1:8000/v1 --out runs/bias
     peft-diversity bias --check-extractor          # the extractor's precision/recall on the labelled snippets
+    peft-diversity bias -n 100                     # SmolLM2-135M-Instruct (base, sampling), offline
+
+Without `--models`, the base SmolLM2-135M-Instruct is interviewed with the sampling decoder (DEFAULT_MODEL).
 
 A model spec is `[label=]model[@decoder]`: a Hub id, a folder, an adapter folder or builtin:<name>. Without
 `@decoder` (or `--decoder`), a model trained with peft_diversity in poexft mode uses `possibilities`, any other
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_N = 100
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_NEW_TOKENS = 40
+DEFAULT_MODEL = "base=builtin:smollm2-135m-instruct@sampling"  # a real chat model, offline
 
 
 @dataclass
@@ -44,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models",
         nargs="+",
-        default=[],
+        default=[DEFAULT_MODEL],
         metavar="[LABEL=]MODEL[@DECODER]",
-        help="models to interview (Hub id, folder, adapter folder or builtin:<name>)",
+        help=f"models to interview (Hub id, folder, adapter folder or builtin:<name>; default {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "-n", "--n", type=int, default=DEFAULT_N, help=f"conversations per model (default {DEFAULT_N})"
@@ -56,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--decoder", default=None, help="decoder for models without @decoder (default: automatic)"
+    )
+    parser.add_argument(
+        "--template",
+        default=None,
+        help="possibility_config.json (file or folder) for models without a saved template, e.g. a trained "
+        "model's folder so the base model is asked in the same words (default: the dialogue wording)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -139,8 +149,6 @@ def _validate(args: argparse.Namespace) -> None:
             raise PersonaError(f"{name} must be >= 1, got {value}")
     if args.max_followups < 0:
         raise PersonaError(f"--max-followups must be >= 0, got {args.max_followups}")
-    if not args.models and not args.check_extractor:
-        raise PersonaError("give --models (one or more [label=]model[@decoder]) or --check-extractor")
     for option, value, default in (
         ("--interviewer", args.interviewer, "scripted"),
         ("--extractor", args.extractor, "rules"),
@@ -267,18 +275,30 @@ def _run(args: argparse.Namespace) -> int:
             )
         return 0
     specs = resolve_specs(args)
+    fallback = _load_fallback_template(args.template)
     interviewer = build_interviewer(args)
     # the rule extractor's accuracy costs milliseconds; an LLM extractor's is measured with --check-extractor
     accuracy = (
         [extractor_accuracy(split=split) for split in HELDOUT_SPLITS] if args.extractor == "rules" else None
     )
     start = time.perf_counter()
-    results = _interview_all(specs, args, interviewer, extractor, references, accuracy, start)
+    results = _interview_all(specs, args, interviewer, extractor, references, accuracy, start, fallback)
     settings = _settings(args, start)
     write_bias_report(results, args.out, settings, accuracy)
     print(f"\n{format_bias_table(results)}\n")
     print(f"wrote {args.out}/bias.md, bias.json, bias.png, transcripts/ ({settings['wall_time_s']:.0f} s)")
     return 0
+
+
+def _load_fallback_template(source: str | None) -> Any:
+    from peft_diversity.templates import load_template
+
+    if source is None:
+        return None
+    try:
+        return load_template(source)
+    except OSError as err:  # FileNotFoundError included
+        raise PersonaError(f"--template {source}: {err}") from err
 
 
 def _settings(args: argparse.Namespace, start: float) -> dict[str, Any]:
@@ -291,6 +311,7 @@ def _settings(args: argparse.Namespace, start: float) -> dict[str, Any]:
         "temperature": args.temperature,
         "top_p": args.top_p,
         "possibility_per": args.possibility_per,
+        "template": args.template,
         "reference": str(args.reference) if args.reference else "uniform",
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
@@ -304,6 +325,7 @@ def _interview_all(
     references: Any,
     accuracy: Any,
     start: float,
+    fallback: Any = None,
 ) -> list[BiasResult]:
     """Each model in turn; its transcripts are written as soon as it finishes, and a failure after one or more
     models leaves a partial report of those (the error is raised again)."""
@@ -312,7 +334,7 @@ def _interview_all(
     results: list[BiasResult] = []
     for spec in specs:
         try:
-            results.append(_interview_model(spec, args, interviewer, extractor, references))
+            results.append(_interview_model(spec, args, interviewer, extractor, references, fallback))
         except BaseException as err:
             if results:
                 settings = {
@@ -331,7 +353,12 @@ def _interview_all(
 
 
 def _interview_model(
-    spec: ModelSpec, args: argparse.Namespace, interviewer: Any, extractor: Any, references: Any
+    spec: ModelSpec,
+    args: argparse.Namespace,
+    interviewer: Any,
+    extractor: Any,
+    references: Any,
+    fallback: Any = None,
 ) -> BiasResult:
     from peft_diversity.models.builtin import resolve_model_path
     from peft_diversity.models.loading import load_model_and_tokenizer
@@ -343,7 +370,7 @@ def _interview_model(
         model, tokenizer = load_model_and_tokenizer(spec.model, dtype=args.dtype)
     except OSError as err:
         raise PersonaError(f"cannot load model {spec.model!r}: {err}") from err
-    template = find_template(resolve_model_path(spec.model))
+    template = find_template(resolve_model_path(spec.model)) or fallback
     settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
     per = {"possibility_per": args.possibility_per} if spec.decoder == "possibilities" else {}
     start = time.perf_counter()
