@@ -833,6 +833,27 @@ def test_default_model_is_smollm2_and_template_reaches_models_without_one(tiny_f
     assert [(t.system_prompt, t.max_possibility) for t in seen] == [("You are a person.", 3)]
 
 
+def test_check_extractor_on_a_labelled_file_of_ones_own(tmp_path, capsys):
+    labelled = tmp_path / "answers.jsonl"
+    rows = [
+        {"attribute": "country", "text": "I live in Kenya, in Nairobi.", "label": "Kenya"},
+        {"attribute": "age", "text": "I'm a real person from the Abyss.", "label": "unknown"},
+        {"attribute": "gender", "text": "I'm a woman.", "label": "male"},  # the rules say female: a miss
+    ]
+    labelled.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert bias_cli.main(["--check-extractor", "--labelled", str(labelled)]) == 0
+    printed = capsys.readouterr().out
+    assert "all (3 snippets)" in printed and "heldout" not in printed
+    accuracy = extractor_accuracy(load_labelled(labelled))
+    assert accuracy["micro"]["correct"] == 1 and accuracy["micro"]["predicted"] == 2
+    labelled.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"attribute": "height", "text": "x", "label": "x"}))
+    assert bias_cli.main(["--check-extractor", "--labelled", str(labelled)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"peft-diversity bias: {labelled}:2: 'attribute' must be one of "
+        "['country', 'age', 'occupation', 'education', 'gender']"
+    )
+
+
 def test_model_specs_and_default_decoder(tiny_folder, tmp_path):
     decoders = ["possibilities", "sampling"]
     spec = bias_cli.parse_model_spec("poexft=runs/x/models/poexft@possibilities", decoders)

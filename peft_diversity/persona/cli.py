@@ -95,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only print the extractor's precision/recall on the hand-labelled snippets",
     )
+    parser.add_argument(
+        "--labelled",
+        type=Path,
+        default=None,
+        help="with --check-extractor: a JSONL of labelled answers ({attribute, text, label, flags?} per line) "
+        "to score instead of the shipped snippets",
+    )
     parser.add_argument("--dtype", default="auto", help="model dtype (auto, float32, bfloat16, ...)")
     parser.add_argument(
         "--possibility-per",
@@ -260,7 +267,7 @@ def _bad_input_errors() -> tuple[type[Exception], ...]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from peft_diversity.persona.extract import HELDOUT_SPLITS, extractor_accuracy
+    from peft_diversity.persona.extract import HELDOUT_SPLITS, extractor_accuracy, load_labelled
     from peft_diversity.persona.report import format_accuracy_table, format_bias_table, write_bias_report
     from peft_diversity.persona.score import load_reference
 
@@ -268,8 +275,9 @@ def _run(args: argparse.Namespace) -> int:
     references = load_reference(args.reference) if args.reference else None
     extractor = build_extractor(args)
     if args.check_extractor:
-        for split in (*HELDOUT_SPLITS, "dev", None):
-            accuracy = extractor_accuracy(extractor=extractor, split=split)
+        labelled = load_labelled(args.labelled) if args.labelled else None
+        for split in (None,) if args.labelled else (*HELDOUT_SPLITS, "dev", None):
+            accuracy = extractor_accuracy(labelled, extractor=extractor, split=split)
             print(
                 f"\n{accuracy['split']} ({accuracy['num_snippets']} snippets)\n{format_accuracy_table(accuracy)}"
             )

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.errors import PersonaError
 from peft_diversity.jsonl import read_jsonl
 from peft_diversity.persona.categories import (
     ATTRIBUTES,
@@ -281,8 +282,18 @@ ACCURACY_FLAGS = ("refusal", "non_english")
 
 
 def load_labelled(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """The hand-labelled answer snippets: {"attribute", "text", "label", "flags"?} per line."""
-    return [row for _, row in read_jsonl(path or LABELLED_FILE)]
+    """The hand-labelled answer snippets: {"attribute", "text", "label", "flags"?} per line; a line without them
+    raises PersonaError naming file:line."""
+    path = path or LABELLED_FILE
+    rows = []
+    for line, row in read_jsonl(path, error=PersonaError):
+        if not isinstance(row, dict) or row.get("attribute") not in ATTRIBUTES:
+            raise PersonaError(f"{path}:{line}: 'attribute' must be one of {list(ATTRIBUTES)}")
+        for name in ("text", "label"):
+            if not isinstance(row.get(name), str):
+                raise PersonaError(f"{path}:{line}: {name!r} must be a string")
+        rows.append(row)
+    return rows
 
 
 def snippet_transcript(item: dict[str, Any], index: int = 0) -> Transcript:
