@@ -1,12 +1,14 @@
 """Latency of diverse generation: K possibilities in one call vs one response, shared prefix vs plain, baselines.
 
     python benchmarks/bench_generation.py [--repeats 3] [--num-responses 5] [--new-tokens 48] [--only p1,p2,p3] [--markdown out.md]
+    python benchmarks/bench_generation.py --model builtin:smollm2-135m-instruct --only p1,p3
 
-P1  builtin:minilm-decoder, 256-token context: K possibilities (one call) / one response (target <= 1.3).
+P1  `--model` (default builtin:minilm-decoder), 256-token context: K possibilities (one call) / one response
+    (target <= 1.3).
 P2  a tiny-but-not-trivial random Llama (hidden 256, 4 layers), 1024-token context: plain batched K full
     prompts / shared-prefix path (target >= 1.5), for `--new-tokens` and for the first token alone (the prefill,
     the only part the shared prefix saves: decoding K rows costs the same on both paths).
-P3  builtin:minilm-decoder, 128-token context (listing's K x 48 tokens must fit the 512-token window):
+P3  `--model`, 128-token context (listing's K x 48 tokens must fit MiniLM's 512-token window):
     listing and iterative latency / possibilities (expected about K).
 Every response is forced to exactly `--new-tokens` tokens (min_new_tokens = max_new_tokens). Variants are timed
 interleaved, `--repeats` times after a warm-up; the medians are reported and ratios come from one run.
@@ -32,6 +34,7 @@ from peft_diversity.models.loading import load_model_and_tokenizer  # noqa: E402
 from peft_diversity.models.minilm import minilm_decoder_tokenizer
 from peft_diversity.templates import PossibilityTemplate  # noqa: E402
 
+DEFAULT_MODEL = "builtin:minilm-decoder"
 SENTENCES = [
     "I went to the market this morning and the tomatoes were finally in season.",
     "Did you hear that the bridge on the north road is closed until next month?",
@@ -173,11 +176,13 @@ def bench_p3(model, tokenizer, k: int, new_tokens: int, repeats: int) -> dict[st
 
 def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
     k, n = args.num_responses, args.new_tokens
+    name = args.model.removeprefix("builtin:")
+    model_flag = "" if args.model == DEFAULT_MODEL else f" --model {args.model}"
     lines = [
         f"### Generation latency ({datetime.date.today().isoformat()}, 2-core CPU, torch {torch.__version__}, "
         f"torch threads: {torch.get_num_threads()}, {platform.machine()})",
         "",
-        f"`python benchmarks/bench_generation.py --repeats {args.repeats} --num-responses {k} --new-tokens {n} "
+        f"`python benchmarks/bench_generation.py{model_flag} --only {args.only} --repeats {args.repeats} --num-responses {k} --new-tokens {n} "
         f"--threads {args.threads}` — "
         f"median of {args.repeats} interleaved runs after a warm-up; every response exactly {n} new tokens; "
         "ratios from one run.",
@@ -188,7 +193,7 @@ def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> 
     if "p1" in results:
         r = results["p1"]
         lines += [
-            f"| P1 | minilm-decoder, 256-token context | one response | {r['one response']:.3f} | | |",
+            f"| P1 | {name}, 256-token context | one response | {r['one response']:.3f} | | |",
             f"| P1 | | {k} possibilities, one call (shared prefix) | {r[f'{k} possibilities']:.3f} | "
             f"**{r['ratio']:.2f}x** one response | <= 1.3 |",
             f"| P1 | | {k} possibilities, plain path | {r[f'{k} possibilities, plain path']:.3f} | "
@@ -209,7 +214,7 @@ def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> 
     if "p3" in results:
         r = results["p3"]
         lines += [
-            f"| P3 | minilm-decoder, 128-token context, K={k} | possibilities | {r['possibilities']:.3f} | 1 | |",
+            f"| P3 | {name}, 128-token context, K={k} | possibilities | {r['possibilities']:.3f} | 1 | |",
             f"| P3 | | listing (one {k}x{n}-token generation) | {r['listing']:.3f} | "
             f"{r['listing / possibilities']:.2f}x | about K |",
             f"| P3 | | iterative ({k} sequential calls) | {r['iterative']:.3f} | "
@@ -220,6 +225,7 @@ def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model of P1 and P3 (default {DEFAULT_MODEL})")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--num-responses", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=48)
@@ -235,7 +241,7 @@ def main() -> None:
     wanted = set(args.only.split(","))
     results: dict[str, dict[str, float]] = {}
     if wanted & {"p1", "p3"}:
-        model, tokenizer = load_model_and_tokenizer("builtin:minilm-decoder")
+        model, tokenizer = load_model_and_tokenizer(args.model)
         if "p1" in wanted:
             results["p1"] = bench_p1(model, tokenizer, args.num_responses, args.new_tokens, args.repeats)
             print("P1", results["p1"], flush=True)
