@@ -75,6 +75,10 @@ def test_runner_writes_every_output_and_resumes(tiny_setup, tmp_path):
     assert all(len(r["responses"]) <= 3 and "context" in r and "decoder" in r for r in responses)
     table = (run / "results.md").read_text()
     assert "| poexft | possibilities |" in table and "| human | candidates |" in table
+    # the possibilities run against every other run, with a paired interval over the 2 contexts
+    gaps = [line for line in table.splitlines() if line.startswith("| ") and "[" in line]
+    assert [line.split(" | ")[0] for line in gaps] == [f"| {r['model']}__{r['decoder']}" for r in ALL_RUNS
+                                                       if r["decoder"] != "possibilities"]
     assert json.loads((run / "results.json").read_text())["results"][0]["decoder"] == "sampling"
     assert (run / "diversity_vs_coherence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -513,3 +513,21 @@ def test_diversity_without_openings_sees_through_a_shared_opening(embedder):
     different = [["Oh wow, I love tea so much.", "Oh wow, the bus is late again.", "Oh wow, snow in May."]]
     assert score_predictions(different, metrics=["semantic_diversity_no_opening"], embedder=embedder)[
         "semantic_diversity_no_opening"] > 0.4
+
+
+def test_paired_bootstrap_interval_and_share():
+    from peft_diversity.scoring.paired import paired_bootstrap
+
+    first, second = [0.5, 0.6, 0.7, 0.8], [0.4, 0.6, 0.5, 0.9]  # differences +0.1, 0, +0.2, -0.1
+    gap = paired_bootstrap(first, second, num_samples=2000)
+    assert gap["mean_difference"] == pytest.approx(0.05)
+    low, high = gap["interval"]
+    assert -0.1 <= low < 0.05 < high <= 0.2  # percentiles of resampled means stay within the differences
+    assert gap["share_higher"] == pytest.approx((2 + 0.5) / 4) and gap["num_prompts"] == 4
+    assert paired_bootstrap(first, second, num_samples=2000) == gap  # seeded
+    constant = paired_bootstrap([1.0] * 5, [0.25] * 5)
+    assert constant["interval"] == pytest.approx([0.75, 0.75]) and constant["share_higher"] == 1.0
+    from peft_diversity.errors import ScoringInputError
+
+    with pytest.raises(ScoringInputError, match="same non-zero number of prompts, got 2 and 1"):
+        paired_bootstrap([1.0, 2.0], [1.0])

@@ -20,7 +20,7 @@ def write_reports(rows: list[dict[str, Any]], response_files: list[Path], run_di
     atomic_write_text(run_dir / "results.md", f"# {config.name}\n\n{format_results_table(rows)}\n\n"
                 f"K = {config.num_responses} responses per context, {rows[0]['scores'].get('num_prompts', '?')} held-out "
                 f"contexts of `{config.dataset}` ({config.eval_split}); base model `{config.base_model}`.\n"
-                f"{_judge_line(run_dir, config)}{_openings_section(response_files)}")
+                f"{_judge_line(run_dir, config)}{_paired_section(response_files)}{_openings_section(response_files)}")
     _write_json(run_dir / "results.json", {"experiment": config.name, "results": rows})
     lines = [line for path in response_files for line in Path(path).read_text(encoding="utf-8").splitlines()]
     atomic_write_text(run_dir / "responses.jsonl", "\n".join(lines) + "\n")
@@ -44,6 +44,32 @@ def _openings_section(response_files: list[Path]) -> str:
                   + " |" for k, row in table.items()]
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
+
+
+def _paired_section(response_files: list[Path]) -> str:
+    """The possibilities run's per-context semantic diversity minus each other run's, with paired bootstrap
+    intervals over contexts: how much of a gap in the table is more than which contexts happened to be drawn."""
+    from peft_diversity.generation.responses import read_responses_jsonl
+    from peft_diversity.scoring.paired import paired_bootstrap
+    from peft_diversity.scoring.semantic import semantic_diversity
+
+    runs = {Path(p).stem: read_responses_jsonl(p) for p in response_files}
+    ours = [name for name, results in runs.items() if results and results[0].decoder == "possibilities"]
+    if not ours:
+        return ""
+    per_context = {name: semantic_diversity([r.texts for r in results], return_per_prompt=True)
+                   ["semantic_diversity_per_prompt"] for name, results in runs.items()}
+    lines = [f"\n## {ours[0]} vs each run: semantic diversity per context\n",
+             f"| run | semantic diversity | {ours[0]} minus run | 95% interval (paired bootstrap over contexts) "
+             f"| contexts where {ours[0]} is higher |", "|---|---:|---:|---|---:|"]
+    for name, scores in per_context.items():
+        if name == ours[0]:
+            continue
+        gap = paired_bootstrap(per_context[ours[0]], scores)
+        low, high = gap["interval"]
+        lines.append(f"| {name} | {sum(scores) / len(scores):.3f} | {gap['mean_difference']:+.3f} | "
+                     f"[{low:+.3f}, {high:+.3f}] | {gap['share_higher']:.0%} |")
+    return "\n".join(lines) + "\n"
 
 
 def _judge_line(run_dir: Path, config: ExperimentConfig) -> str:
