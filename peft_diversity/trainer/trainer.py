@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import types
+import warnings
 from typing import Any
 
 import torch
@@ -23,6 +24,10 @@ from peft_diversity.templates import PossibilityTemplate, TemplateError, ensure_
 from peft_diversity.trainer.config import PossibilityConfig
 from peft_diversity.trainer.loss import content_word_spans, first_subtoken_mask, poexft_loss
 from peft_diversity.trainer.rows import build_training_rows
+
+# peft looks for config.json under the adapter's base name to see whether the vocabulary grew; a builtin: name is
+# no folder or Hub repo, so it warns and assumes it did not, which is right: builtins are never resized
+warnings.filterwarnings("ignore", message="Could not find a config file in builtin:", module="peft")
 
 IGNORE = -100
 
