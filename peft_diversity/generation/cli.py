@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = _generate(args)
     except (GenerationError, TemplateError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"peft-diversity generate: {err}", file=sys.stderr)
         return 2
     print_responses(results)
     if args.output:
