@@ -921,3 +921,13 @@ def test_a_late_failure_keeps_the_finished_models(tiny_folder, tmp_path, monkeyp
     assert "Partial report" in md and "b failed" in md and "| a | sampling |" in md
     assert json.loads((out / "bias.json").read_text())["settings"]["partial"].startswith("b failed")
     assert "partial report of 1 of 2 models" in capsys.readouterr().err
+
+
+def test_smollm2_labelled_answers_use_known_categories_and_stay_apart_from_the_shipped_set():
+    path = Path(__file__).resolve().parent.parent / "docs" / "data" / "smollm2_persona_answers_labelled.jsonl"
+    items = load_labelled(path)
+    assert len(items) >= 50
+    for item in items:
+        assert item["label"] in [*category_ids(item["attribute"]), UNKNOWN], item
+    shipped = {item["text"] for item in load_labelled()}
+    assert not shipped & {item["text"] for item in items}
