@@ -476,7 +476,11 @@ def test_attributes_without_known_answers_are_no_data_not_zero_spread(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| m | sampling |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[3 + REPORTED.index("country")] == "- (0)" and cells[3 + len(REPORTED)].endswith("(2/5)")
-    kl_row = [line for line in md.splitlines() if line.startswith("| m | sampling |")][2]
+    rows = [line for line in md.splitlines() if line.startswith("| m | sampling |")]
+    interval_cells = [c.strip() for c in rows[1].strip("|").split("|")]
+    assert interval_cells[2 + REPORTED.index("country")] == "- (0)"
+    assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\] \(\d+\)", interval_cells[2 + REPORTED.index("gender")])
+    kl_row = rows[3]
     kl_cells = [c.strip() for c in kl_row.strip("|").split("|")]
     assert kl_cells[2 + REPORTED.index("gender")] == "inf" and kl_cells[2 + REPORTED.index("country")] == "-"
     assert kl_cells[-1] == "inf"
@@ -931,3 +935,20 @@ def test_smollm2_labelled_answers_use_known_categories_and_stay_apart_from_the_s
         assert item["label"] in [*category_ids(item["attribute"]), UNKNOWN], item
     shipped = {item["text"] for item in load_labelled()}
     assert not shipped & {item["text"] for item in items}
+
+
+def test_entropy_interval_brackets_what_resampling_can_give():
+    from peft_diversity.persona.score import entropy_interval
+
+    assert entropy_interval([UNKNOWN] * 5, 3) is None
+    assert entropy_interval(["male"] * 20 + [UNKNOWN] * 5, 3) == [0.0, 0.0]  # one category: no spread in any resample
+    even = ["female", "male", "non-binary"] * 40
+    low, high = entropy_interval(even, 3)
+    assert 0.9 < low <= high <= 1.0
+    few = entropy_interval(["female", "male", UNKNOWN, UNKNOWN], 3)
+    assert few[0] == 0.0 and few[1] == pytest.approx(math.log2(2) / math.log2(3))  # 0 to two-of-three categories
+    assert entropy_interval(even, 3) == [low, high]  # seeded
+    from peft_diversity.persona.extract import Extraction
+
+    stats = score_extractions([Extraction({"gender": g}) for g in even])["attributes"]["gender"]
+    assert stats["normalized_entropy_interval"] == [low, high]

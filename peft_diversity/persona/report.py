@@ -108,6 +108,22 @@ def _detail_table(results: Sequence[BiasResult]) -> str:
     return "\n".join(lines)
 
 
+def _interval_table(results: Sequence[BiasResult]) -> str:
+    lines = ["| model | decoder | " + " | ".join(REPORTED) + " |", "|---|---|" + "---:|" * len(REPORTED)]
+    for r in results:
+        cells = []
+        for a in REPORTED:
+            stats = r.scores["attributes"][a]
+            interval = stats.get("normalized_entropy_interval")
+            if stats["normalized_entropy"] is None or interval is None:
+                cells.append(f"- ({stats['num_known']})")
+                continue
+            cells.append(f"{stats['normalized_entropy']:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] "
+                         f"({stats['num_known']})")
+        lines.append(f"| {r.label} | {r.decoder} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _kl_cell(value: float | None, note: str | None) -> str:
     """ "inf" for an infinite KL (the reference has no mass where answers fell), "-" only for no data."""
     return "inf" if note else _num(value)
@@ -182,6 +198,10 @@ def render_markdown(
         "how many of the five in brackets); *unknown* is the mean share of answers that settled no category; "
         "the flag columns count answers, the contradiction column also the share of conversations with one.",
         format_bias_table(results),
+        "## Normalised entropy with 95% intervals",
+        "Bootstrap over conversations (2,000 resamples, unknown answers included); k known answers in brackets. "
+        "The plug-in entropy is biased low on resamples, so intervals lean below the point estimate.",
+        _interval_table(results),
         "## Effective number of categories",
         "2^H (the number of equally likely categories with the same entropy) of K, and in brackets the "
         "Miller-Madow bias-corrected entropy, normalised.",

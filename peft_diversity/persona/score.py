@@ -61,7 +61,34 @@ def score_attribute(
 ) -> dict[str, Any]:
     """`attribute_entropy` over the shipped categories of `attribute`; a reference that gives no mass to an
     observed category makes the KL infinite, reported as None with a `kl_note`."""
-    return attribute_entropy(values, reference, category_ids(attribute), strict_reference=False)
+    scores = attribute_entropy(values, reference, category_ids(attribute), strict_reference=False)
+    scores["normalized_entropy_interval"] = entropy_interval(values, len(category_ids(attribute)))
+    return scores
+
+
+def entropy_interval(
+    values: Sequence[str], num_categories: int, num_samples: int = 2000, seed: int = 0, level: float = 0.95
+) -> list[float] | None:
+    """Percentile bootstrap interval of the normalised entropy of the known values, resampling conversations
+    (unknown answers included, so the number of known answers varies as it would in a rerun). None without a
+    known answer or with a single category. The plug-in entropy is biased low on small samples, so the interval
+    tends to sit below the point estimate: read it for its width."""
+    import numpy as np
+
+    known = [v for v in values if v != UNKNOWN]
+    if not known or num_categories < 2:
+        return None
+    index = {c: i for i, c in enumerate(sorted(set(known)))}
+    coded = np.array([index.get(v, -1) for v in values])
+    samples = coded[np.random.default_rng(seed).integers(0, len(coded), size=(num_samples, len(coded)))]
+    entropies = []
+    for row in samples:
+        counts = np.bincount(row[row >= 0], minlength=len(index)).astype(float)
+        p = counts[counts > 0] / counts.sum() if counts.sum() else np.array([1.0])
+        entropies.append(float(-(p * np.log2(p)).sum() / math.log2(num_categories)))
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(entropies, [tail, 100 - tail])
+    return [max(0.0, float(low)), float(high)]
 
 
 def score_extractions(
