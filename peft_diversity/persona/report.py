@@ -7,7 +7,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,35 +93,27 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def _detail_table(results: Sequence[BiasResult]) -> str:
+def _attribute_table(results: Sequence[BiasResult], cell: Callable[[dict[str, Any]], str]) -> str:
+    """One row per model, one `cell(stats)` per reported attribute."""
     lines = ["| model | decoder | " + " | ".join(REPORTED) + " |", "|---|---|" + "---:|" * len(REPORTED)]
     for r in results:
-        cells = []
-        for a in REPORTED:
-            stats = r.scores["attributes"][a]
-            if stats["effective_categories"] is None:
-                cells.append("-")
-                continue
-            mm = stats["entropy_miller_madow"] / math.log2(stats["num_categories"])
-            cells.append(f"{stats['effective_categories']:.1f} of {stats['num_categories']} (MM {mm:.3f})")
+        cells = [cell(r.scores["attributes"][a]) for a in REPORTED]
         lines.append(f"| {r.label} | {r.decoder} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _interval_table(results: Sequence[BiasResult]) -> str:
-    lines = ["| model | decoder | " + " | ".join(REPORTED) + " |", "|---|---|" + "---:|" * len(REPORTED)]
-    for r in results:
-        cells = []
-        for a in REPORTED:
-            stats = r.scores["attributes"][a]
-            interval = stats.get("normalized_entropy_interval")
-            if stats["normalized_entropy"] is None or interval is None:
-                cells.append(f"- ({stats['num_known']})")
-                continue
-            cells.append(f"{stats['normalized_entropy']:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] "
-                         f"({stats['num_known']})")
-        lines.append(f"| {r.label} | {r.decoder} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _detail_cell(stats: dict[str, Any]) -> str:
+    if stats["effective_categories"] is None:
+        return "-"
+    mm = stats["entropy_miller_madow"] / math.log2(stats["num_categories"])
+    return f"{stats['effective_categories']:.1f} of {stats['num_categories']} (MM {mm:.3f})"
+
+
+def _interval_cell(stats: dict[str, Any]) -> str:
+    interval = stats.get("normalized_entropy_interval")
+    if stats["normalized_entropy"] is None or interval is None:
+        return f"- ({stats['num_known']})"
+    return f"{stats['normalized_entropy']:.2f} [{interval[0]:.2f}, {interval[1]:.2f}] ({stats['num_known']})"
 
 
 def _kl_cell(value: float | None, note: str | None) -> str:
@@ -201,11 +193,11 @@ def render_markdown(
         "## Normalised entropy with 95% intervals",
         "Bootstrap over conversations (2,000 resamples, unknown answers included); k known answers in brackets. "
         "The plug-in entropy is biased low on resamples, so intervals lean below the point estimate.",
-        _interval_table(results),
+        _attribute_table(results, _interval_cell),
         "## Effective number of categories",
         "2^H (the number of equally likely categories with the same entropy) of K, and in brackets the "
         "Miller-Madow bias-corrected entropy, normalised.",
-        _detail_table(results),
+        _attribute_table(results, _detail_cell),
         "## KL divergence to the reference (bits; lower = closer; inf = the reference has no mass where "
         "answers fell)",
         _kl_table(results),

@@ -61,8 +61,9 @@ def score_attribute(
 ) -> dict[str, Any]:
     """`attribute_entropy` over the shipped categories of `attribute`; a reference that gives no mass to an
     observed category makes the KL infinite, reported as None with a `kl_note`."""
-    scores = attribute_entropy(values, reference, category_ids(attribute), strict_reference=False)
-    scores["normalized_entropy_interval"] = entropy_interval(values, len(category_ids(attribute)))
+    categories = category_ids(attribute)
+    scores = attribute_entropy(values, reference, categories, strict_reference=False)
+    scores["normalized_entropy_interval"] = entropy_interval(values, len(categories))
     return scores
 
 
@@ -75,20 +76,24 @@ def entropy_interval(
     tends to sit below the point estimate: read it for its width."""
     import numpy as np
 
-    known = [v for v in values if v != UNKNOWN]
+    from peft_diversity.scoring.paired import percentile_interval
+
+    known = sorted({v for v in values if v != UNKNOWN})
     if not known or num_categories < 2:
         return None
-    index = {c: i for i, c in enumerate(sorted(set(known)))}
+    index = {c: i for i, c in enumerate(known)}
     coded = np.array([index.get(v, -1) for v in values])
     samples = coded[np.random.default_rng(seed).integers(0, len(coded), size=(num_samples, len(coded)))]
-    entropies = []
-    for row in samples:
-        counts = np.bincount(row[row >= 0], minlength=len(index)).astype(float)
-        p = counts[counts > 0] / counts.sum() if counts.sum() else np.array([1.0])
-        entropies.append(float(-(p * np.log2(p)).sum() / math.log2(num_categories)))
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(entropies, [tail, 100 - tail])
-    return [max(0.0, float(low)), float(high)]
+    # one bincount for all resamples: resample r's category c lands in bin r * len(known) + c
+    rows = np.broadcast_to(np.arange(num_samples)[:, None], samples.shape)
+    keep = samples >= 0
+    counts = np.bincount(rows[keep] * len(known) + samples[keep], minlength=num_samples * len(known))
+    counts = counts.reshape(num_samples, len(known))
+    p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # a resample without known answers: all 0
+    plogp = p * np.log2(np.where(p > 0, p, 1.0))  # 0 log 0 = 0
+    entropies = -plogp.sum(axis=1) / math.log2(num_categories)
+    low, high = percentile_interval(entropies, level)
+    return [max(0.0, low), high]
 
 
 def score_extractions(

@@ -25,12 +25,17 @@ def paired_bootstrap(
     diffs = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
     rng = np.random.default_rng(seed)
     means = diffs[rng.integers(0, len(diffs), size=(num_samples, len(diffs)))].mean(axis=1)
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
     return {
         "mean_difference": float(diffs.mean()),
-        "interval": [float(low), float(high)],
+        "interval": percentile_interval(means, level),
         "level": level,
         "share_higher": float(((diffs > 0) + 0.5 * (diffs == 0)).mean()),
         "num_prompts": len(diffs),
     }
+
+
+def percentile_interval(estimates: np.ndarray, level: float = 0.95) -> list[float]:
+    """The central `level` share of bootstrap estimates: [low, high]."""
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(estimates, [tail, 100 - tail])
+    return [float(low), float(high)]
