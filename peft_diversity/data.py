@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.atomic import atomic_write_text
 from peft_diversity.errors import DataValidationError
 from peft_diversity.jsonl import read_jsonl
 
@@ -108,7 +109,7 @@ def _write_report(lines: list[str], report: Any, data_file: Any) -> Path:
     candidates.append(Path(tempfile.gettempdir()) / f"peft-diversity-data-problems-{os.getpid()}.txt")
     for path in candidates:
         try:
-            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            atomic_write_text(path, "\n".join(lines) + "\n")
             return path
         except OSError:
             continue

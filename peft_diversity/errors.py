@@ -11,6 +11,10 @@ class PeftDiversityError(ValueError):
     """Bad input (a file, record, field, flag or setting), explained in one line."""
 
 
+class OutputPathError(PeftDiversityError):
+    """An output flag names a path that cannot be written, or whose writing would destroy an input."""
+
+
 class DataValidationError(PeftDiversityError):
     """A one-to-many record is malformed; the message names the source, record and field."""
 

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.atomic import check_output
 from peft_diversity.builder.build import BuildSettings, build_config, build_dataset
 from peft_diversity.builder.inputs import InputItem, display_name, read_inputs
 from peft_diversity.builder.report import quality_report
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.report_only is not None:
+            check_output(args.report_only, "--report-only", folder=True)
             _print_report(quality_report(args.report_only, embedder=args.embedder))
             return 0
         return _build(args)
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     if not args.input or args.output is None:
         raise BuildError("--input and --output are required (or --report-only DIR)")
+    check_output(args.output, "--output", folder=True)  # before the inputs are read or a teacher loads
     items = read_inputs(args.input, column=args.column, id_column=args.id_column, split=args.split)
     if args.limit is not None:
         items = items[: max(0, args.limit)]

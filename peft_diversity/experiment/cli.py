@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from peft_diversity.assets import asset_path
+from peft_diversity.atomic import check_output
 
 RECIPES = asset_path("recipes") / "experiments"
 DEMO_CONFIG = RECIPES / "demo-cpu.yaml"
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise ExperimentConfigError(f"experiment config not found: {config_path}")
     config = ExperimentConfig.from_yaml(config_path)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
+    check_output(run_dir, "--run-dir", folder=True)  # before any training
     start = time.perf_counter()
     from peft_diversity.scoring.judges import make_judge
 

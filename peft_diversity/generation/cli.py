@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.atomic import check_output, output_errors
 from peft_diversity.errors import GenerationError
 from peft_diversity.generation.core import check_sampling_settings
 from peft_diversity.generation.decoders import DECODERS, get_decoder
@@ -157,6 +158,8 @@ def print_responses(results: list[Responses], out=None, err=None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, generate, print; 0 on success, 2 on bad input (message on stderr)."""
+    if args.output:
+        check_output(args.output, "--output", inputs=[args.input])  # before the model loads
     try:
         results = _generate(args)
     except (GenerationError, TemplateError, FileNotFoundError) as err:
@@ -164,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print_responses(results)
     if args.output:
-        write_responses_jsonl(results, args.output)
+        with output_errors("--output", args.output):
+            write_responses_jsonl(results, args.output)
         print(f"# wrote {args.output}", file=sys.stderr)
     return 0
 

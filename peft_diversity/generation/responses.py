@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peft_diversity.atomic import atomic_path
 from peft_diversity.errors import GenerationError
 from peft_diversity.jsonl import read_jsonl
 
@@ -58,10 +59,10 @@ class Responses:
 
 
 def write_responses_jsonl(results: Iterable[Responses], path: str | os.PathLike) -> Path:
-    """Write one JSON line per context (responses.jsonl)."""
+    """Write one JSON line per context (responses.jsonl), streamed into a temp file renamed over `path` at the
+    end: a failed or killed write leaves an earlier file whole."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for result in results:
             handle.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
     return path

@@ -56,10 +56,13 @@ def _push(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from peft_diversity.atomic import check_output
     from peft_diversity.hub.model import validate_model_repo_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     validate_model_repo_id(args.repo_id)
+    if args.save_only:
+        check_output(args.save_only, "--save-only", folder=True)  # before a model is read or merged
     result = _push(args)
     if result.startswith("wrote "):
         print(result)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from peft_diversity.atomic import check_output
 from peft_diversity.persona.score import PersonaError
 
 if TYPE_CHECKING:
@@ -272,6 +273,8 @@ def _run(args: argparse.Namespace) -> int:
     from peft_diversity.persona.score import load_reference
 
     _validate(args)
+    if not args.check_extractor:
+        check_output(args.out, "--out", folder=True)  # before any model loads
     references = load_reference(args.reference) if args.reference else None
     extractor = build_extractor(args)
     if args.check_extractor:

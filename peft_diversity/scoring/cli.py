@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from peft_diversity.atomic import atomic_write_text, check_output, output_errors
 from peft_diversity.errors import PeftDiversityError
 
 from .bleu import SMOOTHINGS
@@ -48,6 +49,8 @@ def _judge(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Score ``args.responses``; print a markdown table; write JSON to ``args.output``. Returns 0."""
+    if args.output:
+        check_output(args.output, "--output", inputs=[args.responses])
     rows = load_responses(args.responses)
     results = score_rows(
         rows,
@@ -60,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(format_results_table(results, all_columns=True))
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
         payload = {"input": str(args.responses), "metrics": list(args.metrics), "groups": results}
-        args.output.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        with output_errors("--output", args.output):
+            atomic_write_text(args.output, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

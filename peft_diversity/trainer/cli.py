@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
+from peft_diversity.atomic import check_output
 from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import TrainConfigError
 from peft_diversity.models.builtin import resolve_model_path
@@ -44,6 +45,8 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
         raise TrainConfigError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a "
                                "Hub id)")
     reject_ignored_settings(script_args, training_args)
+    if training_args.output_dir:
+        check_output(training_args.output_dir, "output_dir", folder=True)  # before the data or the model loads
     push = _check_push(training_args)  # before any work: a bad repo id or a missing token fails now
     # the token is for push_model only: the Trainer pickles its arguments into training_args.bin (output and
     # every checkpoint), and a token must never be written to disk
