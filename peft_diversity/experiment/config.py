@@ -33,10 +33,18 @@ class RunSpec:
     model: str
     decoder: str
     settings: dict[str, Any] = field(default_factory=dict)
+    variant: dict[str, Any] = field(default_factory=dict)
+    """The sampling setting(s) this run was expanded with from `sweep` (e.g. {"temperature": 0.8}); they
+    override `settings` and name the run (`poexft__possibilities@t=0.8`)."""
+
+    @property
+    def method(self) -> str:
+        """The (model, decoder) pair, without the sweep value: one curve of the frontier."""
+        return f"{self.model}__{self.decoder}"
 
     @property
     def name(self) -> str:
-        return f"{self.model}__{self.decoder}"
+        return self.method + variant_suffix(self.variant)
 
 
 @dataclass
@@ -59,6 +67,19 @@ class ExperimentConfig:
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     judge: dict[str, Any] | None = None
     seed: int = 42
+    seeds: list[int] | None = None
+    """Several training seeds: the whole experiment once per seed into run_dir/seed-<s>/, then a report over
+    seeds (`experiment/study.py`). `seed` alone keeps today's single run in run_dir."""
+    sweep: dict[str, list[Any]] | None = None
+    """One sampling setting and its values, e.g. {temperature: [0.6, 0.8, 1.0, 1.2]}: every run that samples
+    and does not set that key in its own `settings` becomes one run per value (`experiment/runs.py`)."""
+    coherence_metric: str = "coherence"
+    """The metric on the frontier's x-axis (a name in scoring.report.KNOWN_METRICS)."""
+
+    def __post_init__(self) -> None:
+        from peft_diversity.experiment.runs import expand_sweep
+
+        self.runs = expand_sweep(self.runs, self.sweep)  # idempotent: an expanded run is not swept again
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ExperimentConfig:
@@ -90,6 +111,8 @@ class ExperimentConfig:
         missing = [key for key in ("name", "base_model", "dataset", "runs") if key not in data]
         if missing:
             raise ExperimentConfigError(f"missing keys {missing}")
+        if "seed" in data and data.get("seeds") is not None:
+            raise ExperimentConfigError("give 'seed' (one run) or 'seeds' (a list), not both")
         runs = [RunSpec(**_run_fields(i, run)) for i, run in enumerate(data["runs"])]
         config = cls(**{**data, "runs": runs})
         config.validate()
@@ -117,6 +140,7 @@ class ExperimentConfig:
                 raise ExperimentConfigError(f"run {run.name}: the possibilities decoder needs a PoExFT model")
         if self.num_responses < 1:
             raise ExperimentConfigError(f"num_responses must be >= 1, got {self.num_responses}")
+        self._validate_study()
         if self.judge is not None:
             from peft_diversity.scoring.judges import JUDGE_KEYS
 
@@ -130,6 +154,32 @@ class ExperimentConfig:
         except TemplateError as err:
             raise ExperimentConfigError(f"train: {err}") from None
 
+    def _validate_study(self) -> None:
+        """seeds / sweep / coherence_metric / run variants (the multi-seed frontier study's keys)."""
+        from peft_diversity.experiment.runs import check_sweep
+        from peft_diversity.scoring.report import KNOWN_METRICS
+
+        if self.seeds is not None:
+            if (not isinstance(self.seeds, list) or not self.seeds
+                    or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)):
+                raise ExperimentConfigError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ExperimentConfigError(f"seeds must not repeat, got {self.seeds}")
+        if self.sweep is not None:
+            check_sweep(self.sweep)
+        if self.coherence_metric not in KNOWN_METRICS:
+            raise ExperimentConfigError(f"coherence_metric {self.coherence_metric!r} is not a metric; choose "
+                                        f"from {list(KNOWN_METRICS)}")
+        names = [run.name for run in self.runs]
+        for run in self.runs:
+            bad = sorted(set(run.variant) - SAMPLING_KEYS)
+            if bad:
+                raise ExperimentConfigError(f"run {run.name}: variant keys {bad} are not sampling settings "
+                                            f"{sorted(SAMPLING_KEYS)}")
+            if names.count(run.name) > 1:
+                raise ExperimentConfigError(f"run {run.name} is listed twice: its files would overwrite each "
+                                            "other (give one of them a variant)")
+
     def template(self) -> PossibilityTemplate:
         """The task wording of every run: the `train` settings' task / instruction / sentences.
 
@@ -140,10 +190,19 @@ class ExperimentConfig:
         return PossibilityTemplate(**{key: value for key, value in self.train.items() if key in names})
 
 
+# short names of swept settings in run names: poexft__possibilities@t=0.8
+VARIANT_SHORT_NAMES = {"temperature": "t"}
+
+
+def variant_suffix(variant: dict[str, Any]) -> str:
+    """`@t=0.8` for {"temperature": 0.8}; empty for a run that was not swept."""
+    return "".join(f"@{VARIANT_SHORT_NAMES.get(key, key)}={value}" for key, value in sorted(variant.items()))
+
+
 def _run_fields(index: int, run: Any) -> dict[str, Any]:
     if not isinstance(run, dict) or "model" not in run or "decoder" not in run:
         raise ExperimentConfigError(f"runs[{index}] must be a mapping with 'model' and 'decoder'")
-    extra = sorted(set(run) - {"model", "decoder", "settings"})
+    extra = sorted(set(run) - {"model", "decoder", "settings", "variant"})
     if extra:
         raise ExperimentConfigError(f"runs[{index}]: unknown keys {extra}")
     return run
