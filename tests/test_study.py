@@ -90,6 +90,50 @@ def test_bad_study_keys_fail_before_training(change, message):
         ExperimentConfig.from_dict(_minimal(modes=["poexft", "oto"], **change))
 
 
+def test_extends_merges_train_settings_and_replaces_other_keys(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(_minimal(
+        modes=["poexft", "oto"], train={"ul_weight": 0.5, "num_candidates": 4}, generation={"top_p": 0.9},
+        seeds=[1, 2])))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "variant.yaml").write_text(
+        "extends: ../base.yaml\nname: y\ntrain: {ul_weight: 1.0}\nmodes: [poexft]\n"
+        "runs: [{model: poexft, decoder: possibilities}]\n")
+    config = ExperimentConfig.from_yaml(tmp_path / "sub" / "variant.yaml")
+    assert config.name == "y" and config.train == {"ul_weight": 1.0, "num_candidates": 4}
+    assert config.generation == {"top_p": 0.9} and config.seeds == [1, 2] and config.modes == ["poexft"]
+    assert [r.name for r in config.runs] == ["poexft__possibilities"]
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\nname: z\n")
+    with pytest.raises(ExperimentConfigError, match="'extends' loops back"):
+        ExperimentConfig.from_yaml(tmp_path / "loop.yaml")
+    (tmp_path / "missing.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ExperimentConfigError, match="nowhere.yaml: cannot read"):
+        ExperimentConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_study_recipes_are_the_papers_regime_and_variants_change_one_thing():
+    from dataclasses import asdict
+
+    from peft_diversity.assets import asset_path
+
+    folder = asset_path("recipes") / "experiments"
+    for task in ("dialogue", "story"):
+        study = ExperimentConfig.from_yaml(folder / f"study-{task}-smollm2.yaml")
+        assert study.train["max_negatives"] is None and study.train["num_train_epochs"] == 1
+        assert "max_steps" not in study.train and study.train["num_candidates"] == 4 and len(study.seeds) >= 2
+        assert study.sweep == {"temperature": [0.6, 0.8, 1.0, 1.2]} and study.coherence_metric == "coherence"
+        assert sorted({r.method for r in study.runs}) == [
+            "base__sampling", "otm__sampling", "oto__sampling", "poexft__possibilities"]
+        assert len(study.runs) == 16
+    variants = {"study-dialogue-smollm2-ul1": {"ul_weight": 1.0}, "study-dialogue-smollm2-k6": {"num_candidates": 6},
+                "study-story-smollm2-ul1": {"ul_weight": 1.0}}
+    for name, change in variants.items():
+        variant = asdict(ExperimentConfig.from_yaml(folder / f"{name}.yaml"))
+        study = asdict(ExperimentConfig.from_yaml(folder / f"{name.rsplit('-', 1)[0]}.yaml"))
+        assert {k: v for k, v in variant["train"].items() if study["train"].get(k) != v} == change
+        same = {k for k in study if study[k] == variant[k]}
+        assert set(study) - same == {"name", "train", "modes", "runs"}  # baselines cut to base + OTO
+
+
 # ----- the two-level bootstrap ---------------------------------------------------------------------------------------
 def test_two_level_bootstrap_sees_seeds_that_disagree():
     # seed 1: ours is +1 on every context; seed 2: -1. Pooled over contexts the mean is 0 and looks precise;

@@ -83,20 +83,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ExperimentConfig:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as err:
-            raise ExperimentConfigError(f"{path}: cannot read ({err.strerror or err})") from None
-        except UnicodeDecodeError as err:
-            raise ExperimentConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-            problem = getattr(err, "problem", None) or str(err)
-            raise ExperimentConfigError(f"{where}: not valid YAML ({' '.join(str(problem).split())})") from None
-        if not isinstance(data, dict):
-            raise ExperimentConfigError(f"{path}: an experiment must be a mapping of key: value, "
-                                        f"got {type(data).__name__}")
+        data = read_experiment_yaml(path)
         try:
             return cls.from_dict(data)
         except ExperimentConfigError as err:
@@ -188,6 +175,42 @@ class ExperimentConfig:
         """
         names = {f.name for f in fields(PossibilityTemplate)}
         return PossibilityTemplate(**{key: value for key, value in self.train.items() if key in names})
+
+
+# `extends: other.yaml` (relative to the file): the other file's keys, then this file's on top; these mapping keys
+# are merged one level deep (train: {ul_weight: 1.0} changes only ul_weight), every other key is replaced.
+MERGED_KEYS = ("train", "lora", "generation", "mode_overrides")
+
+
+def read_experiment_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The experiment YAML as a dict, with `extends:` resolved (a one-change variant of a recipe is a few lines)."""
+    resolved = Path(path).resolve()
+    if resolved in _seen:
+        raise ExperimentConfigError(f"{path}: 'extends' loops back to {resolved}")
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise ExperimentConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ExperimentConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err)
+        raise ExperimentConfigError(f"{where}: not valid YAML ({' '.join(str(problem).split())})") from None
+    if not isinstance(data, dict):
+        raise ExperimentConfigError(f"{path}: an experiment must be a mapping of key: value, "
+                                    f"got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ExperimentConfigError(f"{path}: 'extends' must be the path of another experiment YAML, got {parent!r}")
+    base = read_experiment_yaml(resolved.parent / parent, (*_seen, resolved))
+    for key, value in data.items():
+        both = key in MERGED_KEYS and isinstance(base.get(key), dict) and isinstance(value, dict)
+        base[key] = {**base[key], **value} if both else value
+    return base
 
 
 # short names of swept settings in run names: poexft__possibilities@t=0.8
