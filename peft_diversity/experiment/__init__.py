@@ -8,6 +8,9 @@ renamed, so a killed run never leaves a half-written stage behind that a re-run 
     run_dir/responses/<model>__<decoder>.jsonl
     run_dir/scores/<model>__<decoder>.json
     run_dir/responses.jsonl  results.json  results.md  diversity_vs_coherence.png
+
+With `seeds: [1, 2]` each seed is such a folder, run_dir/seed-<s>/, and run_dir/results.md / results.json /
+frontier.png report over seeds (`study.py`, `frontier.py`); `sweep:` makes one run per value (`runs.py`).
 """
 
 from __future__ import annotations
@@ -32,3 +35,4 @@ from peft_diversity.experiment.runner import (  # noqa: F401
     score_run,
     train_mode,
 )
+from peft_diversity.experiment.study import run_study  # noqa: F401

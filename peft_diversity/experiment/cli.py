@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from peft_diversity.errors import ExperimentConfigError
     from peft_diversity.experiment.config import ExperimentConfig
-    from peft_diversity.experiment.runner import run_experiment
+    from peft_diversity.experiment.study import run_study
     from peft_diversity.scoring.report import format_results_table
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -52,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from peft_diversity.scoring.judges import make_judge
 
     judge = make_judge(**config.judge) if config.judge else None  # the coherence column's LLM judge, if named
-    rows = run_experiment(config, run_dir, force=args.force, judge=judge)
+    rows = run_study(config, run_dir, force=args.force, judge=judge)  # run_experiment unless `seeds:` is given
     print(f"\n{format_results_table(rows)}\n")
-    print(f"wrote {run_dir}/results.md, results.json, responses.jsonl, diversity_vs_coherence.png "
-          f"({time.perf_counter() - start:.0f} s)")
+    written = ("results.md, results.json, frontier.png (mean over seeds; each seed in seed-<s>/)" if config.seeds
+               else "results.md, results.json, responses.jsonl, diversity_vs_coherence.png")
+    print(f"wrote {run_dir}/{written} ({time.perf_counter() - start:.0f} s)")
     if config_path == DEMO_CONFIG:
         print("\n" + REAL_MODEL_NOTE.format(minutes=REAL_MODEL_MINUTES, config=REAL_MODEL_CONFIG))
     return 0

@@ -102,7 +102,8 @@ def plot_diversity_vs_coherence(rows: list[dict[str, Any]], path: Path) -> Path:
             continue
         marker = "*" if row["decoder"] == "possibilities" else "o"
         ax.scatter([x], [y], s=140 if marker == "*" else 60, marker=marker)
-        ax.annotate(f"{row['model']}/{row['decoder']}", (x, y), textcoords="offset points", xytext=(5, 5),
+        label = f"{row['model']}/{row['decoder']}" + (f"@{row['variant']}" if row.get("variant") else "")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5),
                     fontsize=8)
     ax.set_xlabel("semantic diversity (1 - mean pairwise SBERT cosine) →")
     ax.set_ylabel("coherence (SBERT relevance to context) →")

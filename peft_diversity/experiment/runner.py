@@ -20,8 +20,10 @@ from peft_diversity.experiment.config import (
     SAMPLING_KEYS,
     ExperimentConfig,
     RunSpec,
+    variant_suffix,
 )
 from peft_diversity.experiment.report import _write_json, write_reports
+from peft_diversity.experiment.runs import generation_seed
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +124,7 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
     target = run_dir / "responses" / f"{run.name}.jsonl"
     stamp = generation_settings(config, run, model_path, records)
     if _fresh(target, stamp, force, f"generate {run.name}"):
+        logger.info("generate %s: done already (%s)", run.name, target)
         return target
     _stamp_path(target).unlink(missing_ok=True)
     if model_path not in loaded:
@@ -131,7 +134,8 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
     shared = dict(config.generation)
     if run.decoder in DETERMINISTIC_DECODERS:  # shared sampling knobs do not apply to beam search
         shared = {key: value for key, value in shared.items() if key not in SAMPLING_KEYS}
-    settings = {"seed": config.seed, **shared, **run.settings}
+    # each run draws with its own seed (experiment/runs.py), so base / OTO / OTM draws are independent
+    settings = {"seed": generation_seed(config.seed, run.name), **shared, **run.settings, **run.variant}
     if run.model == BASE:
         settings.setdefault("template", config.template())
     results = []
@@ -146,7 +150,8 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
 
 
 # the experiment's fields that do not change what a (model, decoder) run generates
-NOT_GENERATION_FIELDS = ("name", "runs", "modes", "train_split", "train", "mode_overrides", "lora", "metrics", "judge")
+NOT_GENERATION_FIELDS = ("name", "runs", "modes", "train_split", "train", "mode_overrides", "lora", "metrics", "judge",
+                         "seeds", "sweep", "coherence_metric")
 
 
 def generation_settings(config: ExperimentConfig, run: RunSpec, model_path: str,
@@ -157,6 +162,7 @@ def generation_settings(config: ExperimentConfig, run: RunSpec, model_path: str,
     model = _read_stamp(Path(model_path)) if run.model != BASE else {"base_model": config.base_model}
     return {
         "stage": "generate", "run": _config_dict(run), "model": _digest(model), **shared,
+        "generation_seed": generation_seed(config.seed, run.name),
         "template": config.template().to_dict(), "eval_data": _digest(records),
     }
 
@@ -170,6 +176,7 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
     stamp = {"stage": "score", "responses": _digest(_read_stamp(responses_path)), "metrics": config.metrics,
              "judge": config.judge}
     if _fresh(target, stamp, force, f"score {run.name}"):
+        logger.info("score %s: done already (%s)", run.name, target)
         return json.loads(target.read_text())
     _stamp_path(target).unlink(missing_ok=True)
     results = read_responses_jsonl(responses_path)
@@ -181,6 +188,8 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
     scores["parse_failures"] = sum(len(r.parse_failures) for r in results)
     scores["mean_tokens"] = sum(sum(r.num_tokens) for r in results) / max(sum(len(r.num_tokens) for r in results), 1)
     row = {"model": run.model, "decoder": run.decoder, "name": run.name, "scores": scores}
+    if run.variant:
+        row["variant"] = variant_suffix(run.variant)[1:]  # "t=0.8": the results table tells swept runs apart
     _write_json(target, row)
     _write_stamp(target, stamp)
     return row
@@ -195,6 +204,7 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
     stamp = {"stage": "score", "responses": "human candidates", "eval_data": _digest(records),
              "num_candidates": config.num_responses, "metrics": config.metrics, "judge": config.judge}
     if _fresh(target, stamp, force, "score human__candidates"):
+        logger.info("score human__candidates: done already (%s)", target)
         return json.loads(target.read_text())
     _stamp_path(target).unlink(missing_ok=True)
     predictions = [r["candidates"][: config.num_responses] for r in records]
@@ -243,6 +253,7 @@ def check_judge(config: ExperimentConfig, records: list[dict[str, Any]], run_dir
     target = run_dir / "judge_check.json"
     stamp = {"stage": "judge_check", "eval_data": _digest(records), "judge": config.judge, "seed": config.seed}
     if _fresh(target, stamp, force, "judge check"):
+        logger.info("judge check: done already (%s)", target)
         return json.loads(target.read_text())
     contexts = [r.get("context", r.get("prompt")) for r in records]
     result = judge_agreement(contexts, [r["candidates"][0] for r in records], judge, seed=config.seed)

@@ -172,7 +172,8 @@ def format_results_table(results: Sequence[Mapping[str, Any]], all_columns: bool
              "|---|---|" + "---:|" * len(columns)]
     for row in results:
         cells = [_fmt(row["scores"].get(key)) for key, _ in columns]
-        lines.append(f"| {row.get('model') or '-'} | {row.get('decoder') or '-'} | " + " | ".join(cells) + " |")
+        decoder = (row.get("decoder") or "-") + (f" @{row['variant']}" if row.get("variant") else "")
+        lines.append(f"| {row.get('model') or '-'} | {decoder} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
