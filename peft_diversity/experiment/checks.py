@@ -58,7 +58,8 @@ def type_problem(value: Any, hint: Any) -> str | None:
     if _fits(value, hint):
         return None
     text_number = isinstance(value, str) and _is_number(value) and _fits(1.0, hint)
-    hint_text = f" (YAML reads {value} as text: write it as 1.0e-3, with a dot)" if text_number and "e" in value.lower() else ""
+    exponent = text_number and "e" in value.lower()  # YAML 1.1 reads 1e-3 as text, 1.0e-3 as a number
+    hint_text = f" (YAML reads {value} as text: give it a dot, as in 1.0e-3)" if exponent else ""
     return f"must be {_describe(hint)}, got {value!r}{hint_text}"
 
 
@@ -192,12 +193,14 @@ def _run_problems(runs: Any, config: dict[str, Any]) -> list[str]:
     from peft_diversity.experiment.config import BASE, DETERMINISTIC_DECODERS, SAMPLING_KEYS
     from peft_diversity.generation.decoders import DECODERS
 
-    if runs is None:
-        return []
-    if not isinstance(runs, list):
-        return [f"runs: must be a list of {{model, decoder, settings}} mappings, got {runs!r}"]
-    problems = _generation_values("generation", config["generation"])
     any_decoder = decoder_settings(None)
+    problems = [f"generation.{key}: {_unknown(key, any_decoder, GENERATION_LISTING)}"
+                for key in config["generation"] if key not in any_decoder]
+    problems += _generation_values("generation", config["generation"])
+    if runs is None:
+        return problems
+    if not isinstance(runs, list):
+        return [*problems, f"runs: must be a list of {{model, decoder, settings}} mappings, got {runs!r}"]
     unknown_shared: set[str] = set()
     for i, run in enumerate(runs):
         where = f"runs[{i}]"
@@ -224,12 +227,9 @@ def _run_problems(runs: Any, config: dict[str, Any]) -> list[str]:
             continue
         problems += _generation_keys(f"{where}.settings", settings, known, decoder)
         problems += _generation_values(f"{where}.settings", settings)
-    for key in sorted(unknown_shared):
-        if key not in any_decoder:
-            problems.append(f"generation.{key}: {_unknown(key, any_decoder, GENERATION_LISTING)}")
-        else:
-            problems.append(f"generation.{key}: not a setting of every run's decoder (it reaches them all); "
-                            "move it to the runs[].settings of the runs whose decoder takes it")
+    problems += [f"generation.{key}: not a setting of every run's decoder (it reaches them all); move it to the "
+                 "runs[].settings of the runs whose decoder takes it" for key in sorted(unknown_shared)
+                 if key in any_decoder]
     return problems
 
 
