@@ -358,6 +358,7 @@ def test_model_identity_is_the_content_hashed_once_or_the_hub_commit(tmp_path, m
     assert model_identity("someone/tiny") == {"hub": "someone/tiny", "revision": "a" * 40}
     (repo / "refs" / "main").write_text("b" * 40)
     assert model_identity("someone/tiny")["revision"] == "b" * 40
+    assert model_identity(str(tmp_path / "no-such-model"))["revision"] is None  # the loader says what is wrong
 
 
 # ----- the whole YAML is checked before any work -------------------------------------------------------------------

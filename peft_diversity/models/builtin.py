@@ -104,16 +104,29 @@ def model_identity(name_or_path: str) -> dict[str, Any]:
 
 
 def hub_revision(repo_id: str) -> str | None:
-    """The commit `main` of a Hub model points at: asked of the Hub when online, else the cached snapshot's."""
-    from huggingface_hub import constants, is_offline_mode, model_info, try_to_load_from_cache
+    """The commit `main` of a Hub model points at: asked of the Hub when online, else the cached snapshot's
+    (None when neither knows, e.g. a mistyped local path: the loader reports that with its own message)."""
+    from huggingface_hub import constants, is_offline_mode, try_to_load_from_cache
 
-    if not is_offline_mode():
-        try:
-            return model_info(repo_id).sha
-        except Exception:  # noqa: BLE001 - no network, private, gated: the cached snapshot below decides
-            logger.debug("could not ask the Hub for %s's revision; using the cache", repo_id)
-    cached = try_to_load_from_cache(repo_id, "config.json", cache_dir=constants.HF_HUB_CACHE)
+    if not is_offline_mode() and (commit := _hub_commit(repo_id)):
+        return commit
+    try:
+        cached = try_to_load_from_cache(repo_id, "config.json", cache_dir=constants.HF_HUB_CACHE)
+    except ValueError:  # not a valid repo id
+        return None
     return Path(cached).parent.name if isinstance(cached, str) else None  # .../snapshots/<commit>/config.json
+
+
+@functools.lru_cache(maxsize=32)
+def _hub_commit(repo_id: str) -> str | None:
+    """Asked once per process: every stage stamp wants it, and a run is one view of the repo."""
+    from huggingface_hub import model_info
+
+    try:
+        return model_info(repo_id).sha
+    except Exception:  # noqa: BLE001 - no network, private, gated, not a repo id: the cache decides
+        logger.debug("could not ask the Hub for %s's revision; using the cache", repo_id)
+        return None
 
 
 def _read_stamp(folder: Path) -> str | None:
