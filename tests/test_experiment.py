@@ -374,6 +374,8 @@ def test_model_identity_is_the_content_hashed_once_or_the_hub_commit(tmp_path, m
         ({"train": {"lr_scheduler_type": "sideways"}}, ["train: sideways is not a valid SchedulerType"]),
         ({"generation": {"max_new_tokns": 4}}, ["generation.max_new_tokns: unknown key (did you mean 'max_new_tokens'?)"]),
         ({"generation": {"possibilities": [1, 2]}}, ["generation.possibilities: not a setting of every run's decoder"]),
+        ({"generation": {"num_responses": 2, "seed": "x"}},
+         ["generation.num_responses: set by the experiment", "generation.seed: must be an integer"]),
         ({"generation": {"top_p": 2.0}}, ["generation: top_p must be in (0.0, 1.0], got 2.0"]),
         ({"runs": [{"model": "base", "decoder": "sampling", "settings": {"temprature": 0.7}}]},
          ["runs[0].settings.temprature: not a setting of the sampling decoder; unknown key (did you mean 'temperature'"]),
@@ -398,11 +400,19 @@ def test_every_problem_of_the_yaml_is_one_line_before_any_work(tiny_setup, tmp_p
 
 
 def test_all_problems_are_reported_at_once(tiny_setup, tmp_path):
+    """The command line: exit 2 and one `file: key.path: message` line per problem, in one go."""
+    import subprocess
+    import sys
+
     path = tmp_path / "exp.yaml"
     config = _config(tiny_setup, num_responses="5", seedd=1, lora={"lora_r": "4"},
                      generation={"max_new_tokns": 4}, runs=[{"model": "base", "decoder": "magic"}, "sampling"])
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(ExperimentConfigError) as caught:
-        ExperimentConfig.from_yaml(path)
-    keys = [line.removeprefix(f"{path}: ").split(":")[0] for line in str(caught.value).splitlines()]
+    done = subprocess.run([sys.executable, "-m", "peft_diversity.cli", "experiment", "--config", str(path),
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().removeprefix("peft-diversity experiment: ").splitlines()
+    assert all(line.startswith(f"{path}: ") for line in lines), lines
+    keys = [line.removeprefix(f"{path}: ").split(":")[0] for line in lines]
     assert keys == ["seedd", "num_responses", "lora.lora_r", "generation.max_new_tokns", "runs[0].decoder", "runs[1]"]
+    assert not (tmp_path / "run").exists()

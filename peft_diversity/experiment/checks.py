@@ -194,8 +194,7 @@ def _run_problems(runs: Any, config: dict[str, Any]) -> list[str]:
     from peft_diversity.generation.decoders import DECODERS
 
     any_decoder = decoder_settings(None)
-    problems = [f"generation.{key}: {_unknown(key, any_decoder, GENERATION_LISTING)}"
-                for key in config["generation"] if key not in any_decoder]
+    problems = _generation_keys("generation", config["generation"], any_decoder, None)
     problems += _generation_values("generation", config["generation"])
     if runs is None:
         return problems
@@ -221,21 +220,20 @@ def _run_problems(runs: Any, config: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: run {name}: the possibilities decoder needs a PoExFT model")
         known = decoder_settings(decoder)
         shared = [k for k in config["generation"] if not (decoder in DETERMINISTIC_DECODERS and k in SAMPLING_KEYS)]
-        unknown_shared |= {k for k in shared if k not in known}
+        unknown_shared |= {k for k in shared if k not in known and k in any_decoder}
         if not isinstance(settings, dict):
             problems.append(f"{where}.settings: must be a mapping, got {settings!r}")
             continue
         problems += _generation_keys(f"{where}.settings", settings, known, decoder)
         problems += _generation_values(f"{where}.settings", settings)
     problems += [f"generation.{key}: not a setting of every run's decoder (it reaches them all); move it to the "
-                 "runs[].settings of the runs whose decoder takes it" for key in sorted(unknown_shared)
-                 if key in any_decoder]
+                 "runs[].settings of the runs whose decoder takes it" for key in sorted(unknown_shared)]
     return problems
 
 
 # settings every decoder takes beside its own keywords (popped by generation.batch._start) and what the
 # experiment passes itself
-RUN_SETTINGS = {"seed", "batch_size", "progress", "clean"}
+RUN_SETTINGS: dict[str, Any] = {"seed": int | None, "batch_size": int, "progress": Any, "clean": bool}
 EXPERIMENT_GENERATION_KEYS = {"contexts": "the held-out split", "num_responses": "`num_responses:`"}
 
 
@@ -248,7 +246,7 @@ def decoder_settings(decoder: str | None) -> dict[str, Any]:
 
     known: dict[str, Any] = {key: Any for key in GenerationConfig().to_dict() if not key.startswith("_")}
     known.pop("transformers_version", None)
-    known.update(dict.fromkeys(RUN_SETTINGS, Any))
+    known.update(RUN_SETTINGS)
     for name, function in DECODERS.items():
         if decoder in (None, name):
             for parameter in list(inspect.signature(function, eval_str=True).parameters.values())[3:]:
@@ -257,13 +255,16 @@ def decoder_settings(decoder: str | None) -> dict[str, Any]:
     return known
 
 
-def _generation_keys(where: str, settings: dict[str, Any], known: dict[str, Any], decoder: str) -> list[str]:
+def _generation_keys(where: str, settings: dict[str, Any], known: dict[str, Any], decoder: str | None
+                     ) -> list[str]:
+    """Keys the experiment sets, unknown keys and wrong types of `generation:` (decoder None: known to any
+    decoder) or of one run's `settings:`."""
     problems = []
     for key, value in settings.items():
         if key in EXPERIMENT_GENERATION_KEYS:
             problems.append(f"{where}.{key}: set by the experiment ({EXPERIMENT_GENERATION_KEYS[key]}); remove it")
         elif key not in known:
-            problems.append(f"{where}.{key}: not a setting of the {decoder} decoder; "
+            problems.append(f"{where}.{key}: {f'not a setting of the {decoder} decoder; ' if decoder else ''}"
                             f"{_unknown(key, known, GENERATION_LISTING)}")
         elif known[key] is not inspect.Parameter.empty and (problem := type_problem(value, known[key])):
             problems.append(f"{where}.{key}: {problem}")
