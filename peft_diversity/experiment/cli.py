@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from peft_diversity.errors import ExperimentConfigError
     from peft_diversity.experiment.config import ExperimentConfig
-    from peft_diversity.experiment.runner import run_experiment
+    from peft_diversity.experiment.runner import run_experiment, run_folder_lock
     from peft_diversity.scoring.report import format_results_table
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     from peft_diversity.scoring.judges import make_judge
 
-    judge = make_judge(**config.judge) if config.judge else None  # the coherence column's LLM judge, if named
-    rows = run_experiment(config, run_dir, force=args.force, judge=judge)
+    with run_folder_lock(run_dir):  # a second run on the folder stops here, before loading a judge
+        judge = make_judge(**config.judge) if config.judge else None  # the coherence column's LLM judge, if named
+        rows = run_experiment(config, run_dir, force=args.force, judge=judge)
     print(f"\n{format_results_table(rows)}\n")
     print(f"wrote {run_dir}/results.md, results.json, responses.jsonl, diversity_vs_coherence.png "
           f"({time.perf_counter() - start:.0f} s)")

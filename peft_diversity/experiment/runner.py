@@ -221,7 +221,6 @@ def run_experiment(config: ExperimentConfig, run_dir: str | os.PathLike, force: 
     """All stages; returns one result row per (model, decoder) pair and writes the reports. The run folder is
     locked for the whole run: a second run on it fails at once instead of deleting the first one's work."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     with run_folder_lock(run_dir):
         return _run_stages(config, run_dir, force, judge)
 
@@ -231,10 +230,12 @@ LOCK_FILE = ".experiment.lock"
 
 @contextmanager
 def run_folder_lock(run_dir: Path) -> Iterator[None]:
-    """Hold `run_dir/.experiment.lock` (an OS file lock, freed when the process dies, even by SIGKILL)."""
+    """Make `run_dir` and hold `run_dir/.experiment.lock` (an OS file lock, freed when the process dies, even by
+    SIGKILL). Reentrant within a process (the command takes it before loading a judge, the runner again)."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(run_dir / LOCK_FILE, blocking=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / LOCK_FILE, blocking=False, is_singleton=True)
     try:
         lock.acquire()
     except Timeout:
