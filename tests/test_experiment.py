@@ -360,6 +360,16 @@ def test_model_identity_is_the_content_hashed_once_or_the_hub_commit(tmp_path, m
     assert model_identity("someone/tiny")["revision"] == "b" * 40
     assert model_identity(str(tmp_path / "no-such-model"))["revision"] is None  # the loader says what is wrong
 
+    # online, the Hub's answer wins over the cache and is asked once per process (every stage stamp wants it)
+    import huggingface_hub
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(huggingface_hub, "model_info", lambda repo: asked.append(repo) or type("I", (), {"sha": "c" * 40}))
+    builtin._hub_commit.cache_clear()
+    assert [model_identity("someone/tiny")["revision"] for _ in range(2)] == ["c" * 40] * 2 and asked == ["someone/tiny"]
+    builtin._hub_commit.cache_clear()
+
 
 # ----- the whole YAML is checked before any work -------------------------------------------------------------------
 @pytest.mark.parametrize(
