@@ -164,6 +164,9 @@ def test_killed_training_stage_resumes_from_its_last_complete_checkpoint(tiny_se
     half = work / "checkpoint-3"  # a kill during the next save: weights written, trainer_state.json not
     half.mkdir()
     (half / "model.safetensors").write_bytes(b"half")
+    cut = work / "checkpoint-4"  # complete but for its weights, cut short (a damaged copy, a full disk)
+    shutil.copytree(work / "checkpoint-2", cut)
+    (cut / "model.safetensors").write_bytes((cut / "model.safetensors").read_bytes()[:1000])
 
     steps_run = []
 
@@ -175,6 +178,7 @@ def test_killed_training_stage_resumes_from_its_last_complete_checkpoint(tiny_se
     with caplog.at_level(logging.WARNING):
         run_experiment(config, run)
     assert "skipping" in caplog.text and "checkpoint-3" in caplog.text
+    assert "checkpoint-4: model.safetensors is cut short" in caplog.text
     assert "resuming the interrupted run from" in caplog.text
     summary = json.loads((run / "models" / "poexft" / "train_summary.json").read_text())
     assert summary["resumed_from"].endswith("checkpoint-2")
@@ -192,9 +196,9 @@ def test_killed_training_stage_resumes_from_its_last_complete_checkpoint(tiny_se
         ({"metrics": ["semantic_diversity", "vibes"]}, "unknown metrics"),
         ({"runs": [{"model": "base", "decoder": "possibilities"}]}, "needs a PoExFT model"),
         ({"runs": [{"model": "otm", "decoder": "sampling"}], "modes": ["poexft"]}, "neither 'base'"),
-        ({"surprise": 1}, "unknown keys"),
+        ({"surprise": 1}, "surprise: unknown key"),
         ({"judge": {"base_url": "http://127.0.0.1:1/v1"}}, "at least 'model'"),
-        ({"judge": {"model": "m", "temperature": 2}}, r"judge: unknown keys \['temperature'\]"),
+        ({"judge": {"model": "m", "temperature": 2}}, r"judge\.temperature: unknown key"),
     ],
 )
 def test_bad_config_fails_before_training(tiny_setup, tmp_path, change, message):
@@ -265,3 +269,160 @@ def test_yaml_judge_rates_coherence_and_is_checked_against_shuffled_replies(tiny
     check = json.loads((tmp_path / "run" / "judge_check.json").read_text())
     assert set(check) == {"own_rating", "other_rating", "prefers_own", "num_pairs", "num_unparsed"}
     assert "Judge `" in (tmp_path / "run" / "results.md").read_text()
+
+
+# ----- one run per run folder -----------------------------------------------------------------------------------
+QUICK_RUNS = [{"model": "base", "decoder": "sampling"}]
+
+
+def test_a_second_run_on_a_locked_run_folder_fails_at_once(tiny_setup, tmp_path):
+    """While one process holds the run folder, `experiment` on it from another process exits 2 with one line and
+    touches nothing; once the holder lets go, the folder runs again."""
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    from peft_diversity.experiment.runner import LOCK_FILE
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(_config(tiny_setup, modes=[], runs=QUICK_RUNS, metrics=["distinct_n"])))
+    run = tmp_path / "run"
+    live = run / "models" / ".poexft.partial" / "checkpoint-2"  # the first run's live training folder
+    live.mkdir(parents=True)
+    (live / "trainer_state.json").write_text("{}")
+    with FileLock(run / LOCK_FILE):  # the first run, still going
+        done = subprocess.run([sys.executable, "-m", "peft_diversity.cli", "experiment", "--config", str(path),
+                               "--run-dir", str(run)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(run) in lines[0] and "another experiment run holds this run folder" in lines[0]
+    assert (live / "trainer_state.json").read_text() == "{}" and not (run / "experiment.json").exists()
+
+    rows = run_experiment(ExperimentConfig.from_yaml(path), run)  # the lock is free again: the run goes ahead
+    assert rows[0]["name"] == "base__sampling" and (run / "results.md").is_file()
+    with FileLock(run / LOCK_FILE, blocking=False):  # and the finished run let go of it
+        pass
+
+
+# ----- stage stamps follow the base model's content ---------------------------------------------------------------
+def test_rewritten_base_model_weights_redo_the_stages(tiny_setup, tmp_path, caplog):
+    import logging
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_setup / "tiny", base)
+    runs = [{"model": "base", "decoder": "sampling"}, {"model": "poexft", "decoder": "possibilities"}]
+    config = ExperimentConfig.from_dict(_config(tiny_setup, base_model=str(base), modes=["poexft"], runs=runs,
+                                                metrics=["distinct_n"]))
+    run = tmp_path / "run"
+    run_experiment(config, run)
+    outputs = [run / "models" / "poexft" / "train_summary.json", run / "responses" / "base__sampling.jsonl",
+               run / "responses" / "poexft__possibilities.jsonl"]
+    first = [f.stat().st_mtime_ns for f in outputs]
+
+    model, _ = tiny_model_and_tokenizer("llama", seed=1)  # new weights, same architecture, same folder
+    model.save_pretrained(base)
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
+        run_experiment(config, run)
+    assert "train poexft: settings changed" in caplog.text and "base_model_content" in caplog.text
+    assert "generate base__sampling: settings changed" in caplog.text
+    assert all(a != b for a, b in zip(first, [f.stat().st_mtime_ns for f in outputs], strict=True))
+
+
+def test_model_identity_is_the_content_hashed_once_or_the_hub_commit(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from peft_diversity.models import builtin
+    from peft_diversity.models.builtin import model_identity
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"a" * 64)
+    (folder / "config.json").write_text("{}")
+    (folder / "README.md").write_text("notes")
+    first = model_identity(str(folder))
+    assert sorted(first["files"]) == ["config.json", "model.safetensors"]  # what the model computes, not notes
+    hits = builtin._content_hash.cache_info().hits
+    assert model_identity(str(folder)) == first and builtin._content_hash.cache_info().hits == hits + 2
+    (folder / "model.safetensors").write_bytes(b"b" * 64)  # same name, same size, new content
+    assert model_identity(str(folder)) != first
+
+    cache = tmp_path / "hub"  # a Hub cache as huggingface_hub lays it out, offline
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    repo = cache / "models--someone--tiny"
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    assert model_identity("someone/tiny") == {"hub": "someone/tiny", "revision": "a" * 40}
+    (repo / "refs" / "main").write_text("b" * 40)
+    assert model_identity("someone/tiny")["revision"] == "b" * 40
+    assert model_identity(str(tmp_path / "no-such-model"))["revision"] is None  # the loader says what is wrong
+
+    # online, the Hub's answer wins over the cache and is asked once per process (every stage stamp wants it)
+    import huggingface_hub
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(huggingface_hub, "model_info", lambda repo: asked.append(repo) or type("I", (), {"sha": "c" * 40}))
+    builtin._hub_commit.cache_clear()
+    assert [model_identity("someone/tiny")["revision"] for _ in range(2)] == ["c" * 40] * 2 and asked == ["someone/tiny"]
+    builtin._hub_commit.cache_clear()
+
+
+# ----- the whole YAML is checked before any work -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"num_responses": "5"}, ["num_responses: must be an integer, got '5'"]),
+        ({"train": [1, 2]}, ["train: must be a mapping, got [1, 2]"]),
+        ({"train": {"max_stepz": 2}}, ["train.max_stepz: unknown key (did you mean 'max_steps'?)"]),
+        ({"train": {"max_steps": "2", "learning_rate": "1e-3"}},
+         ["train.learning_rate: must be a number, got '1e-3' (YAML", "train.max_steps: must be an integer, got '2'"]),
+        ({"train": {"mode": "otm"}}, ["train.mode: set by the experiment"]),
+        ({"train": {"lr_scheduler_type": "sideways"}}, ["train: sideways is not a valid SchedulerType"]),
+        ({"generation": {"max_new_tokns": 4}}, ["generation.max_new_tokns: unknown key (did you mean 'max_new_tokens'?)"]),
+        ({"generation": {"possibilities": [1, 2]}}, ["generation.possibilities: not a setting of every run's decoder"]),
+        ({"generation": {"num_responses": 2, "seed": "x"}},
+         ["generation.num_responses: set by the experiment", "generation.seed: must be an integer"]),
+        ({"generation": {"top_p": 2.0}}, ["generation: top_p must be in (0.0, 1.0], got 2.0"]),
+        ({"runs": [{"model": "base", "decoder": "sampling", "settings": {"temprature": 0.7}}]},
+         ["runs[0].settings.temprature: not a setting of the sampling decoder; unknown key (did you mean 'temperature'"]),
+        ({"runs": [{"model": "poexft", "decoder": "possibilities", "settings": {"shared_prefix": "yes"}}]},
+         ["runs[0].settings.shared_prefix: must be true or false or null, got 'yes'"]),
+        ({"lora": {"lora_rr": 4}}, ["lora.lora_rr: unknown key (did you mean 'lora_r'?)"]),
+        ({"mode_overrides": {"oto": {"learning_rat": 0.1}}}, ["mode_overrides.oto.learning_rat: unknown key"]),
+    ],
+)
+def test_every_problem_of_the_yaml_is_one_line_before_any_work(tiny_setup, tmp_path, capsys, change, expected):
+    from peft_diversity.cli import main
+
+    path = tmp_path / "exp.yaml"
+    config = _config(tiny_setup, modes=["poexft", "otm", "oto"], **change)
+    path.write_text(yaml.safe_dump(config))
+    assert main(["experiment", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    lines = capsys.readouterr().err.strip().removeprefix("peft-diversity experiment: ").splitlines()
+    assert len(lines) == len(expected), lines
+    for line, wanted in zip(lines, expected, strict=True):
+        assert line.startswith(f"{path}: {wanted}"), line
+    assert not (tmp_path / "run").exists()
+
+
+def test_all_problems_are_reported_at_once(tiny_setup, tmp_path):
+    """The command line: exit 2 and one `file: key.path: message` line per problem, in one go."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "exp.yaml"
+    config = _config(tiny_setup, num_responses="5", seedd=1, lora={"lora_r": "4"},
+                     generation={"max_new_tokns": 4}, runs=[{"model": "base", "decoder": "magic"}, "sampling"])
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "peft_diversity.cli", "experiment", "--config", str(path),
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().removeprefix("peft-diversity experiment: ").splitlines()
+    assert all(line.startswith(f"{path}: ") for line in lines), lines
+    keys = [line.removeprefix(f"{path}: ").split(":")[0] for line in lines]
+    assert keys == ["seedd", "num_responses", "lora.lora_r", "generation.max_new_tokns", "runs[0].decoder", "runs[1]"]
+    assert not (tmp_path / "run").exists()

@@ -392,8 +392,10 @@ def test_push_to_hub_with_a_bad_repo_id_fails_before_training(tmp_path, tiny_dir
 
 # ----- resume ----------------------------------------------------------------------------------------------
 def _checkpoint(folder: Path, complete: bool = True) -> Path:
+    from safetensors.torch import save_file
+
     folder.mkdir(parents=True)
-    (folder / "model.safetensors").write_bytes(b"weights")
+    save_file({"w": torch.zeros(4)}, folder / "model.safetensors")
     if complete:
         (folder / "trainer_state.json").write_text("{}")
     return folder
@@ -415,6 +417,35 @@ def test_resume_last_picks_the_newest_complete_checkpoint(tmp_path, caplog):
         with caplog.at_level(logging.WARNING):
             assert _resume_path(args) == str(out / "checkpoint-10")
     assert "skipping" in caplog.text and "checkpoint-12" in caplog.text and "resuming from" in caplog.text
+
+
+def test_resume_last_skips_a_checkpoint_whose_adapter_is_cut_short(tmp_path, tiny_dir, data_file, caplog,
+                                                                   monkeypatch):
+    """A checkpoint with its trainer_state.json but a truncated adapter_model.safetensors (a damaged copy, a full
+    disk) is skipped with one line saying why; training resumes from the newest one that loads."""
+    import logging
+
+    config = write_config(tmp_path, tiny_dir, data_file, use_peft=True, lora_r=4, lora_alpha=8, max_steps=4,
+                          save_strategy="steps", save_steps=2, save_total_limit=3)
+    train_from_config(config)
+    out = tmp_path / "out"
+    weights = out / "checkpoint-4" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    steps_run, original = [], PossibilityTrainer.training_step
+
+    def counted(self, *args, **kwargs):
+        steps_run.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PossibilityTrainer, "training_step", counted)
+    with caplog.at_level(logging.WARNING):
+        trainer = train_from_config(config, "--resume_from_checkpoint", "last")
+    skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert len(skipped) == 1 and "checkpoint-4: adapter_model.safetensors is cut short" in skipped[0], skipped
+    assert f"resuming from {out / 'checkpoint-2'}" in caplog.text
+    assert steps_run == [2, 3]  # only the steps after checkpoint-2 ran again
+    assert [h["step"] for h in step_logs(trainer)] == [1, 2, 3, 4]
+    load_file(out / "adapter_model.safetensors")  # the finished model's adapter is whole
 
 
 def test_resume_from_nothing_or_a_half_checkpoint_fails_before_the_model_loads(tmp_path, tiny_dir, data_file,

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from peft_diversity.errors import ExperimentConfigError
     from peft_diversity.experiment.config import ExperimentConfig
+    from peft_diversity.experiment.runner import run_folder_lock
     from peft_diversity.experiment.study import run_study
     from peft_diversity.scoring.report import format_results_table
 
@@ -51,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     from peft_diversity.scoring.judges import make_judge
 
-    judge = make_judge(**config.judge) if config.judge else None  # the coherence column's LLM judge, if named
-    rows = run_study(config, run_dir, force=args.force, judge=judge)  # run_experiment unless `seeds:` is given
+    with run_folder_lock(run_dir):  # a second run on the folder stops here, before loading a judge
+        judge = make_judge(**config.judge) if config.judge else None  # the coherence column's LLM judge, if named
+        rows = run_study(config, run_dir, force=args.force, judge=judge)  # run_experiment unless `seeds:`
     print(f"\n{format_results_table(rows)}\n")
     written = ("results.md, results.json, frontier.png (mean over seeds; each seed in seed-<s>/)" if config.seeds
                else "results.md, results.json, responses.jsonl, diversity_vs_coherence.png")

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from peft_diversity.errors import ExperimentConfigError
-from peft_diversity.templates import PossibilityTemplate, TemplateError
+from peft_diversity.templates import PossibilityTemplate
 from peft_diversity.trainer.rows import MODES
 
 logger = logging.getLogger(__name__)
@@ -86,60 +86,29 @@ class ExperimentConfig:
         data = read_experiment_yaml(path)
         try:
             return cls.from_dict(data)
-        except ExperimentConfigError as err:
-            raise ExperimentConfigError(f"{path}: {err}") from None
+        except ExperimentConfigError as err:  # one `file: key.path: message` line per problem
+            raise ExperimentConfigError("\n".join(f"{path}: {line}" for line in str(err).splitlines())) from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ExperimentConfigError(f"unknown keys {unknown}; known: {sorted(known)}")
-        missing = [key for key in ("name", "base_model", "dataset", "runs") if key not in data]
-        if missing:
-            raise ExperimentConfigError(f"missing keys {missing}")
+        """The experiment, after the whole mapping is checked (`experiment.checks`): every problem at once."""
+        _raise_problems(data, cls)
         if "seed" in data and data.get("seeds") is not None:
-            raise ExperimentConfigError("give 'seed' (one run) or 'seeds' (a list), not both")
-        runs = [RunSpec(**_run_fields(i, run)) for i, run in enumerate(data["runs"])]
+            raise ExperimentConfigError("seed: give 'seed' (one run) or 'seeds' (a list), not both")
+        runs = [RunSpec(run["model"], run["decoder"], run.get("settings") or {}, run.get("variant") or {})
+                for run in data["runs"]]
         config = cls(**{**data, "runs": runs})
-        config.validate()
+        config._validate_study()
         return config
 
     def validate(self) -> None:
-        """Unknown modes / decoders / metrics and impossible pairs fail here, before any training."""
-        from peft_diversity.generation.decoders import DECODERS
-        from peft_diversity.scoring.report import KNOWN_METRICS as METRICS
+        """Unknown keys, wrong types, unknown modes / decoders / metrics and impossible pairs fail here, before
+        any training (all of them in one ExperimentConfigError, one line each)."""
+        from dataclasses import asdict
 
-        bad_modes = [m for m in self.modes if m not in MODES]
-        if bad_modes:
-            raise ExperimentConfigError(f"unknown modes {bad_modes}; choose from {list(MODES)}")
-        bad_metrics = [m for m in self.metrics if m not in METRICS]
-        if bad_metrics:
-            raise ExperimentConfigError(f"unknown metrics {bad_metrics}; choose from {list(METRICS)}")
-        for run in self.runs:
-            if run.decoder not in DECODERS:
-                raise ExperimentConfigError(f"run {run.name}: unknown decoder {run.decoder!r}; "
-                                            f"choose from {list(DECODERS)}")
-            if run.model != BASE and run.model not in self.modes:
-                raise ExperimentConfigError(f"run {run.name}: model {run.model!r} is neither 'base' nor a "
-                                            f"trained mode {self.modes}")
-            if run.decoder == "possibilities" and run.model != "poexft":
-                raise ExperimentConfigError(f"run {run.name}: the possibilities decoder needs a PoExFT model")
-        if self.num_responses < 1:
-            raise ExperimentConfigError(f"num_responses must be >= 1, got {self.num_responses}")
+        _raise_problems({f.name: getattr(self, f.name) for f in fields(self)} | {"runs": [asdict(r) for r in self.runs]},
+                        type(self))
         self._validate_study()
-        if self.judge is not None:
-            from peft_diversity.scoring.judges import JUDGE_KEYS
-
-            if not isinstance(self.judge, dict) or "model" not in self.judge:
-                raise ExperimentConfigError("judge must be a mapping with at least 'model' (id, path or builtin:)")
-            unknown = sorted(set(self.judge) - set(JUDGE_KEYS))
-            if unknown:
-                raise ExperimentConfigError(f"judge: unknown keys {unknown}; known: {list(JUDGE_KEYS)}")
-        try:
-            self.template()
-        except TemplateError as err:
-            raise ExperimentConfigError(f"train: {err}") from None
 
     def _validate_study(self) -> None:
         """seeds / sweep / coherence_metric / run variants (the multi-seed frontier study's keys)."""
@@ -222,10 +191,10 @@ def variant_suffix(variant: dict[str, Any]) -> str:
     return "".join(f"@{VARIANT_SHORT_NAMES.get(key, key)}={value}" for key, value in sorted(variant.items()))
 
 
-def _run_fields(index: int, run: Any) -> dict[str, Any]:
-    if not isinstance(run, dict) or "model" not in run or "decoder" not in run:
-        raise ExperimentConfigError(f"runs[{index}] must be a mapping with 'model' and 'decoder'")
-    extra = sorted(set(run) - {"model", "decoder", "settings", "variant"})
-    if extra:
-        raise ExperimentConfigError(f"runs[{index}]: unknown keys {extra}")
-    return run
+
+def _raise_problems(data: dict[str, Any], config_class: type) -> None:
+    from peft_diversity.experiment.checks import experiment_problems
+
+    problems = experiment_problems(data, config_class)
+    if problems:
+        raise ExperimentConfigError("\n".join(problems))

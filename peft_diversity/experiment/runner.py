@@ -8,6 +8,8 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,13 @@ def load_eval_records(config: ExperimentConfig) -> list[dict[str, Any]]:
 
 
 def train_settings(config: ExperimentConfig, mode: str, train_records: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a trained mode depends on: base model, data (content), training and LoRA settings, seed."""
+    """What a trained mode depends on: base model (name and content), data (content), training and LoRA
+    settings, seed."""
+    from peft_diversity.models.builtin import model_identity
+
     return {
-        "stage": "train", "mode": mode, "base_model": config.base_model, "dataset": config.dataset,
+        "stage": "train", "mode": mode, "base_model": config.base_model,
+        "base_model_content": model_identity(config.base_model), "dataset": config.dataset,
         "train_split": config.train_split, "train_data": _digest(train_records), "train": config.train,
         "mode_overrides": config.mode_overrides.get(mode, {}), "lora": config.lora, "seed": config.seed,
     }
@@ -159,7 +165,10 @@ def generation_settings(config: ExperimentConfig, run: RunSpec, model_path: str,
     """What a responses file depends on: the model (a trained mode's own settings), the decoder and its
     settings, the shared generation settings, the template, the held-out contexts and the seed."""
     shared = {key: value for key, value in _config_dict(config).items() if key not in NOT_GENERATION_FIELDS}
-    model = _read_stamp(Path(model_path)) if run.model != BASE else {"base_model": config.base_model}
+    from peft_diversity.models.builtin import model_identity
+
+    model = (_read_stamp(Path(model_path)) if run.model != BASE
+             else {"base_model": config.base_model, "content": model_identity(config.base_model)})
     return {
         "stage": "generate", "run": _config_dict(run), "model": _digest(model), **shared,
         "generation_seed": generation_seed(config.seed, run.name),
@@ -219,9 +228,36 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
 
 def run_experiment(config: ExperimentConfig, run_dir: str | os.PathLike, force: bool = False,
                    judge: Any = None) -> list[dict[str, Any]]:
-    """All stages; returns one result row per (model, decoder) pair and writes the reports."""
+    """All stages; returns one result row per (model, decoder) pair and writes the reports. The run folder is
+    locked for the whole run: a second run on it fails at once instead of deleting the first one's work."""
     run_dir = Path(run_dir)
+    with run_folder_lock(run_dir):
+        return _run_stages(config, run_dir, force, judge)
+
+
+LOCK_FILE = ".experiment.lock"
+
+
+@contextmanager
+def run_folder_lock(run_dir: Path) -> Iterator[None]:
+    """Make `run_dir` and hold `run_dir/.experiment.lock` (an OS file lock, freed when the process dies, even by
+    SIGKILL). Reentrant within a process (the command takes it before loading a judge, the runner again)."""
+    from filelock import FileLock, Timeout
+
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / LOCK_FILE, blocking=False, is_singleton=True)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ExperimentConfigError(f"{run_dir}: another experiment run holds this run folder (lock "
+                                    f"{run_dir / LOCK_FILE}); wait for it to finish or pass another --run-dir") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_stages(config: ExperimentConfig, run_dir: Path, force: bool, judge: Any) -> list[dict[str, Any]]:
     records = load_eval_records(config)  # a missing held-out split fails before any training
     train_records = load_one_to_many(config.dataset, split=config.train_split)
     _write_json(run_dir / "experiment.json", _config_dict(config))

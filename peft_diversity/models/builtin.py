@@ -9,6 +9,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from peft_diversity.atomic import atomic_directory
 from peft_diversity.errors import ModelLoadError
@@ -65,14 +66,67 @@ def _warmup_stamp() -> str:
     """The warm-up delta's content hash: every copy of the package (clone, wheel, worktree) agrees on it."""
     if not WARMUP_FILE.is_file():
         return "no-warmup"
-    stat = WARMUP_FILE.stat()
-    return _content_hash(str(WARMUP_FILE), stat.st_size, stat.st_mtime_ns)
+    return file_hash(WARMUP_FILE)
 
 
-@functools.lru_cache(maxsize=8)
+def file_hash(path: Path) -> str:
+    """A file's content hash, computed once per process and file state (path, size, mtime)."""
+    stat = path.stat()
+    return _content_hash(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
 def _content_hash(path: str, size: int, mtime_ns: int) -> str:
-    """Hash a file once per process and file state: every builtin load asks, and the delta is 21.8 MB."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """Hash a file once per process and file state: every builtin load and every experiment stage asks, and
+    weights run to GBs (streamed, never read whole into memory)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+
+
+# ----- what a model is, by content ------------------------------------------------------------------
+# the files of a model folder that decide what it computes: weights, configs, tokenizer and template files
+# (not READMEs, not subfolders such as checkpoints)
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt", ".jinja",
+                       ".tiktoken")
+
+
+def model_identity(name_or_path: str) -> dict[str, Any]:
+    """A model's content identity for the experiment's stage stamps, so that new weights under the same name
+    redo the stages made from the old ones: a built-in's content stamp; a local folder's model files (name,
+    size, hash); a Hub id's resolved commit (offline: the cached snapshot's commit; None when unknown)."""
+    if name_or_path.startswith(BUILTIN_PREFIX):
+        return {"builtin": name_or_path, "stamp": _read_stamp(Path(resolve_model_path(name_or_path)))}
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES)
+        return {"files": {p.name: [p.stat().st_size, file_hash(p)] for p in files}}
+    return {"hub": name_or_path, "revision": hub_revision(name_or_path)}
+
+
+def hub_revision(repo_id: str) -> str | None:
+    """The commit `main` of a Hub model points at: asked of the Hub when online, else the cached snapshot's
+    (None when neither knows, e.g. a mistyped local path: the loader reports that with its own message)."""
+    from huggingface_hub import constants, is_offline_mode, try_to_load_from_cache
+
+    if not is_offline_mode() and (commit := _hub_commit(repo_id)):
+        return commit
+    try:
+        cached = try_to_load_from_cache(repo_id, "config.json", cache_dir=constants.HF_HUB_CACHE)
+    except ValueError:  # not a valid repo id
+        return None
+    return Path(cached).parent.name if isinstance(cached, str) else None  # .../snapshots/<commit>/config.json
+
+
+@functools.lru_cache(maxsize=32)
+def _hub_commit(repo_id: str) -> str | None:
+    """Asked once per process: every stage stamp wants it, and a run is one view of the repo."""
+    from huggingface_hub import model_info
+
+    try:
+        return model_info(repo_id).sha
+    except Exception:  # noqa: BLE001 - no network, private, gated, not a repo id: the cache decides
+        logger.debug("could not ask the Hub for %s's revision; using the cache", repo_id)
+        return None
 
 
 def _read_stamp(folder: Path) -> str | None:

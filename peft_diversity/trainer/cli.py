@@ -160,6 +160,26 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
         return "trainer_state.json is unreadable"
     if not any((folder / name).is_file() for name in CHECKPOINT_WEIGHTS):
         return "no model weights"
+    return weights_problem(folder)
+
+
+def weights_problem(folder: Path) -> str | None:
+    """Why a checkpoint's files would not load (None when they would): a safetensors file cut short (safe_open
+    checks the header against the file size without reading the tensors), or a torch .bin / .pt (weights,
+    optimizer, RNG state) whose zip directory is missing. A copy or a disk fault can cut them after the save."""
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            return f"{path.name} is cut short or corrupt ({' '.join(str(err).split())})"
+    for path in sorted(p for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth")):
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip whose directory is at the end
+            return f"{path.name} is cut short or corrupt (not a complete torch archive)"
     return None
 
 
@@ -173,7 +193,7 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
         problem = checkpoint_problem(checkpoint)
         if problem is None:
             return str(checkpoint)
-        logger.warning("skipping %s: %s (a save that did not finish)", checkpoint, problem)
+        logger.warning("skipping %s: %s (a save that did not finish, or a damaged copy)", checkpoint, problem)
     return None
 
 

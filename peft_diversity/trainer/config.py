@@ -48,8 +48,8 @@ class PossibilityConfig(SFTConfig):
     resume_from_checkpoint: str | None = field(
         default=None,
         metadata={"help": "Resume training: a checkpoint folder, or `last` / `true` for the newest COMPLETE "
-                          "checkpoint-N in output_dir (half-written ones, e.g. from a kill during a save, are "
-                          "skipped; the one used is logged)."},
+                          "checkpoint-N in output_dir (half-written ones, e.g. from a kill during a save, and ones "
+                          "whose weights are cut short are skipped; the one used is logged)."},
     )
     """A checkpoint folder to resume from; `last` or `true` = the newest complete `checkpoint-N` in output_dir."""
     strict_data: bool = field(
