@@ -80,7 +80,7 @@ def test_sweep_expands_every_sampling_run_into_named_runs():
         ({"sweep": {"temperature": [0.8, 0.8]}}, "repeats a value"),
         ({"seeds": [1, 2], "seed": 3}, "not both"),
         ({"seeds": [1, 1]}, "must not repeat"),
-        ({"seeds": "1"}, "non-empty list of integers"),
+        ({"seeds": "1"}, "seeds: must be a list of"),  # the generic type check (experiment/checks.py)
         ({"coherence_metric": "fluency"}, "coherence_metric 'fluency' is not a metric"),
         ({"runs": [*SWEEP_RUNS, {"model": "base", "decoder": "sampling"}]}, "listed twice"),
     ],
