@@ -43,7 +43,8 @@ def nltk_self_bleu(
 
 
 def loop_semantic_diversity(predictions: Sequence[Sequence[str]], model) -> list[float]:
-    """Per prompt: encode its responses alone, 1 - mean off-diagonal cosine (sentence-transformers)."""
+    """Per prompt: encode its responses alone, 1 - mean off-diagonal cosine (sentence-transformers); a blank
+    response has cosine 1 with every other (the documented empty-response rule)."""
     from sentence_transformers import util
 
     out = []
@@ -53,6 +54,8 @@ def loop_semantic_diversity(predictions: Sequence[Sequence[str]], model) -> list
             continue
         emb = model.encode(list(responses), convert_to_tensor=True, show_progress_bar=False)
         sim = util.cos_sim(emb, emb).double().cpu().numpy()
+        blank = np.array([not text.strip() for text in responses])
+        sim[blank, :] = sim[:, blank] = 1.0  # docs/metrics.md: an empty response is a copy of every other one
         k = len(responses)
         out.append(1.0 - (sim.sum() - np.trace(sim)) / (k * (k - 1)))
     return out

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -15,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from peft_diversity.errors import OutputPathError
+
+TEMP_DIR_TAG = ".partial-"  # `.<name>.partial-<host>-<pid>-<random>`: whose temp folder it is, found by name
 
 
 def check_output(path: str | os.PathLike, flag: str, *, folder: bool = False,
@@ -62,13 +66,18 @@ def output_errors(flag: str, path: str | os.PathLike) -> Iterator[None]:
 @contextmanager
 def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temp folder beside `target`; on success it replaces `target` (keeping its permission bits;
-    a new folder gets the umask's), on error it is removed and `target` is untouched."""
+    a new folder gets the umask's), on error it is removed and `target` is untouched.
+
+    The temp folder's name records host and pid: a SIGKILL leaves it behind, so each call first removes the temp
+    folders of `target` whose process on this host is gone.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    remove_stale_temp_dirs(target)
+    tmp = _make_temp_dir(target)
     try:
         yield tmp
-        os.chmod(tmp, _mode_for(target, 0o777))  # mkdtemp makes 0700
+        os.chmod(tmp, _mode_for(target, 0o777))  # the replaced folder's bits, else the umask's
         _replace_directory(tmp, target)
         _fsync(target.parent, directory=True)
     finally:
@@ -92,6 +101,47 @@ def _replace_directory(new: Path, target: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
     else:
         aside.unlink(missing_ok=True)
+
+
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+
+
+def _make_temp_dir(target: Path) -> Path:
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}{TEMP_DIR_TAG}{_host()}-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp folder name beside {target}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temp_dirs(target: str | os.PathLike) -> list[Path]:
+    """Remove the temp folders `atomic_directory(target)` left behind when killed: those whose process, on this
+    host, is gone (another host's, or a live process's, are left alone). Returns the removed folders."""
+    target = Path(target)
+    pattern = re.compile(re.escape(f".{target.name}{TEMP_DIR_TAG}{_host()}-") + r"(\d+)-[0-9a-f]+$")
+    removed = []
+    for path in target.parent.glob(f".{glob.escape(target.name)}{TEMP_DIR_TAG}*"):
+        found = pattern.match(path.name)
+        if found and path.is_dir() and not path.is_symlink() and not _pid_alive(int(found.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,14 @@ def bad(tmp_path_factory) -> dict[str, Path]:
     (paths["model"] / "config.json").write_text(json.dumps({"model_type": "llama"}))
     paths["killed"] = root / "killed"
     (paths["killed"] / "checkpoint-3").mkdir(parents=True)
+    paths["pickled"] = root / "pickled"  # a model whose only weights are a pickle (torch.save)
+    paths["pickled"].mkdir()
+    (paths["pickled"] / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    import torch
+
+    torch.save({"lm_head.weight": torch.zeros(2, 2)}, paths["pickled"] / "pytorch_model.bin")
+    paths["responses"] = root / "responses.jsonl"
+    paths["responses"].write_text('{"context": "a", "responses": ["x y", "z w"]}\n')
     paths["root"] = root
     return paths
 
@@ -65,6 +74,12 @@ CASES = {
     "generate-negative-temperature": lambda b: ["generate", "--model", "builtin:minilm-decoder", "--context", "hi",
                                                 "--decoder", "sampling", "--temperature", "-1"],
     "generate-offline-hub-model": lambda b: ["generate", "--model", "nobody/no-such-model", "--context", "hi"],
+    "generate-bad-dtype": lambda b: ["generate", "--model", "builtin:minilm-decoder", "--context", "hi", "--dtype",
+                                     "float99"],
+    "generate-pickle-only-model": lambda b: ["generate", "--model", str(b["pickled"]), "--context", "hi"],
+    "score-missing-embedder": lambda b: ["score", str(b["responses"]), "--embedder", str(b["root"] / "no-embedder")],
+    "score-embedder-is-a-file": lambda b: ["score", str(b["responses"]), "--embedder", str(b["responses"])],
+    "score-offline-hub-embedder": lambda b: ["score", str(b["responses"]), "--embedder", "nobody/no-such-embedder"],
     "experiment-bad-yaml": lambda b: ["experiment", "--config", str(b["bad_yaml"])],
     "experiment-missing": lambda b: ["experiment", "--config", str(b["root"] / "nope.yaml")],
     "push-save-only-over-my-folder": lambda b: ["push", "--model-dir", str(b["model"]), "--repo-id", "alice/x",
@@ -72,6 +87,12 @@ CASES = {
     "push-missing-model": lambda b: ["push", "--model-dir", str(b["root"] / "nope"), "--repo-id", "alice/x",
                                      "--save-only", str(b["root"] / "up")],
     "push-bad-repo-id": lambda b: ["push", "--model-dir", str(b["model"]), "--repo-id", "not an id"],
+    "push-metric-save-only": lambda b: ["push", "--metric", "vendi", "--repo-id", "alice/vendi", "--save-only",
+                                        str(b["root"] / "up-metric")],
+    "push-split-outside": lambda b: ["push", "--dataset-source", "builtin:story", "--repo-id", "alice/s",
+                                     "--save-only", str(b["root"] / "up-splits"), "--splits", "train,../../x"],
+    "push-pickle-only-model": lambda b: ["push", "--model-dir", str(b["pickled"]), "--repo-id", "alice/x",
+                                         "--save-only", str(b["root"] / "up-pickle")],
     "push-offline": lambda b: ["push", "--metric", "vendi", "--repo-id", "alice/vendi"],
     "build-data-missing-input": lambda b: ["build-data", "--input", str(b["root"] / "nope.jsonl"), "--output",
                                            str(b["root"] / "bd")],
@@ -79,6 +100,19 @@ CASES = {
     "bias-missing-model": lambda b: ["bias", "--models", str(b["root"] / "nope"), "--out", str(b["root"] / "bias")],
     "bias-bad-reference": lambda b: ["bias", "--models", "builtin:minilm-decoder", "--reference",
                                      str(b["broken_json"]), "--out", str(b["root"] / "bias2")],
+}
+
+
+# what the line must say, where a case was once a traceback or a wrong message (issue 19)
+MESSAGES = {
+    "generate-bad-dtype": r"--dtype 'float99' is not a torch dtype",
+    "generate-pickle-only-model": r"pytorch_model\.bin: pickled weights; only safetensors",
+    "score-missing-embedder": r"--embedder .*no-embedder: no such folder",
+    "score-embedder-is-a-file": r"--embedder .*responses\.jsonl: a file, not a SentenceTransformer folder",
+    "score-offline-hub-embedder": r"--embedder nobody/no-such-embedder: cannot load a SentenceTransformer",
+    "push-metric-save-only": r"--save-only works for --model-dir and --dataset-source, not --metric",
+    "push-split-outside": r"'\.\./\.\./x' is not a split name",
+    "push-pickle-only-model": r"pytorch_model\.bin: pickled weights; only safetensors",
 }
 
 
@@ -95,4 +129,5 @@ def test_bad_input_is_one_line_exit_2(case, bad):
     command = argv[0]
     lines = [line for line in err.splitlines() if line.startswith(f"peft-diversity {command}:")]
     assert len(lines) == 1, err
+    assert re.search(MESSAGES.get(case, ""), lines[0]), lines[0]
     assert (bad["mine"] / "notes.txt").read_text() == "keep me"

@@ -99,7 +99,7 @@ def test_save_for_hub_full_folder_and_card(trained, tmp_path):
     assert {"config.json", "model.safetensors", "tokenizer_config.json", TEMPLATE_FILENAME, "README.md",
             hub.TRAINING_CONFIG_FILENAME} <= names
     assert not names & {"training_args.bin", "optimizer.pt"}
-    assert not list(tmp_path.glob(".upload-*"))  # temp dir renamed away
+    assert not list(tmp_path.glob(".upload*"))  # temp dir renamed away
     training = json.loads((out / hub.TRAINING_CONFIG_FILENAME).read_text())
     assert training["mode"] == "poexft" and training["ul_weight"] == 0.25
 
@@ -583,3 +583,78 @@ def test_push_bad_results_file_is_one_line(trained, tmp_path, capsys):
     assert main(["push", "--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--results", str(bad),
                  "--save-only", str(tmp_path / "up")]) == 2
     assert "not a readable results.json" in capsys.readouterr().err
+
+
+# ----- issue 19: splits, pickles, temp folders, modes ------------------------------------------------------------
+def test_save_dataset_refuses_split_names_that_are_paths(tmp_path):
+    out = tmp_path / "deep" / "upload"
+    for splits in (("train", "../../x"), ("a/b",), (".",), ()):
+        with pytest.raises(HubError, match="split name"):
+            hub.save_dataset_for_hub("builtin:story", out, splits=splits, embedder=_hash_embedder)
+    assert hub.split_names(" train, test ,") == ("train", "test") and hub.split_names("test.v1") == ("test.v1",)
+    assert not list(tmp_path.rglob("*.parquet")) and not out.exists()
+
+
+def _pickled_copy(trained, tmp_path, keep_safetensors):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / ("both" if keep_safetensors else "pickled")
+    folder.mkdir()
+    for path in trained["full"].iterdir():
+        if path.is_file() and (keep_safetensors or path.suffix != ".safetensors"):
+            (folder / path.name).write_bytes(path.read_bytes())
+    torch.save(load_file(trained["full"] / "model.safetensors"), folder / "pytorch_model.bin")
+    return folder
+
+
+def test_push_refuses_pickle_only_weights_and_never_uploads_a_pickle(trained, tmp_path, capsys):
+    from peft_diversity.cli import main
+
+    pickled = _pickled_copy(trained, tmp_path, keep_safetensors=False)
+    with pytest.raises(HubError, match=r"pytorch_model\.bin: pickled weights; only safetensors"):
+        hub.save_for_hub(pickled, tmp_path / "up")
+    assert main(["push", "--model-dir", str(pickled), "--repo-id", "alice/x", "--save-only", str(tmp_path / "up")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "up").exists()
+    both = _pickled_copy(trained, tmp_path, keep_safetensors=True)  # a pickled duplicate beside safetensors
+    out = hub.save_for_hub(both, tmp_path / "up2")
+    assert (out / "model.safetensors").is_file() and not (out / "pytorch_model.bin").exists()
+
+
+def test_generate_refuses_pickle_only_weights(trained, tmp_path):
+    from peft_diversity.errors import ModelLoadError
+    from peft_diversity.models.loading import load_model_and_tokenizer
+
+    with pytest.raises(ModelLoadError, match=r"pytorch_model\.bin: pickled weights; only safetensors"):
+        load_model_and_tokenizer(str(_pickled_copy(trained, tmp_path, keep_safetensors=False)))
+
+
+def test_upload_folder_gets_umask_permissions(trained, tmp_path):
+    previous = os.umask(0o027)
+    try:
+        out = hub.save_for_hub(trained["full"], tmp_path / "upload")
+    finally:
+        os.umask(previous)
+    assert out.stat().st_mode & 0o777 == 0o750  # as mkdir under that umask; mkdtemp gave 0o700
+
+
+def test_killed_save_only_leaves_no_temp_folder_for_good(trained, tmp_path):
+    """A SIGKILL inside the temp folder leaves it; the next run on the same output removes it, and leaves alone
+    the temp folder of a live process."""
+    import signal
+
+    out = tmp_path / "up"
+    code = ("import os, signal, sys\nfrom peft_diversity.atomic import atomic_directory\n"
+            "with atomic_directory(sys.argv[1]) as tmp:\n    (tmp / 'half.bin').write_bytes(b'x')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    left = list(tmp_path.glob(".up.partial-*"))
+    assert len(left) == 1 and (left[0] / "half.bin").is_file()  # what a kill leaves: found by name
+    from peft_diversity.atomic import TEMP_DIR_TAG, _host
+
+    live = tmp_path / f".up{TEMP_DIR_TAG}{_host()}-{os.getpid()}-0000abcd"  # this test's own (live) process
+    live.mkdir()
+    other_host = tmp_path / f".up{TEMP_DIR_TAG}elsewhere-1-0000abcd"
+    other_host.mkdir()
+    hub.save_for_hub(trained["full"], out)
+    assert sorted(tmp_path.glob(".up.partial-*")) == sorted([live, other_host]) and (out / "README.md").is_file()

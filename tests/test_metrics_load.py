@@ -134,3 +134,13 @@ def test_all_metrics_load_by_bare_name_and_path(installed):
     assert out["demographic_bias"]["entropy"] == pytest.approx(0.9182958340544896)
     assert out["by_path"]["semantic_diversity"] == pytest.approx(0.0, abs=1e-9)
     assert out["load_metric"]["self_bleu"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("predictions", "contexts"), [(["a flat list"], ["x"]), ([["a"]], [1])])
+def test_coherence_wrong_shape_is_one_line_naming_the_fields(predictions, contexts):
+    metric = load_metric("coherence")
+    with pytest.raises(ValueError) as err:  # was KeyError: 'references' from inside evaluate
+        metric.compute(predictions=predictions, contexts=contexts, method="judge", judge=lambda c: ["Rating: 8"] * len(c))
+    message = str(err.value)
+    assert "\n" not in message and "predictions = one list of response strings per prompt" in message
+    assert "contexts = one string (or list of turn strings) per prompt" in message

@@ -118,3 +118,18 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert cli.main(["experiment", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "unknown modes ['bogus']" in err and "Traceback" not in err
+
+
+def test_builtin_cache_folder_gets_umask_permissions(tmp_path):
+    import os
+
+    from peft_diversity.models.builtin import _materialise
+
+    previous = os.umask(0o022)
+    try:
+        target = tmp_path / "cache" / "tiny-v1"
+        _materialise(target, lambda: tiny_model_and_tokenizer("llama"), "stamp")
+    finally:
+        os.umask(previous)
+    assert target.stat().st_mode & 0o777 == 0o755  # as mkdir under that umask: others may read the shared cache
+    assert (target / "builtin_stamp.json").is_file() and not list(target.parent.glob(".tiny-v1*"))

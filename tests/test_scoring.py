@@ -32,6 +32,7 @@ from peft_diversity.scoring import (
 )
 from peft_diversity.scoring import cli as score_cli
 from peft_diversity.scoring.kernels import cosine_matrix
+from peft_diversity.scoring.openings import openings_per_possibility
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,6 +151,10 @@ def test_semantic_diversity_edge_cases(embedder):
     res = semantic_diversity(EDGE, embedder, return_per_prompt=True)
     per = res["semantic_diversity_per_prompt"]
     assert per[2] == 0.0 and per[3] == 0.0  # K = 1; two identical empty strings
+    # exact by construction (docs promise 0.0): identical texts have identical rows, whose similarity is set to 1;
+    # MiniLM's normalised "short" has a self dot product of 1 - 2.2e-16, which gave 2.2e-16 before
+    same = semantic_diversity([["short", "short"], ["I love tea."] * 3], embedder, return_per_prompt=True)
+    assert same["semantic_diversity_per_prompt"] == [0.0, 0.0] and same["semantic_diversity_pooled"] == 0.0
     assert 0.0 < per[0] < 1.0 and 0.0 < per[1]
     assert res["num_pairs"] == 3 + 3 + 0 + 1 + 6
     json.dumps(res, allow_nan=False)
@@ -531,3 +536,49 @@ def test_paired_bootstrap_interval_and_share():
 
     with pytest.raises(ScoringInputError, match="same non-zero number of prompts, got 2 and 1"):
         paired_bootstrap([1.0, 2.0], [1.0])
+
+
+# --- the empty-response rule (docs/metrics.md) on every metric -----------------------------------------------
+FOUR = ["I love hiking in the mountains.", "The stock market fell today.", "Pasta needs salted water.",
+        "My cat sleeps all day."]
+DIVERSITY = {  # metric -> (function of one prompt's responses, True when higher means more diverse)
+    "semantic": (lambda g, e: semantic_diversity([g], e)["semantic_diversity"], True),
+    "semantic_pooled": (lambda g, e: semantic_diversity([g], e)["semantic_diversity_pooled"], True),
+    "vendi": (lambda g, e: vendi_score([g], embedder=e)["vendi_score"], True),
+    "vendi_normalized": (lambda g, e: vendi_score([g], embedder=e)["vendi_score_normalized"], True),
+    "vendi_ngram": (lambda g, e: vendi_score([g], kernel="ngram")["vendi_score"], True),
+    "distinct_k": (lambda g, e: distinct_k([g], embedder=e)["distinct_k"], True),
+    "distinct_k_ngram": (lambda g, e: distinct_k([g], method="ngram")["distinct_k"], True),
+    "distinct_k_ratio": (lambda g, e: distinct_k([g], embedder=e)["distinct_k_ratio"], True),
+    "distinct_1": (lambda g, e: distinct_n([g])["distinct_1"], True),
+    "distinct_1_chars": (lambda g, e: distinct_n([g], tokenizer=list)["distinct_1"], True),  # "\n": a new char
+    "ead_1": (lambda g, e: distinct_n([g])["ead_1"], True),
+    "self_bleu_diversity": (lambda g, e: self_bleu([g])["self_bleu_diversity"], True),
+    "self_bleu_chars": (lambda g, e: self_bleu([g], tokenizer=list)["self_bleu_diversity"], True),
+    "top_opening_share": (lambda g, e: openings_per_possibility([[1] * len(g)], [g], num_words=1)[1]["top"][0][1],
+                          False),
+}
+
+
+@pytest.mark.parametrize("metric", sorted(DIVERSITY))
+@pytest.mark.parametrize("empty", ["", "   ", "\n"])
+def test_adding_an_empty_response_never_raises_diversity(embedder, metric, empty):
+    score, higher_is_diverse = DIVERSITY[metric]
+    for group in (FOUR, FOUR[:2], ["Yes.", "Yes.", "No."], ["So it goes."] * 2):
+        before, after = score(group, embedder), score([*group, empty], embedder)
+        # a fresh float computation on the larger set may differ by rounding (~1e-15); 1e-12 is far below any
+        # real gain (the bug gave +0.12 semantic, +1 Vendi, +1 class)
+        assert (after <= before + 1e-12) if higher_is_diverse else (after >= before - 1e-12), (group, before, after)
+
+
+def test_empty_response_rule_values(embedder):
+    with_empty = [*FOUR, ""]
+    four = semantic_diversity([FOUR], embedder, return_per_prompt=True)["semantic_diversity_per_prompt"][0]
+    # the empty response's 4 pairs count as cosine 1: diversity scales by 6 pairs / 10 pairs (up to rounding)
+    assert semantic_diversity([with_empty], embedder)["semantic_diversity"] == pytest.approx(four * 6 / 10)
+    assert semantic_diversity([["a reply", ""]], embedder)["semantic_diversity"] == 0.0  # exact: cosine set to 1
+    res = distinct_k([with_empty, ["", " "]], embedder=embedder, return_per_prompt=True)
+    assert res["distinct_k_per_prompt"] == [4.0, 1.0] and res["distinct_k_classes"] == [[0, 1, 2, 3, 0], [0, 0]]
+    vendi = vendi_score([with_empty, ["", ""]], embedder=embedder, return_per_prompt=True)
+    assert vendi["vendi_score_per_prompt"][0] == pytest.approx(vendi_score([FOUR], embedder=embedder)["vendi_score"])
+    assert vendi["vendi_score_per_prompt"][1] == 1.0

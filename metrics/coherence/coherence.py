@@ -48,6 +48,13 @@ Examples:
 """
 
 
+def _shape(value) -> str:
+    """A short description of one prompt's input: its type, and its first item's type for a list."""
+    if isinstance(value, list):
+        return f"list of {type(value[0]).__name__}" if value else "empty list"
+    return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Coherence(evaluate.Metric):
     """Coherence of K responses per prompt with the prompt's context."""
@@ -66,6 +73,18 @@ class Coherence(evaluate.Metric):
             ],
             reference_urls=["https://arxiv.org/abs/2412.03343"],
         )
+
+    def _infer_feature_from_example(self, example):
+        # evaluate 0.4 explains a format mismatch with example["references"], which this module does not take
+        # (KeyError: 'references'): say in one line what the inputs must look like instead
+        try:
+            return super()._infer_feature_from_example(example)
+        except (KeyError, ValueError):
+            raise ValueError(
+                "coherence expects predictions = one list of response strings per prompt and contexts = one string "
+                "(or list of turn strings) per prompt; got predictions "
+                f"{_shape(example.get('predictions'))} and contexts {_shape(example.get('contexts'))}"
+            ) from None
 
     def _compute(
         self,

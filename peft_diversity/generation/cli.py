@@ -176,8 +176,9 @@ def run(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> list[Responses]:
     from peft_diversity.errors import ModelLoadError
     from peft_diversity.models.builtin import resolve_model_path
-    from peft_diversity.models.loading import load_model_and_tokenizer
+    from peft_diversity.models.loading import check_dtype, load_model_and_tokenizer
 
+    check_dtype(args.dtype)
     kwargs = decoder_kwargs(args)
     check_sampling_settings(kwargs)  # before the model loads
     if args.input is not None:

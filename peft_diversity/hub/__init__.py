@@ -14,6 +14,7 @@ from peft_diversity.hub.dataset import (  # noqa: F401
     build_dataset_card,
     push_dataset,
     save_dataset_for_hub,
+    split_names,
 )
 from peft_diversity.hub.generator import (  # noqa: F401
     PossibilityGenerator,

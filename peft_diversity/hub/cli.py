@@ -34,15 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _push(args: argparse.Namespace) -> str:
     from peft_diversity import hub
+    from peft_diversity.errors import HubError
 
     message = {"commit_message": args.commit_message} if args.commit_message else {}
     if args.metric:
         if args.save_only:
-            raise hub.HubError("--save-only works for --model-dir and --dataset-source, not --metric")
+            raise HubError("--save-only works for --model-dir and --dataset-source, not --metric")
         hub.metric_folder(args.metric)
         return hub.push_metric(args.metric, args.repo_id, private=False, **message)
     if args.dataset_source:
-        kwargs = dict(splits=tuple(s for s in args.splits.split(",") if s), pretty_name=args.pretty_name,
+        kwargs = dict(splits=hub.split_names(args.splits), pretty_name=args.pretty_name,
                       license=args.license)
         if args.save_only:
             folder = hub.save_dataset_for_hub(args.dataset_source, args.save_only, repo_id=args.repo_id, **kwargs)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,23 @@ STAT_KEYS = (
     "words_per_candidate_median", "words_per_candidate_max", "within_context_cosine_mean",
     "within_context_cosine_pooled", "within_context_cosine_max",
 )
+
+
+# a split name is a file name part (data/<split>-…parquet): datasets' own rule, so no '/' or '..' ever reaches a path
+SPLIT_NAME_PATTERN = re.compile(r"^\w+(\.\w+)*$")
+
+
+def split_names(splits: str | Sequence[str]) -> tuple[str, ...]:
+    """The split names of `--splits "train,test"` (or a sequence), each checked against datasets' rule for
+    split names (word characters, dot-separated); HubError naming the first bad one."""
+    names = tuple(s.strip() for s in splits.split(",")) if isinstance(splits, str) else tuple(splits)
+    names = tuple(n for n in names if n != "")
+    if not names:
+        raise HubError(f"--splits {splits!r}: no split name given (e.g. 'train,test')")
+    for name in names:
+        if not isinstance(name, str) or not SPLIT_NAME_PATTERN.match(name):
+            raise HubError(f"--splits: {name!r} is not a split name (letters, digits and '_', parts joined by '.')")
+    return names
 
 
 def _parquet_name(split: str) -> str:
@@ -146,6 +165,7 @@ def save_dataset_for_hub(
 
     from peft_diversity.datacard import dataset_stats
 
+    splits = split_names(splits)
     local = [source] if isinstance(source, (str, os.PathLike)) and Path(source).exists() else []
     target = check_output_folder(out_dir, *local)
     loaded = _load_splits(source, splits)

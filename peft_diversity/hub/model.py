@@ -322,11 +322,27 @@ def write_save_marker(folder: Path, kind: str, source: Any) -> None:
     (folder / SAVE_MARKER).write_text(json.dumps(marker), encoding="utf-8")
 
 
+def _check_safetensors(folder: Path) -> None:
+    """Refuse (not convert) a folder whose only weights are a pickle: converting means unpickling a file of
+    unknown origin, and our own loader refuses it anyway (models/loading.py), so the upload would not load."""
+    from peft_diversity.models.loading import pickle_only_weights, pickle_weights_message
+
+    pickles = pickle_only_weights(folder)
+    if pickles:
+        raise HubError(pickle_weights_message(pickles[0]))
+
+
 def _upload_files(folder: Path) -> list[Path]:
-    return [
+    from peft_diversity.models.loading import PICKLE_WEIGHTS_PATTERN
+
+    files = [
         p for p in sorted(folder.iterdir())
         if p.is_file() and p.name not in EXCLUDED_FILES and not any(pat.match(p.name) for pat in EXCLUDED_PATTERNS)
     ]
+    pickles = [p for p in files if PICKLE_WEIGHTS_PATTERN.match(p.name)]
+    if pickles:  # beside safetensors weights (_check_safetensors ran): a pickled duplicate, never uploaded
+        logger.warning("%s: not uploaded (pickled weights; the safetensors weights are)", ", ".join(map(str, pickles)))
+    return [p for p in files if p not in pickles]
 
 
 def _write_merged(folder: Path, target: Path) -> None:
@@ -363,6 +379,7 @@ def save_for_hub(
     is_adapter = (folder / "adapter_config.json").is_file()
     if not is_adapter and not (folder / "config.json").is_file():
         raise HubError(f"{folder} holds neither a model (config.json) nor a peft adapter (adapter_config.json)")
+    _check_safetensors(folder)
     if not (folder / TEMPLATE_FILENAME).is_file():
         logger.warning("%s has no %s: the uploaded model will need a template given explicitly", folder,
                        TEMPLATE_FILENAME)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ def load_model_and_tokenizer(
     QLoRA-style 4-bit weights, which needs bitsandbytes and CUDA. A folder holding a peft adapter
     (`adapter_config.json`) is loaded as base + adapter.
     """
+    check_dtype(dtype)
     path = resolve_model_path(name_or_path)
     check_model_folder(name_or_path, path)
     try:
@@ -95,6 +97,35 @@ def check_model_folder(name_or_path: str, path: str) -> None:
         hint = (f" (an unfinished training run? it holds {', '.join(checkpoints)}: resume it with "
                 "--resume_from_checkpoint last, or pass a checkpoint folder)") if checkpoints else ""
         raise ModelLoadError(f"{name_or_path} is not a model folder: no config.json or adapter_config.json{hint}")
+    pickles = pickle_only_weights(folder)
+    if pickles:
+        raise ModelLoadError(pickle_weights_message(pickles[0]))
+
+
+# transformers' and peft's pickled weights files (torch.save): loading one runs the pickle machinery
+PICKLE_WEIGHTS_PATTERN = re.compile(r"^(pytorch_model|adapter_model)(-\d+-of-\d+)?\.bin$")
+
+
+def pickle_only_weights(folder: str | Path) -> list[Path]:
+    """The pickled weights files of `folder` when it holds no safetensors weights (else [])."""
+    folder = Path(folder)
+    if any(folder.glob("*.safetensors")):
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and PICKLE_WEIGHTS_PATTERN.match(p.name))
+
+
+def pickle_weights_message(path: Path) -> str:
+    """THE one line for a model whose only weights are a pickle (loading and pushing both refuse it)."""
+    return (f"{path}: pickled weights; only safetensors weights are loaded or uploaded (a pickle can run code when "
+            "read). Re-save the model with save_pretrained(), which writes model.safetensors")
+
+
+def check_dtype(dtype: str | torch.dtype) -> None:
+    """`auto` or a torch dtype (object or name, e.g. "bfloat16"); a ModelLoadError naming the value otherwise."""
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return
+    if not isinstance(dtype, str) or not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise ModelLoadError(f"--dtype {dtype!r} is not a torch dtype: use auto, float32, bfloat16 or float16")
 
 
 def _first_line(err: BaseException) -> str:
@@ -107,7 +138,9 @@ def _load_adapter_model(path: str, kwargs: dict[str, Any]):
     from peft import PeftConfig, PeftModel
 
     base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
-    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(base_name), **kwargs)
+    base_path = resolve_model_path(base_name)
+    check_model_folder(base_name, base_path)
+    base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
     return PeftModel.from_pretrained(base, path)
 
 

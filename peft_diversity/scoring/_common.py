@@ -71,6 +71,19 @@ def check_predictions(predictions: Sequence[Sequence[str]]) -> list[list[str]]:
     return out
 
 
+def is_empty_response(text: str) -> bool:
+    """THE rule of docs/metrics.md for every diversity metric: a blank response (empty or whitespace only) says
+    nothing, so it never counts as diverse. Pairwise metrics treat it as a copy of every other response of its
+    prompt (similarity 1, self-BLEU 1); counting metrics leave it out (no class, no n-gram, no opening). Either
+    way adding an empty response to a set never raises its diversity."""
+    return not text.strip()
+
+
+def non_empty(responses: Sequence[str]) -> list[str]:
+    """``responses`` without the empty ones (``is_empty_response``), order kept."""
+    return [r for r in responses if not is_empty_response(r)]
+
+
 def mean(values: Sequence[float], default: float = 0.0) -> float:
     """Arithmetic mean as a Python float; ``default`` for an empty sequence."""
     return float(sum(values) / len(values)) if len(values) else float(default)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Tokenizer, check_predictions, mean, resolve_tokenizer
+from ._common import Tokenizer, check_predictions, is_empty_response, mean, resolve_tokenizer
 
 SMOOTHINGS = ("none", "method1", "method2", "method3")
 
@@ -215,7 +215,8 @@ def self_bleu(
     if max_order < 1:
         raise ValueError("max_order must be >= 1")
     tok = resolve_tokenizer(tokenizer, lowercase)
-    tokens = [[tok(t) for t in responses] for responses in predictions]
+    # an empty response has no tokens, whatever the tokenizer makes of blanks: it then scores 1.0 (no diversity)
+    tokens = [[[] if is_empty_response(t) else tok(t) for t in responses] for responses in predictions]
     per_response = batch_leave_one_out_bleu(tokens, max_order, smoothing, epsilon)
     per_prompt = [mean(scores, default=1.0) for scores in per_response]
     pooled = mean([s for scores in per_response for s in scores], default=1.0)

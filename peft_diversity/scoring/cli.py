@@ -8,11 +8,19 @@ import sys
 from pathlib import Path
 
 from peft_diversity.atomic import atomic_write_text, check_output, output_errors
-from peft_diversity.errors import PeftDiversityError
+from peft_diversity.errors import PeftDiversityError, ScoringInputError
 
 from .bleu import SMOOTHINGS
+from .embeddings import load_embedder
 from .judges import make_judge
-from .report import KNOWN_METRICS, METRICS, format_results_table, load_responses, score_rows
+from .report import (
+    EMBEDDING_METRICS,
+    KNOWN_METRICS,
+    METRICS,
+    format_results_table,
+    load_responses,
+    score_rows,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,15 +55,39 @@ def _judge(args: argparse.Namespace):
     return make_judge(args.judge_model, args.judge_base_url, api_key_env=args.judge_api_key_env)
 
 
+def check_embedder_path(name: str) -> None:
+    """A ``--embedder`` that names a local path must be a folder (cheap; before the responses are read)."""
+    path = Path(name).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ScoringInputError(f"--embedder {name}: a file, not a SentenceTransformer folder")
+    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise ScoringInputError(f"--embedder {name}: no such folder")
+
+
+def _load_embedder(args: argparse.Namespace):
+    """The ``--embedder`` loaded before any scoring: a bad one is one line, not a sentence-transformers traceback
+    half-way through (None: the default, loaded by the metrics)."""
+    if args.embedder is None or not set(args.metrics) & EMBEDDING_METRICS:
+        return args.embedder
+    try:
+        return load_embedder(str(Path(args.embedder).expanduser()) if Path(args.embedder).expanduser().exists()
+                             else args.embedder)
+    except (OSError, ValueError) as err:
+        first = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
+        raise ScoringInputError(f"--embedder {args.embedder}: cannot load a SentenceTransformer ({first})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Score ``args.responses``; print a markdown table; write JSON to ``args.output``. Returns 0."""
     if args.output:
         check_output(args.output, "--output", inputs=[args.responses])
+    if args.embedder is not None:
+        check_embedder_path(args.embedder)
     rows = load_responses(args.responses)
     results = score_rows(
         rows,
         metrics=args.metrics,
-        embedder=args.embedder,
+        embedder=_load_embedder(args),
         judge=_judge(args),
         max_order=args.max_order,
         smoothing=args.smoothing,

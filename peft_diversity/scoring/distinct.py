@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._common import Tokenizer, check_predictions, mean, ngram_counts, resolve_tokenizer
+from ._common import Tokenizer, check_predictions, mean, ngram_counts, non_empty, resolve_tokenizer
 
 DEFAULT_VOCAB_SIZE = 50_000
 
@@ -63,11 +63,13 @@ def distinct_n(
     EAD ~ distinct when C << V; values are comparable only under the same V and tokenizer.
 
     Edge cases: a prompt with no n-gram of order ``n`` (empty strings, responses shorter
-    than ``n``) scores 0.0 for that order; K = 1 is well defined (one response).
+    than ``n``) scores 0.0 for that order; K = 1 is well defined (one response). Empty (blank)
+    responses are left out, so adding one never changes a score.
     """
     predictions = check_predictions(predictions)
     tok = resolve_tokenizer(tokenizer, lowercase)
-    tokens = [[tok(t) for t in responses] for responses in predictions]
+    # empty responses add no n-gram, whatever the tokenizer makes of blanks (a character tokenizer would count them)
+    tokens = [[tok(t) for t in non_empty(responses)] for responses in predictions]
     result: dict[str, Any] = {}
     for n in orders:
         per_prompt = [_merge([ngram_counts(t, n) for t in toks]) for toks in tokens]

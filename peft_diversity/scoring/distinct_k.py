@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Tokenizer, check_predictions, mean
+from ._common import Tokenizer, check_predictions, is_empty_response, mean
 from .embeddings import DEFAULT_BATCH_SIZE, EmbedderSpec
 from .vendi import similarity_matrices
 
@@ -25,6 +25,14 @@ def greedy_partition(similarity: np.ndarray, threshold: float) -> list[int]:
             label = len(representatives)
             representatives.append(i)
         labels.append(label)
+    return labels
+
+
+def _labels(size: int, kept: list[int], kept_labels: list[int]) -> list[int]:
+    """Labels of all ``size`` responses: the partition's for the non-empty ones (``kept``), 0 for the empty."""
+    labels = [0] * size
+    for index, label in zip(kept, kept_labels, strict=True):
+        labels[index] = label
     return labels
 
 
@@ -51,14 +59,19 @@ def distinct_k(
     (mean of classes / K) and ``num_prompts``; with ``return_per_prompt`` also
     ``distinct_k_per_prompt`` and ``distinct_k_classes`` (class label of every response).
 
-    Edge cases: K = 1 gives 1; identical responses give 1; K = 0 gives 0 (ratio 0.0).
+    Edge cases: K = 1 gives 1; identical responses give 1; K = 0 gives 0 (ratio 0.0). An empty
+    (blank) response opens no class: it joins the first one (label 0), so adding one never raises
+    the count; all-empty responses give 1.
     """
     predictions = check_predictions(predictions)
     threshold = (
         DEFAULT_THRESHOLDS[method] if threshold is None and method in DEFAULT_THRESHOLDS else threshold
     )
-    sims = similarity_matrices(predictions, method, embedder, max_order, tokenizer, lowercase, batch_size)
-    labels = [greedy_partition(s, float(threshold)) for s in sims]
+    kept = [[i for i, text in enumerate(r) if not is_empty_response(text)] for r in predictions]
+    sims = similarity_matrices([[r[i] for i in idx] for r, idx in zip(predictions, kept, strict=True)],
+                               method, embedder, max_order, tokenizer, lowercase, batch_size)
+    labels = [_labels(len(r), idx, greedy_partition(s, float(threshold)))
+              for r, idx, s in zip(predictions, kept, sims, strict=True)]
     counts = [float(max(lab, default=-1) + 1) for lab in labels]
     ratios = [c / len(lab) if lab else 0.0 for c, lab in zip(counts, labels, strict=True)]
     result: dict[str, Any] = {

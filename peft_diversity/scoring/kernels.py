@@ -37,7 +37,17 @@ def ngram_cosine_matrix(token_lists: Sequence[Sequence[str]], max_order: int = 2
 
 
 def cosine_matrix(emb: np.ndarray) -> np.ndarray:
-    """K x K cosine similarity of unit-norm embedding rows, clipped to [-1, 1], diagonal 1."""
+    """K x K cosine similarity of unit-norm embedding rows, clipped to [-1, 1]; exactly 1 on the diagonal and
+    between identical non-zero rows.
+
+    cos(v, v) = 1 exactly; the dot product of a row normalised in floating point with itself is only 1 within
+    ~1e-16, so identical responses (encoded once, so identical rows) would score a diversity of 5.55e-16
+    instead of the 0.0 the docs promise. Identical rows are set to 1: exact where the value is exact, and no
+    tolerance that could merge two different responses.
+    """
     sim = np.clip(emb @ emb.T, -1.0, 1.0)
+    nonzero = np.any(emb != 0, axis=1)
+    same = np.all(emb[:, None, :] == emb[None, :, :], axis=-1) & nonzero[:, None] & nonzero[None, :]
+    sim[same] = 1.0
     np.fill_diagonal(sim, 1.0)
     return sim

@@ -19,7 +19,7 @@ METRICS = ("semantic_diversity", "self_bleu", "distinct_n", "vendi", "distinct_k
 # Known but not computed unless asked for (one more embedding pass)
 OPTIONAL_METRICS = ("semantic_diversity_no_opening",)
 KNOWN_METRICS = (*METRICS, *OPTIONAL_METRICS)
-_EMBEDDING_METRICS = {"semantic_diversity", "vendi", "distinct_k", "coherence", "semantic_diversity_no_opening"}
+EMBEDDING_METRICS = {"semantic_diversity", "vendi", "distinct_k", "coherence", "semantic_diversity_no_opening"}
 
 
 def _scalars(result: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -57,7 +57,7 @@ def score_predictions(
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {KNOWN_METRICS}")
     emb = embedder
-    if not isinstance(embedder, CachedEmbedder) and _EMBEDDING_METRICS & set(metrics):
+    if not isinstance(embedder, CachedEmbedder) and EMBEDDING_METRICS & set(metrics):
         emb = CachedEmbedder(embedder, batch_size)
     out: dict[str, Any] = {"num_prompts": len(predictions), "num_responses": sum(len(r) for r in predictions)}
     if "semantic_diversity" in metrics:

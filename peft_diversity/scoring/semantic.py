@@ -7,21 +7,28 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_predictions, flatten, mean
+from ._common import check_predictions, flatten, is_empty_response, mean
 from .embeddings import DEFAULT_BATCH_SIZE, EmbedderSpec, encode_texts
+from .kernels import cosine_matrix
 
 
-def pairwise_cosine_sums(emb: np.ndarray, offsets: Sequence[int]) -> list[tuple[float, int]]:
-    """Per prompt: (sum of cosines over unordered distinct pairs, number of pairs)."""
+def pairwise_cosine_sums(emb: np.ndarray, offsets: Sequence[int], texts: Sequence[str]) -> list[tuple[float, int]]:
+    """Per prompt: (sum of cosines over unordered distinct pairs, number of pairs).
+
+    Identical responses have cosine exactly 1 (``cosine_matrix``); an empty response counts as a copy of every
+    other response of its prompt (cosine 1: ``is_empty_response``), so it can only lower the diversity.
+    """
     out = []
     for start, stop in zip(offsets[:-1], offsets[1:], strict=True):
         k = stop - start
         if k < 2:
             out.append((0.0, 0))
             continue
-        block = emb[start:stop]
-        gram = np.clip(block @ block.T, -1.0, 1.0)
-        total = (gram.sum() - np.trace(gram)) / 2.0
+        sim = cosine_matrix(emb[start:stop])
+        empty = np.array([is_empty_response(t) for t in texts[start:stop]])
+        sim[empty, :] = 1.0
+        sim[:, empty] = 1.0
+        total = np.triu(sim, 1).sum()
         out.append((float(total), k * (k - 1) // 2))
     return out
 
@@ -48,13 +55,15 @@ def semantic_diversity(
 
     Edge cases: a prompt with K < 2 has no pair and is defined as diversity 0.0 (cosine 1.0);
     it counts in the per-prompt mean and adds no pair to the pooled mean (pooled is 0.0
-    when there is no pair at all). Identical responses give 0.0; empty strings and any
-    Unicode are embedded like other text. Values can exceed 1 when cosines are negative.
+    when there is no pair at all). Identical responses give exactly 0.0. An empty (blank)
+    response is a copy of every other response of its prompt (cosine 1), so adding one never
+    raises the diversity; any Unicode is embedded like other text. Values can exceed 1 when
+    cosines are negative.
     """
     predictions = check_predictions(predictions)
     texts, offsets = flatten(predictions)
     emb = encode_texts(texts, embedder, batch_size, device)
-    sums = pairwise_cosine_sums(emb, offsets)
+    sums = pairwise_cosine_sums(emb, offsets, texts)
     per_prompt_cos = [s / n if n else 1.0 for s, n in sums]
     num_pairs = sum(n for _, n in sums)
     pooled_cos = sum(s for s, _ in sums) / num_pairs if num_pairs else 1.0

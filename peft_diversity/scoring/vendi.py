@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Tokenizer, check_predictions, flatten, mean, resolve_tokenizer
+from ._common import Tokenizer, check_predictions, flatten, mean, non_empty, resolve_tokenizer
 from .embeddings import DEFAULT_BATCH_SIZE, EmbedderSpec, encode_texts
 from .kernels import cosine_matrix, ngram_cosine_matrix
 
@@ -67,11 +67,15 @@ def vendi_score(
     There is no pooled variant (the score is defined per set).
 
     Edge cases: K = 1 gives 1.0; identical responses give 1.0; an empty prompt (K = 0) gives
-    0.0; two empty strings are identical under both kernels.
+    0.0. Empty (blank) responses are left out of the kernel (they are no distinct item) but count
+    in K for the normalised score, so adding one never raises either; all-empty responses give 1.0.
     """
     predictions = check_predictions(predictions)
-    sims = similarity_matrices(predictions, kernel, embedder, max_order, tokenizer, lowercase, batch_size)
-    scores = [vendi_from_kernel(s) for s in sims]
+    kept = [non_empty(responses) for responses in predictions]  # an empty response is no distinct item
+    sims = similarity_matrices(kept, kernel, embedder, max_order, tokenizer, lowercase, batch_size)
+    # a prompt whose responses are all empty holds one (empty) item: 1.0, as identical responses
+    scores = [vendi_from_kernel(s) if len(k) else float(min(len(r), 1))
+              for s, k, r in zip(sims, kept, predictions, strict=True)]
     normalized = [s / len(r) if r else 0.0 for s, r in zip(scores, predictions, strict=True)]
     result: dict[str, Any] = {
         "vendi_score": mean(scores),
