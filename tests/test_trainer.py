@@ -666,3 +666,14 @@ def test_a_tiny_train_and_generate_print_no_warnings(tmp_path, tiny_dir, data_fi
     assert "shared_prefix path" in generate.stderr  # the cached-prefix path, where the cache is handed over
     for stderr in (train.stderr, generate.stderr):
         assert not [line for line in stderr.splitlines() if any(noise in line for noise in NOISE)], stderr
+
+
+@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(Path(__file__).parents[1]))
+                                          for p in (Path(__file__).parents[1] / "recipes").glob("*/*/config_*.yaml")))
+def test_every_training_recipe_parses_without_warnings(recipe, recwarn):
+    # bf16: the GPU recipes ask for it, which this parse on a CPU-only machine cannot check
+    _, args, _ = make_parser().parse_args_and_config(
+        args=["--config", str(Path(__file__).parents[1] / recipe), "--bf16", "false"]
+    )
+    assert args.activation_checkpointing in (True, False)
+    assert not [str(w.message) for w in recwarn if issubclass(w.category, (FutureWarning, DeprecationWarning))]
