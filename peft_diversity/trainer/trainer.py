@@ -90,7 +90,7 @@ def build_train_dataset(records: list[dict[str, Any]], tokenizer, args: Possibil
     """
     ensure_chat_template(tokenizer, fallback=args.chat_template_fallback)
     template = args.template()
-    if args.eos_token is not None:
+    if args.eos_token is not None and records:
         apply_eos_token(tokenizer, template, records[0], args)
     rows = build_training_rows(
         records,
