@@ -10,9 +10,14 @@ The public API is imported lazily (as TRL does), so `import peft_diversity` stay
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 __version__ = "0.1.0"
+
+# peft 0.21 reads a model's `is_gradient_checkpointing`, which transformers 5 renamed (a FutureWarning each time a
+# LoRA adapter is made or loaded); ours use the new name, the property is peft's to rename: only this one is hidden
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 _SCORING = ("semantic_diversity", "self_bleu", "distinct_n", "distinct_k", "vendi_score", "coherence",
             "attribute_entropy", "score_predictions")

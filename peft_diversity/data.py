@@ -76,9 +76,10 @@ def load_one_to_many(
     if errors:
         raise DataValidationError(_summary(errors, f"{origin}: {len(errors)} bad records", report, report_for))
     if repairs:
-        skipped = len(rows) - len(records)
-        message = (f"{origin}: dropped duplicate candidates in {deduplicated} records, skipped {skipped} records with "
-                   f"fewer than {num_candidates} candidates (strict=True makes this an error)")
+        message = f"{origin}: dropped duplicate candidates in {deduplicated} records"
+        if num_candidates is not None:  # records are skipped only against a required number of candidates
+            message += f", skipped {len(rows) - len(records)} records with fewer than {num_candidates} candidates"
+        message += " (strict=True makes this an error)"
         if not records:
             raise DataValidationError(_summary(repairs, f"{origin}: no usable records: all {len(rows)} have "
                                                f"fewer than num_candidates={num_candidates}", report, report_for))

@@ -81,7 +81,7 @@ def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rat
         args = PossibilityConfig(
             output_dir=out, mode="oto", num_candidates=1, num_train_epochs=epochs, learning_rate=learning_rate,
             per_device_train_batch_size=batch_size, lr_scheduler_type="constant_with_warmup", warmup_steps=20,
-            logging_steps=10, save_strategy="no", report_to=[], bf16=False, gradient_checkpointing=False,
+            logging_steps=10, save_strategy="no", report_to=[], bf16=False, activation_checkpointing=False,
             seed=seed, max_length=160,
         )
         trainer = PossibilityTrainer(model, args=args, train_dataset=warmup_records(), processing_class=tokenizer)

@@ -432,3 +432,19 @@ def test_default_policy_drops_duplicates_and_skips_records_left_short(tmp_path, 
     assert "dropped duplicate candidates in 2 records, skipped 1 records" in warning and "\n" not in warning
     with pytest.raises(DataValidationError, match="2 bad records"):  # one line per bad record
         load_one_to_many(path, num_candidates=4, strict=True)
+
+
+def test_policy_line_without_num_candidates_names_only_what_was_done(tmp_path, caplog):
+    import logging
+
+    lines = [_record(i, ["one", "two", "three"]) for i in range(3)]
+    lines[0] = _record(0, ["one", "One", "two"])
+    lines[2] = _record(2, ["one", "two", "TWO"])
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.data"):
+        records = load_one_to_many(path)  # no required number of candidates: nothing is skipped
+    assert [len(r["candidates"]) for r in records] == [2, 3, 2]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "dropped duplicate candidates in 2 records (strict=True" in warning
+    assert "None" not in warning and "skipped" not in warning.split("|")[0]

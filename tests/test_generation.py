@@ -87,7 +87,7 @@ def test_k_possibilities_take_one_generate_call(monkeypatch, llama):
     result = gen.generate_possibilities(model, tok, DIALOGUE, num_responses=5, template=PossibilityTemplate(), max_new_tokens=4)
     assert len(calls) == 1
     assert calls[0]["input_ids"].shape[0] == 5
-    assert calls[0]["past_key_values"].get_seq_length() > 0  # the prefix was prefilled once, outside generate
+    assert calls[0]["cache"].get_seq_length() > 0  # the prefix was prefilled once, outside generate
     assert isinstance(result, Responses)
     assert result.possibilities == [1, 2, 3, 4, 5]
     assert len(result.texts) == len(result.num_tokens) == 5

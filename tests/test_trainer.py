@@ -499,8 +499,15 @@ def _no_model_load(monkeypatch):
         ({"packing": True}, (), "packing=True is not supported"),
         ({}, ("--dataset_config", "en"), "dataset_config='en' is not supported"),
         ({"dataset_test_split": "validation"}, (), "dataset_test_split='validation' is not supported"),
-        ({}, ("--completion_only_loss", "true"), "completion_only_loss=True is not supported"),
+        ({}, ("--completion_only_loss", "false"), "completion_only_loss=False is not supported"),
         ({"dataset_streaming": True}, (), "dataset_streaming=True is not supported"),
+        ({"loss_type": "dft"}, (), "loss_type='dft' is not supported .*MLE \\+ unlikelihood"),
+        ({}, ("--truncation_mode", "keep_end"), "truncation_mode='keep_end' is not supported .*max_length"),
+        ({"use_liger_kernel": True}, (), "use_liger_kernel=True is not supported"),
+        ({"chat_template_path": "other.jinja"}, (), "chat_template_path='other.jinja' is not supported"),
+        ({"model_init_kwargs": {"revision": "v1"}}, (), "model_init_kwargs=.* is not supported"),
+        ({"bnb_4bit_quant_type": "fp4"}, (), "bnb_4bit_quant_type='fp4' is not supported"),
+        ({"gradient_checkpointing": True, "activation_checkpointing": False}, (), "disagree"),
     ],
 )
 def test_bad_settings_are_one_line_before_the_model_loads(overrides, extra, message, tmp_path, tiny_dir, data_file,
@@ -537,3 +544,167 @@ def test_hub_token_is_never_written_to_disk(tmp_path, tiny_dir, data_file):
     assert (out / "training_args.bin").is_file() and (out / "checkpoint-1" / "training_args.bin").is_file()
     leaks = [p for p in out.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaks == []
+
+
+# ----- TRL's settings: each one honoured, or refused in one line (never accepted and silently ignored) ----------
+def test_every_unsupported_setting_is_a_field_with_an_accepted_default():
+    from trl import ModelConfig, ScriptArguments
+
+    from peft_diversity.trainer.config import UNSUPPORTED_SETTINGS
+
+    owners = {"script": ScriptArguments, "train": PossibilityConfig, "model": ModelConfig}
+    for setting in UNSUPPORTED_SETTINGS:
+        fields = {f.name: f for f in dataclasses.fields(owners[setting.owner])}
+        assert setting.name in fields, setting  # a field TRL renamed would never be checked again
+        assert fields[setting.name].default == setting.accepted[0], setting
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("loss_type", "dft"), ("truncation_mode", "keep_end"), ("packing", True), ("packing_strategy", "wrapped"),
+     ("eval_packing", True), ("padding_free", True), ("assistant_only_loss", True), ("completion_only_loss", False),
+     ("dataset_text_field", "prompt"), ("dataset_num_proc", 2), ("shuffle_dataset", True),
+     ("label_smoothing_factor", 0.1), ("router_aux_loss_coef", 0.01), ("use_liger_kernel", True),
+     ("chat_template_path", "t.jinja"), ("pad_token", "<pad>")],
+)
+def test_python_api_refuses_settings_the_trainer_would_ignore(name, value, tmp_path, recwarn):
+    from peft_diversity.errors import TrainConfigError
+
+    with pytest.raises(TrainConfigError, match=f"^{name}=.* is not supported by PoExFT training"):
+        PossibilityConfig(output_dir=str(tmp_path), **{name: value})
+    # refused before TRL's own deprecation warning for the same setting (keep_end, pad_token)
+    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
+
+
+def test_settings_only_the_train_command_ignores_stay_open_to_the_python_api(tmp_path):
+    args = PossibilityConfig(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=1,
+                             model_init_kwargs={"revision": "main"}, completion_only_loss=True)
+    assert args.eval_strategy.value == "steps" and args.model_init_kwargs == {"revision": "main"}
+
+
+def _train_cli(*argv: str, env: dict | None = None, cwd: Path | None = None):
+    """`python -m peft_diversity.cli train ...` as a user runs it (warnings left on)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})}
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run([sys.executable, "-m", "peft_diversity.cli", "train", *argv], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        pytest.param(("--load_in_8bit", "true"), "8-bit loading needs a CUDA GPU",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="refused only without CUDA")),
+        (("--model_revision", "v1"), "model_revision='v1' names a Hub revision, but .* is a local folder"),
+        (("--eos_token", "[NOT-A-TOKEN]"), r"eos_token='\[NOT-A-TOKEN\]' is not in the tokenizer's vocabulary"),
+    ],
+)
+def test_named_training_flags_are_refused_in_one_line(  # loss_type, truncation_mode: in the in-process list above
+    flags, message, tmp_path, tiny_dir, data_file):
+    import re
+
+    proc = _train_cli("--config", str(write_config(tmp_path, tiny_dir, data_file, use_cpu=False)), *flags)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("peft-diversity train:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert_nothing_written(tmp_path / "out")
+
+
+def _hub_cache_with_two_revisions(root: Path) -> tuple[Path, dict[str, Path]]:
+    """An offline Hub cache holding repo `local/tiny` at `main` and at tag `v1`, with different weights."""
+    repo = root / "models--local--tiny"
+    snapshots = {}
+    for i, ref in enumerate(("main", "v1")):
+        sha = f"{i + 1:040x}"
+        model, tokenizer = tiny_model_and_tokenizer("llama", seed=i)
+        model.save_pretrained(repo / "snapshots" / sha)
+        tokenizer.save_pretrained(repo / "snapshots" / sha)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / ref).write_text(sha)
+        snapshots[ref] = repo / "snapshots" / sha
+    return root, snapshots
+
+
+def test_model_revision_reaches_the_loader(tmp_path, data_file):
+    cache, snapshots = _hub_cache_with_two_revisions(tmp_path / "hub")
+    # learning_rate 0: the saved weights are exactly the ones loaded, so they tell which revision was used
+    config = write_config(tmp_path, Path("local/tiny"), data_file, learning_rate=0.0, max_steps=1,
+                          model_name_or_path="local/tiny")
+    proc = _train_cli("--config", str(config), "--model_revision", "v1", env={"HF_HUB_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stderr
+    saved = load_file(str(tmp_path / "out" / "model.safetensors"))
+    wanted, other = (load_file(str(snapshots[ref] / "model.safetensors")) for ref in ("v1", "main"))
+    assert all(torch.equal(saved[k], wanted[k]) for k in wanted)
+    assert not all(torch.equal(saved[k], other[k]) for k in other)
+
+
+def _positive_label_ends(trainer) -> set[int]:
+    """The last labelled token of every positive row the trainer built."""
+    ends = set()
+    for item in trainer.train_dataset:
+        for labels, negative in zip(item["labels"], item["negative"], strict=True):
+            if not negative:
+                ends.add([t for t in labels if t != IGNORE][-1])
+    return ends
+
+
+def test_eos_token_ends_the_rows_and_is_the_saved_tokenizers_eos(tmp_path, tiny_dir, data_file):
+    from transformers import AutoTokenizer
+
+    trainer = train_from_config(write_config(tmp_path, tiny_dir, data_file, eos_token="[unused1]", max_steps=1))
+    saved = AutoTokenizer.from_pretrained(tmp_path / "out")
+    assert saved.eos_token == "[unused1]"
+    assert _positive_label_ends(trainer) == {saved.eos_token_id}  # the rows teach the model to stop at it
+    config = json.loads((tmp_path / "out" / "generation_config.json").read_text())
+    assert saved.eos_token_id in config["eos_token_id"]  # and generation stops there
+
+
+def test_eos_token_a_fixed_chat_template_cannot_end_with_is_refused(tmp_path, arch_model, records):
+    from peft_diversity.errors import TrainConfigError
+
+    model, tokenizer = arch_model("llama")  # Llama 3's template ends the assistant turn with <|eot_id|>, always
+    args = PossibilityConfig(output_dir=str(tmp_path), eos_token="<|end_of_text|>", bf16=False, use_cpu=True,
+                             num_candidates=NUM_CANDIDATES, report_to=[])
+    with pytest.raises(TrainConfigError, match=r"eos_token='<\|end_of_text\|>': the tokenizer's chat template ends "):
+        PossibilityTrainer(model, args=args, train_dataset=records, processing_class=tokenizer)
+
+
+# what a user sees on every run: none of these (each came from our code or our defaults, not from the user's input)
+NOISE = ("FutureWarning", "DeprecationWarning", "UserWarning", "is deprecated", "pin_memory", "past_key_values",
+         "fewer than None")
+
+
+def test_a_tiny_train_and_generate_print_no_warnings(tmp_path, tiny_dir, data_file):
+    import subprocess
+    import sys
+
+    # the defaults a user gets: activation checkpointing on, no use_cpu (so pin_memory is ours to set on CPU); LoRA
+    config = write_config(tmp_path, tiny_dir, data_file, use_cpu=False, max_steps=1, use_peft=True, lora_r=4)
+    train = _train_cli("--config", str(config))
+    assert train.returncode == 0, train.stderr
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env.pop("PYTHONWARNINGS", None)
+    generate = subprocess.run(
+        [sys.executable, "-m", "peft_diversity.cli", "generate", "--model", str(tmp_path / "out"), "--context",
+         "Ann: hi\nBen: hello", "-n", "3", "--max-new-tokens", "4"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert generate.returncode == 0, generate.stderr
+    assert "shared_prefix path" in generate.stderr  # the cached-prefix path, where the cache is handed over
+    for stderr in (train.stderr, generate.stderr):
+        assert not [line for line in stderr.splitlines() if any(noise in line for noise in NOISE)], stderr
+
+
+@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(Path(__file__).parents[1]))
+                                          for p in (Path(__file__).parents[1] / "recipes").glob("*/*/config_*.yaml")))
+def test_every_training_recipe_parses_without_warnings(recipe, recwarn):
+    # bf16: the GPU recipes ask for it, which this parse on a CPU-only machine cannot check
+    _, args, _ = make_parser().parse_args_and_config(
+        args=["--config", str(Path(__file__).parents[1] / recipe), "--bf16", "false"]
+    )
+    assert args.activation_checkpointing in (True, False)
+    assert not [str(w.message) for w in recwarn if issubclass(w.category, (FutureWarning, DeprecationWarning))]

@@ -145,12 +145,12 @@ def forward_last(
     if _accepts(model, "position_ids"):
         kwargs["position_ids"] = position_ids[:, -ids.shape[1]:]
     if cache is not None:
-        kwargs["past_key_values"] = cache
+        kwargs["cache"] = cache  # transformers 5's name; `past_key_values` is deprecated
     if _accepts(model, "logits_to_keep"):
         kwargs["logits_to_keep"] = 1
     with torch.no_grad():
         out = model(**kwargs)
-    return out.logits[:, -1, :], getattr(out, "past_key_values", None) if use_cache else None
+    return out.logits[:, -1, :], getattr(out, "cache", None) if use_cache else None
 
 
 def _pad_left(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +212,7 @@ def _generate_shared(
     ids = torch.cat([prefix_ids.repeat_interleave(size, dim=0), suffix_ids], dim=1)
     mask = torch.cat([prefix_mask.repeat_interleave(size, dim=0), suffix_mask], dim=1)
     with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **gen_kwargs)
+        out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, **gen_kwargs)
     return out[:, ids.shape[1]:]
 
 

@@ -12,7 +12,7 @@ from peft_diversity.models.builtin import (  # noqa: F401
 from peft_diversity.models.loading import (  # noqa: F401
     load_model_and_tokenizer,
     load_tokenizer,
-    quantization_config_4bit,
+    quantization_config,
 )
 from peft_diversity.models.minilm import (  # noqa: F401
     RESOURCES,

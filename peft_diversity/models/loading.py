@@ -37,6 +37,8 @@ def load_model_and_tokenizer(
     name_or_path: str,
     *,
     load_in_4bit: bool = False,
+    load_in_8bit: bool = False,
+    revision: str | None = None,
     dtype: str | torch.dtype = "auto",
     trust_remote_code: bool = False,
     device_map: str | dict | None = None,
@@ -45,16 +47,23 @@ def load_model_and_tokenizer(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM + tokenizer by Hub id, local folder or `builtin:<name>`.
 
-    `load_in_4bit` asks for
-    QLoRA-style 4-bit weights, which needs bitsandbytes and CUDA. A folder holding a peft adapter
-    (`adapter_config.json`) is loaded as base + adapter.
+    `load_in_4bit` (QLoRA-style NF4) or `load_in_8bit` asks for quantised weights, which needs bitsandbytes and
+    CUDA. `revision` (a branch, tag or commit of a Hub repo) applies to the tokenizer and the model, or to the adapter
+    of an adapter repo. A folder holding a peft adapter (`adapter_config.json`) is loaded as base + adapter.
     """
     check_dtype(dtype)
     path = resolve_model_path(name_or_path)
     check_model_folder(name_or_path, path)
+    if revision not in (None, "main") and Path(path).exists():
+        raise ModelLoadError(f"model_revision={revision!r} names a Hub revision, but {name_or_path} is a local "
+                             "folder: check out that revision there, or drop model_revision")
+    revision = None if Path(path).exists() else revision
+    if load_in_4bit and load_in_8bit:
+        raise ModelLoadError("load_in_4bit and load_in_8bit are both set: choose one")
     try:
         tokenizer = load_tokenizer(
-            name_or_path, trust_remote_code=trust_remote_code, chat_template_fallback=chat_template_fallback
+            name_or_path, trust_remote_code=trust_remote_code, chat_template_fallback=chat_template_fallback,
+            revision=revision,
         )
     except (OSError, ValueError) as err:
         if isinstance(err, PeftDiversityError):
@@ -63,13 +72,13 @@ def load_model_and_tokenizer(
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code, **model_kwargs}
     if device_map is not None:
         kwargs["device_map"] = device_map
-    if load_in_4bit:
-        kwargs["quantization_config"] = quantization_config_4bit()
+    if load_in_4bit or load_in_8bit:
+        kwargs["quantization_config"] = quantization_config(4 if load_in_4bit else 8)
     try:
         if (Path(path) / "adapter_config.json").is_file():
             model = _load_adapter_model(path, kwargs)
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(path, revision=revision, **kwargs)
     except (OSError, ValueError) as err:
         if isinstance(err, PeftDiversityError):
             raise
@@ -144,16 +153,19 @@ def _load_adapter_model(path: str, kwargs: dict[str, Any]):
     return PeftModel.from_pretrained(base, path)
 
 
-def quantization_config_4bit():
-    """NF4 4-bit config; a clear error where bitsandbytes or CUDA is missing."""
+def quantization_config(bits: int = 4):
+    """bitsandbytes config: NF4 4-bit with double quantisation (QLoRA) or LLM.int8() 8-bit; a clear error where
+    bitsandbytes or CUDA is missing."""
     if not torch.cuda.is_available():
-        raise ModelLoadError("4-bit (QLoRA) loading needs a CUDA GPU; none is visible. Drop load_in_4bit.")
+        raise ModelLoadError(f"{bits}-bit loading needs a CUDA GPU; none is visible. Drop load_in_{bits}bit.")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as err:
-        raise ModelLoadError("4-bit (QLoRA) loading needs bitsandbytes: pip install 'peft_diversity[qlora]'") from err
+        raise ModelLoadError(f"{bits}-bit loading needs bitsandbytes: pip install 'peft_diversity[qlora]'") from err
     from transformers import BitsAndBytesConfig
 
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,

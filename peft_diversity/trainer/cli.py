@@ -16,7 +16,7 @@ from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import TrainConfigError
 from peft_diversity.models.builtin import resolve_model_path
 from peft_diversity.models.loading import load_model_and_tokenizer
-from peft_diversity.trainer.config import PossibilityConfig
+from peft_diversity.trainer.config import PossibilityConfig, check_unsupported_settings
 from peft_diversity.trainer.trainer import PossibilityTrainer
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     if not script_args.dataset_name:
         raise TrainConfigError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a "
                                "Hub id)")
-    reject_ignored_settings(script_args, training_args)
+    check_unsupported_settings(script_args, training_args, model_args, cli=True)
     if training_args.output_dir:
         check_output(training_args.output_dir, "output_dir", folder=True)  # before the data or the model loads
     push = _check_push(training_args)  # before any work: a bad repo id or a missing token fails now
@@ -61,6 +61,8 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
         model_args.model_name_or_path,
         chat_template_fallback=training_args.chat_template_fallback,
         load_in_4bit=model_args.load_in_4bit,
+        load_in_8bit=model_args.load_in_8bit,
+        revision=model_args.model_revision,
         dtype=model_args.dtype or "auto",
         trust_remote_code=training_args.trust_remote_code,
         attn_implementation=model_args.attn_implementation,
@@ -85,31 +87,6 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
     return trainer
 
 
-# TRL settings this trainer does not honour (it prepares its own rows from one-to-many records): (where, name,
-# default, why); a value other than the default is an error rather than silently ignored
-IGNORED_SETTINGS = (
-    ("script", "dataset_config", None, "pass a file, folder or dataset id whose default config holds the data"),
-    ("script", "dataset_test_split", "test", "training uses no evaluation split; use `experiment` to evaluate"),
-    ("script", "dataset_streaming", False, "one-to-many records are loaded and validated in memory"),
-    ("train", "packing", False, "positive/negative rows cannot be packed"),
-    ("train", "padding_free", False, "positive/negative rows are padded per batch"),
-    ("train", "completion_only_loss", None, "the loss is always on the response tokens only"),
-    ("train", "assistant_only_loss", False, "the loss is always on the response tokens only"),
-    ("train", "dataset_text_field", "text", "records need context/prompt + candidates, not a text field"),
-    ("train", "eval_strategy", "no", "training has no evaluation set; use `experiment` to evaluate"),
-)
-
-
-def reject_ignored_settings(script_args: ScriptArguments, args: PossibilityConfig) -> None:
-    """TrainConfigError for TRL settings `train` accepts on its command line but cannot honour."""
-    for where, name, default, why in IGNORED_SETTINGS:
-        value = getattr(script_args if where == "script" else args, name, default)
-        value = getattr(value, "value", value)  # enums (eval_strategy)
-        if value != default:
-            raise TrainConfigError(f"{name}={value!r} is not supported by peft-diversity train ({why}); "
-                                   f"remove it (default {default!r})")
-
-
 def check_max_length(model_args: ModelConfig, args: PossibilityConfig) -> None:
     """`max_length` must fit the model's position window (read from its config.json, before the weights load);
     a model whose config cannot be read here is left to the loader to report."""
@@ -119,6 +96,7 @@ def check_max_length(model_args: ModelConfig, args: PossibilityConfig) -> None:
 
     try:
         config = AutoConfig.from_pretrained(resolve_model_path(model_args.model_name_or_path),
+                                            revision=model_args.model_revision,
                                             trust_remote_code=args.trust_remote_code)
     except Exception:  # noqa: BLE001 - load_model_and_tokenizer reports an unloadable model with its own message
         return

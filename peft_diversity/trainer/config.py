@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from trl import SFTConfig
@@ -63,15 +64,51 @@ class PossibilityConfig(SFTConfig):
         default=True, metadata={"help": "Give tokenizers without a chat template a plain fallback one."}
     )
     """When the tokenizer has no chat template: True = use the plain fallback template; False = error."""
+    max_length: int | None = field(
+        default=1024,
+        metadata={"help": "Longest training row (prompt + response) in tokens. A longer row loses the START of its "
+                          "prompt first (the possibility sentence at its end stays; the prompt keeps at least half), "
+                          "then the end of its response. None = rows are never cut."},
+    )
+    """Longest row in tokens: the prompt is cut from the left (keeping at least half the budget), then the response
+    from the right; None keeps rows whole. This replaces SFTConfig's `truncation_mode`, which is not used."""
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing; TRL still sets the old name to True,
+    # which warned on every run. Both unset here: _resolve_checkpointing applies TRL's default (on) to the new name.
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Recompute activations in the backward pass to save memory (default: on, as in TRL).",
+                  "nargs": "?", "const": True},
+    )
+    """Activation (gradient) checkpointing; None = on, TRL's default."""
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Alias of `activation_checkpointing` (its name before transformers 5).", "nargs": "?",
+                  "const": True},
+    )
 
     def __post_init__(self) -> None:
+        check_unsupported_settings(args=self)  # before TRL's own deprecation warnings for the same settings
         if self.bf16 is None and not self.fp16:
             # TRL turns bf16 on by default; on a machine without CUDA that means slow CPU autocast (or an error)
             self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        self._resolve_checkpointing()
+        if not torch.accelerator.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every DataLoader
         super().__post_init__()
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
         self.remove_unused_columns = False
         self.validate_possibility_settings()
+
+    def _resolve_checkpointing(self) -> None:
+        """`gradient_checkpointing` is our alias of transformers 5's `activation_checkpointing` (recipes and YAML
+        files written for older versions keep working, without a deprecation warning on every run); unset, both
+        mean TRL's default: on."""
+        old, new = self.gradient_checkpointing, self.activation_checkpointing
+        if old is not None and new is not None and bool(old) != bool(new):
+            raise TrainConfigError(f"gradient_checkpointing={old} and activation_checkpointing={new} disagree; "
+                                   "set only activation_checkpointing")
+        self.activation_checkpointing = (True if old is None else old) if new is None else new
+        self.gradient_checkpointing = None  # transformers copies the resolved value back to it
 
     def validate_possibility_settings(self) -> None:
         """Raise before any training starts on settings that cannot work."""
@@ -99,3 +136,72 @@ class PossibilityConfig(SFTConfig):
             max_possibility=self.max_possibility,
             system_prompt=self.system_prompt,
         )
+
+
+# ----- TRL settings the trainer accepts but cannot honour ---------------------------------------------------------
+@dataclass(frozen=True)
+class Unsupported:
+    """A setting inherited from TRL (ScriptArguments, SFTConfig, ModelConfig) that PoExFT training does not honour:
+    any value outside `accepted` is an error naming the setting and why, never silently ignored."""
+
+    owner: str  # the dataclass holding it: "script" (ScriptArguments), "train" (PossibilityConfig), "model" (ModelConfig)
+    name: str
+    accepted: tuple[Any, ...]  # accepted[0] is the default
+    why: str
+    cli_only: bool = False  # PossibilityTrainer honours it when given a model id; only `train`'s own loading ignores it
+
+
+_LOSS = "the loss is PoExFT's MLE + unlikelihood on the response tokens (see mode and ul_weight)"
+_ROWS = "PossibilityTrainer builds its own positive/negative rows from one-to-many records"
+UNSUPPORTED_SETTINGS: tuple[Unsupported, ...] = (
+    Unsupported("script", "dataset_config", (None,), "pass a file, folder or dataset id whose default config holds "
+                "the data", cli_only=True),
+    Unsupported("script", "dataset_test_split", ("test",), "training uses no evaluation split; use `experiment` to "
+                "evaluate", cli_only=True),
+    Unsupported("script", "dataset_streaming", (False,), "one-to-many records are loaded and validated in memory",
+                cli_only=True),
+    Unsupported("script", "ignore_bias_buffers", (False,), "a switch of TRL's example scripts; this trainer does "
+                "not read it", cli_only=True),
+    Unsupported("train", "eval_strategy", ("no",), "training has no evaluation set; use `experiment` to evaluate",
+                cli_only=True),
+    Unsupported("train", "model_init_kwargs", (None,), "the model is loaded from model_name_or_path with the "
+                "dtype, attn_implementation, model_revision and load_in_4bit/load_in_8bit settings", cli_only=True),
+    Unsupported("train", "packing", (False,), f"positive/negative rows cannot be packed ({_ROWS})"),
+    Unsupported("train", "packing_strategy", ("bfd",), "rows are never packed"),
+    Unsupported("train", "eval_packing", (None, False), "rows are never packed"),
+    Unsupported("train", "padding_free", (False,), "positive/negative rows are padded per batch"),
+    Unsupported("train", "completion_only_loss", (None, True), "the loss is always on the response tokens only"),
+    Unsupported("train", "assistant_only_loss", (False,), "the loss is always on the response tokens only"),
+    Unsupported("train", "dataset_text_field", ("text",), "records need context/prompt + candidates, not a text "
+                "field"),
+    Unsupported("train", "dataset_num_proc", (None,), f"TRL's dataset preparation is skipped ({_ROWS})"),
+    Unsupported("train", "shuffle_dataset", (False,), "the Trainer's sampler already draws contexts in random order"),
+    Unsupported("train", "truncation_mode", ("keep_start",), "a row longer than max_length loses the start of its "
+                "prompt, then the end of its response (see max_length)"),
+    Unsupported("train", "loss_type", ("nll", "chunked_nll"), _LOSS),
+    Unsupported("train", "label_smoothing_factor", (0.0,), _LOSS),
+    Unsupported("train", "router_aux_loss_coef", (None,), _LOSS + "; it has no MoE router term"),
+    Unsupported("train", "use_liger_kernel", (False,), "the loss reads the labelled positions itself, so Liger's "
+                "fused loss would never run"),
+    Unsupported("train", "chat_template_path", (None,), "rows are rendered with the tokenizer's own chat template "
+                "before TRL would apply this one; save the template you want with the tokenizer"),
+    Unsupported("train", "pad_token", (None,), "the collator pads with the tokenizer's pad token; set it there"),
+    Unsupported("model", "bnb_4bit_quant_type", ("nf4",), "4-bit loading is NF4 with double quantisation"),
+    Unsupported("model", "bnb_4bit_quant_storage", (None,), "4-bit loading is NF4 with double quantisation"),
+)
+
+
+def check_unsupported_settings(script_args: Any = None, args: Any = None, model_args: Any = None, *,
+                               cli: bool = False) -> None:
+    """TrainConfigError naming the first inherited setting in UNSUPPORTED_SETTINGS given a value PoExFT training
+    would ignore. `cli=True` (the `train` command) also checks the settings only its own loading ignores."""
+    holders = {"script": script_args, "train": args, "model": model_args}
+    for setting in UNSUPPORTED_SETTINGS:
+        holder = holders[setting.owner]
+        if holder is None or (setting.cli_only and not cli):
+            continue
+        value = getattr(holder, setting.name, setting.accepted[0])
+        value = getattr(value, "value", value)  # enums (eval_strategy)
+        if value not in setting.accepted:
+            raise TrainConfigError(f"{setting.name}={value!r} is not supported by PoExFT training ({setting.why}); "
+                                   f"remove it (default {setting.accepted[0]!r})")

@@ -20,6 +20,7 @@ from datasets import Dataset
 from trl import SFTTrainer
 
 from peft_diversity.data import load_one_to_many
+from peft_diversity.errors import TrainConfigError
 from peft_diversity.templates import PossibilityTemplate, TemplateError, ensure_chat_template
 from peft_diversity.trainer.config import PossibilityConfig
 from peft_diversity.trainer.loss import content_word_spans, first_subtoken_mask, poexft_loss
@@ -89,6 +90,8 @@ def build_train_dataset(records: list[dict[str, Any]], tokenizer, args: Possibil
     """
     ensure_chat_template(tokenizer, fallback=args.chat_template_fallback)
     template = args.template()
+    if args.eos_token is not None and records:
+        apply_eos_token(tokenizer, template, records[0], args)
     rows = build_training_rows(
         records,
         mode=args.mode,
@@ -105,6 +108,24 @@ def build_train_dataset(records: list[dict[str, Any]], tokenizer, args: Possibil
         for key in group:
             group[key].append(enc[key])
     return Dataset.from_list([groups[i] for i in sorted(groups)])
+
+
+def apply_eos_token(tokenizer, template: PossibilityTemplate, record: dict[str, Any], args: PossibilityConfig) -> None:
+    """Set `args.eos_token` on the tokenizer BEFORE rows are encoded, so rows end with the token the saved tokenizer
+    names (SFTTrainer sets it only after, on the tokenizer it saves and the model's configs). A chat template that
+    ends the assistant turn with a fixed token instead of `{{ eos_token }}` cannot honour it: an error, not a
+    model trained to stop at one token while its tokenizer names another."""
+    if args.eos_token not in tokenizer.get_vocab():
+        raise TrainConfigError(f"eos_token={args.eos_token!r} is not in the tokenizer's vocabulary")
+    # as a special token, so the rendered "...<eos>" is one token, not split into pieces ("[unused1]" -> "[", ...)
+    tokenizer.add_special_tokens({"eos_token": args.eos_token})
+    probe = encode_example(tokenizer, template, record, 1 if args.mode == "poexft" else None, "ok", negative=False)
+    if tokenizer.eos_token_id not in probe["labels"]:
+        raise TrainConfigError(
+            f"eos_token={args.eos_token!r}: the tokenizer's chat template ends the assistant turn without it (no "
+            "{{ eos_token }} there), so training would never teach the model to emit it; leave eos_token unset or "
+            "use a chat template that ends the turn with {{ eos_token }}"
+        )
 
 
 class PossibilityCollator:
