@@ -865,17 +865,20 @@ def test_model_specs_and_default_decoder(tiny_folder, tmp_path):
     spec = bias_cli.parse_model_spec("org/model@v2", decoders)
     assert (spec.label, spec.model, spec.decoder) == ("model@v2", "org/model@v2", None)
     assert bias_cli.parse_model_spec("builtin:minilm-decoder", decoders).label == "minilm-decoder"
-    assert bias_cli.default_decoder(str(tiny_folder)) == "sampling"
     import shutil
 
-    from peft_diversity.templates import PossibilityTemplate
+    from peft_diversity.templates import PossibilityTemplate, default_decoder
+
+    assert default_decoder(str(tiny_folder)) == "sampling"
 
     trained = tmp_path / "trained"
     shutil.copytree(tiny_folder, trained)
     PossibilityTemplate().save_pretrained(trained)
-    assert bias_cli.default_decoder(str(trained)) == "possibilities"
+    assert default_decoder(str(trained)) == "possibilities"
     (trained / "train_summary.json").write_text('{"mode": "oto"}')
-    assert bias_cli.default_decoder(str(trained)) == "sampling"
+    assert default_decoder(str(trained)) == "sampling"
+    PossibilityTemplate().save_pretrained(trained, mode="poexft")  # the mode recorded at training time wins
+    assert default_decoder(str(trained)) == "possibilities"
 
 
 def test_default_decoder_of_a_hub_model_reads_its_training_config(tmp_path, monkeypatch):
@@ -883,7 +886,7 @@ def test_default_decoder_of_a_hub_model_reads_its_training_config(tmp_path, monk
     from huggingface_hub import constants
 
     from peft_diversity.hub.model import trained_mode
-    from peft_diversity.templates import PossibilityTemplate
+    from peft_diversity.templates import PossibilityTemplate, default_decoder
 
     repo = tmp_path / "models--org--demo-oto"  # the Hub cache's layout
     snapshot = repo / "snapshots" / ("a" * 40)
@@ -895,7 +898,7 @@ def test_default_decoder_of_a_hub_model_reads_its_training_config(tmp_path, monk
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert trained_mode("org/demo-oto") == "oto"
-    assert bias_cli.default_decoder("org/demo-oto") == "sampling"  # not possibilities: it is an OTO model
+    assert default_decoder("org/demo-oto") == "sampling"  # not possibilities: it is an OTO model
     assert trained_mode("org/not-cached") is None and trained_mode("not a repo id!") is None
 
     def offline(*args, **kwargs):

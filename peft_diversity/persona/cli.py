@@ -10,7 +10,7 @@ Without `--models`, the base SmolLM2-135M-Instruct is interviewed with the sampl
 
 A model spec is `[label=]model[@decoder]`: a Hub id, a folder, an adapter folder or builtin:<name>. Without
 `@decoder` (or `--decoder`), a model trained with peft_diversity in poexft mode uses `possibilities`, any other
-`sampling` (see `default_decoder`).
+`sampling` (`templates.default_decoder`).
 """
 
 from __future__ import annotations
@@ -131,22 +131,6 @@ def _short_name(model: str) -> str:
     return Path(name).name or name
 
 
-def default_decoder(model: str) -> str:
-    """`possibilities` for a model trained with peft_diversity in poexft mode, else `sampling`.
-
-    The mode comes from `hub.trained_mode` (a folder's training settings, or a Hub repo's training_config.json,
-    from the local cache when offline); a model with a template but no readable mode is taken as poexft.
-    """
-    from peft_diversity.hub.model import trained_mode
-    from peft_diversity.models.builtin import resolve_model_path
-    from peft_diversity.templates import find_template
-
-    path = resolve_model_path(model)
-    if find_template(path) is None:
-        return "sampling"
-    return "sampling" if trained_mode(path) in ("otm", "oto") else "possibilities"
-
-
 def _validate(args: argparse.Namespace) -> None:
     for name, value in (
         ("-n", args.n),
@@ -186,14 +170,14 @@ def check_model_available(model: str) -> None:
 def resolve_specs(args: argparse.Namespace) -> list[ModelSpec]:
     from peft_diversity.generation.decoders import DECODERS
     from peft_diversity.models.builtin import resolve_model_path
-    from peft_diversity.templates import find_template
+    from peft_diversity.templates import default_decoder, find_template
 
     if args.decoder is not None and args.decoder not in DECODERS:
         raise PersonaError(f"unknown decoder {args.decoder!r}; known: {list(DECODERS)}")
     specs = [parse_model_spec(s, list(DECODERS)) for s in args.models]
     for spec in specs:
         check_model_available(spec.model)
-        spec.decoder = spec.decoder or args.decoder or default_decoder(spec.model)
+        spec.decoder = spec.decoder or args.decoder or default_decoder(resolve_model_path(spec.model))
         if spec.decoder == "possibilities" and find_template(resolve_model_path(spec.model)) is None:
             raise PersonaError(
                 f"{spec.model}: the possibilities decoder needs a model trained with peft_diversity "
