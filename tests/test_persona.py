@@ -655,15 +655,13 @@ def _persona_endpoint(extractor_reply: list[str]):
 
 
 def test_llm_interviewer_and_extractor_over_http(chat_double):
-    from peft_diversity.scoring import make_openai_judge
+    from peft_diversity.chat import make_chat
 
     extractor_reply = [""]
     server, chat_server = chat_double(_persona_endpoint(extractor_reply))
 
     def chat(model):
-        return make_openai_judge(
-            model, chat_server, api_key="", max_tokens=64, use_openai_package=False, max_retries=0
-        )
+        return make_chat(model, base_url=chat_server, api_key="", max_tokens=64, max_retries=0)
 
     interviewer = ChatInterviewer(chat("interviewer-model"), seed=0)
     transcript = Transcript(
@@ -706,7 +704,7 @@ def tiny():
 
 
 def test_run_interviews_with_a_tiny_model(tiny):
-    from peft_diversity.scoring import make_hf_judge
+    from peft_diversity.chat import make_chat
     from peft_diversity.templates import PossibilityTemplate
 
     model, tokenizer = tiny
@@ -744,7 +742,7 @@ def test_run_interviews_with_a_tiny_model(tiny):
     assert all(len(ks) == 1 for ks in per_conversation)  # one k for the whole conversation
 
     hf_interviewer = ChatInterviewer(
-        make_hf_judge(model, tokenizer, max_new_tokens=5), recap=False, max_followups=0
+        make_chat(model, tokenizer=tokenizer, max_tokens=5), recap=False, max_followups=0
     )
     asked = run_interviews(model, tokenizer, 2, interviewer=hf_interviewer, max_new_tokens=3)
     assert [q.attribute for q in asked[0].questions()] == list(ATTRIBUTES) and all(

@@ -191,23 +191,14 @@ def resolve_specs(args: argparse.Namespace) -> list[ModelSpec]:
 
 
 # ----- interviewer / extractor backends ----------------------------------------------------------------------
-def make_chat(spec: str, args: argparse.Namespace, *, temperature: float, max_tokens: int):
-    """A batched chat function (conversations -> replies) for `hf:<model>` or `openai:<model>`."""
-    from peft_diversity.scoring.judges import make_hf_judge, make_openai_judge
+def chat_backend(spec: str, args: argparse.Namespace, *, temperature: float, max_tokens: int):
+    """The chat model (conversations -> replies) that `hf:<model>` or `openai:<model>` names (`chat.make_chat`)."""
+    from peft_diversity.chat import default_base_url, make_chat
 
     kind, name = spec.split(":", 1)
-    if kind == "openai":
-        return make_openai_judge(
-            name,
-            base_url=args.base_url,
-            api_key_env=args.api_key_env,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-    from peft_diversity.models.loading import load_model_and_tokenizer
-
-    model, tokenizer = load_model_and_tokenizer(name, dtype=args.dtype)
-    return make_hf_judge(model, tokenizer, max_new_tokens=max_tokens, batch_size=args.batch_size)
+    where = {"base_url": args.base_url or default_base_url()} if kind == "openai" else {"dtype": args.dtype}
+    return make_chat(name, api_key_env=args.api_key_env, temperature=temperature, max_tokens=max_tokens,
+                     batch_size=args.batch_size, seed=args.seed, **where)
 
 
 def build_interviewer(args: argparse.Namespace):
@@ -216,7 +207,7 @@ def build_interviewer(args: argparse.Namespace):
     options = {"seed": args.seed, "max_followups": args.max_followups, "recap": not args.no_recap}
     if args.interviewer == "scripted":
         return ScriptedInterviewer(**options)
-    return ChatInterviewer(make_chat(args.interviewer, args, temperature=0.7, max_tokens=64), **options)
+    return ChatInterviewer(chat_backend(args.interviewer, args, temperature=0.7, max_tokens=64), **options)
 
 
 def build_extractor(args: argparse.Namespace):
@@ -225,7 +216,7 @@ def build_extractor(args: argparse.Namespace):
     if args.extractor == "rules":
         return RuleExtractor()
     return ChatExtractor(
-        make_chat(args.extractor, args, temperature=0.0, max_tokens=200), batch_size=args.batch_size
+        chat_backend(args.extractor, args, temperature=0.0, max_tokens=200), batch_size=args.batch_size
     )
 
 
@@ -244,11 +235,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
     """Errors that mean bad input (imported only when something failed: they pull in torch)."""
-    from peft_diversity.chat_http import ChatRequestError
+    from peft_diversity.chat import ChatError
     from peft_diversity.errors import GenerationError, ModelLoadError
     from peft_diversity.templates import TemplateError
 
-    return PersonaError, ModelLoadError, GenerationError, TemplateError, ChatRequestError
+    return PersonaError, ModelLoadError, GenerationError, TemplateError, ChatError
 
 
 def _run(args: argparse.Namespace) -> int:
