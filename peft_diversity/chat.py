@@ -145,12 +145,15 @@ class HttpChat:
     def __init__(self, model: str, base_url: str | None = None, *, api_key: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", temperature: float = 0.0, max_tokens: int = 16,
                  policy: RetryPolicy | None = None, requests_per_minute: float | None = None,
-                 concurrency: int = 4, client: Client = "auto", sleep: Callable[[float], None] = time.sleep) -> None:
+                 concurrency: int = 4, seed: int | None = None, client: Client = "auto",
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.model, self.api_key_env = model, api_key_env
         self.base_url = (base_url or default_base_url()).rstrip("/")
         self.shown_url = public_url(f"{self.base_url}/chat/completions")  # for messages: no credentials
         self._key = api_key if api_key is not None else os.environ.get(api_key_env, "")
         self.params = {"temperature": temperature, "max_tokens": max_tokens}
+        if seed is not None:  # OpenAI's best-effort reproducible sampling; servers that lack it ignore it
+            self.params["seed"] = seed
         self.policy = policy or RetryPolicy()
         if self.policy.max_retries < 0 or self.policy.timeout_s <= 0:
             raise ChatError(f"max_retries must be >= 0 and timeout > 0, got {self.policy.max_retries} and "
@@ -395,7 +398,7 @@ def make_chat(
                              timeout_s=60.0 if timeout is None else timeout)
         return HttpChat(model, base_url, api_key=api_key, api_key_env=api_key_env, temperature=temperature,
                         max_tokens=max_tokens, policy=policy, requests_per_minute=requests_per_minute,
-                        concurrency=concurrency, client=client)
+                        concurrency=concurrency, seed=seed, client=client)
     given = [name for name, value in (("max_retries", max_retries), ("timeout", timeout),
                                       ("requests_per_minute", requests_per_minute)) if value is not None]
     if given:

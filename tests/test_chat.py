@@ -57,12 +57,13 @@ def test_timeout_settings_and_params_are_sent(chat_double, client, monkeypatch):
     assert time.perf_counter() - start < 0.9  # the 0.2 s timeout, not the server's 1 s
     monkeypatch.setenv("HF_TOKEN", "hf_private")  # never sent to an endpoint
     server, url = chat_double(lambda body: "ok")
-    chat = make_chat("m", base_url=url, api_key="", temperature=0.7, max_tokens=5, client=client)
+    chat = make_chat("m", base_url=url, api_key="", temperature=0.7, max_tokens=5, seed=4, client=client)
     shown = repr(make_chat("m", base_url="http://u:pw@example.test/v1?k=1", api_key="sk-1", client=client))
     assert "sk-1" not in shown and "pw" not in shown and "k=1" not in shown
     assert chat([[{"role": "user", "content": "x"}]]) == ["ok"]
     (_, auth, body), = server.requests
     assert auth == "Bearer EMPTY" and body["temperature"] == 0.7 and body["max_tokens"] == 5 and body["model"] == "m"
+    assert body["seed"] == 4
 
 
 def test_offline_huggingface_hub_client_and_local_network_settings_are_refused(monkeypatch):
