@@ -4,21 +4,24 @@ evaluate resolves a bare name as `./<name>/<name>.py`, then the Hub, then its mo
 The wheel ships a one-line `peft_diversity_evaluate.pth` (setup.py) that imports this module at start-up; it
 waits for `evaluate.loading` to be imported and routes this package's metric names (`METRIC_NAMES`) to the
 packaged scripts. A `./<name>/` folder in the working directory still wins, as in evaluate, and any other name
-is untouched. `PEFT_DIVERSITY_EVALUATE_HOOK=0` turns it off. Kept free of heavy imports: it runs in every
-interpreter of the environment. An editable install gets no .pth from setuptools; `make install` writes it:
+is untouched. `PEFT_DIVERSITY_EVALUATE_HOOK=0` turns it off. It runs in every interpreter of the environment, so
+it stays as small as it can be: at start-up it only imports `os`/`sys` and puts one finder on `sys.meta_path`,
+which answers nothing but `evaluate.loading` and takes itself off once it has wrapped it (or when the module was
+already imported); everything else is imported when a metric is loaded. Why a hook at all (evaluate 0.4.6 has no
+supported way): docs/architecture.md, Decisions. An editable install gets no .pth from setuptools; `make
+install` writes it:
 
     python -m peft_diversity.evaluate_hook        # write the .pth into this environment's site-packages
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.abc
-import importlib.util
 import os
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 METRIC_NAMES = ("diversity_sim", "self_bleu", "distinct_n", "vendi", "distinct_k", "coherence", "demographic_bias")
 _TARGET = "evaluate.loading"
@@ -38,6 +41,8 @@ def packaged_script(path: str) -> Path | None:
 
 def patch(loading: Any) -> None:
     """Wrap `evaluate.loading.evaluation_module_factory` (idempotent)."""
+    import functools
+
     original = loading.evaluation_module_factory
     if getattr(original, "_peft_diversity", False):
         return
@@ -51,17 +56,17 @@ def patch(loading: Any) -> None:
     loading.evaluation_module_factory = factory
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: it hands `evaluate.loading`'s real spec back with a loader that patches it."""
+class _PatchOnImport:
+    """A `sys.meta_path` finder that finds nothing itself: it hands `evaluate.loading`'s real spec back with a
+    loader that patches the module, and leaves `sys.meta_path` as it found it."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         if fullname != _TARGET:
             return None
-        sys.meta_path.remove(self)
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            sys.meta_path.insert(0, self)
+        import importlib.util
+
+        sys.meta_path.remove(self)  # one use only: later imports never see this finder
+        spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
@@ -87,6 +92,7 @@ def install() -> None:
 def write_pth(directory: str | os.PathLike | None = None) -> Path:
     """Write the start-up .pth into `directory` (default: this environment's site-packages)."""
     import sysconfig
+    from pathlib import Path
 
     path = Path(directory or sysconfig.get_paths()["purelib"]) / PTH_NAME
     path.write_text(PTH_LINE)

@@ -17,6 +17,9 @@ from peft_diversity.atomic import atomic_write_text
 from peft_diversity.errors import TemplateError
 
 TEMPLATE_FILENAME = "possibility_config.json"
+TRAINED_KEY = "trained"
+"""Key of possibility_config.json written at training time: `{"mode": ...}` says the template is the one the
+model was trained with, and in which mode (what `default_decoder` reads)."""
 
 TASK_INSTRUCTIONS = {
     "dialogue": "Here is a conversation:\n{input}\n\nWrite the next reply in this conversation, as the next speaker.",
@@ -123,14 +126,17 @@ class PossibilityTemplate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PossibilityTemplate:
         known = {f.name for f in fields(cls)}
+        data = {key: value for key, value in data.items() if key != TRAINED_KEY}  # not wording: see TRAINED_KEY
         unknown = sorted(set(data) - known)
         if unknown:
             raise TemplateError(f"unknown template fields {unknown}; known: {sorted(known)}")
         return cls(**data)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write `possibility_config.json` into `directory` atomically."""
-        return atomic_write_text(Path(directory) / TEMPLATE_FILENAME, json.dumps(self.to_dict(), indent=2))
+    def save_pretrained(self, directory: str | os.PathLike, mode: str | None = None) -> Path:
+        """Write `possibility_config.json` into `directory` atomically; `mode` (given by the trainer) records that
+        a model was trained with this template, in that mode."""
+        data = self.to_dict() if mode is None else {**self.to_dict(), TRAINED_KEY: {"mode": mode}}
+        return atomic_write_text(Path(directory) / TEMPLATE_FILENAME, json.dumps(data, indent=2))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike) -> PossibilityTemplate:
@@ -178,6 +184,33 @@ def find_template(name_or_path: str | os.PathLike | None) -> PossibilityTemplate
         return PossibilityTemplate.from_pretrained(name)
     except (FileNotFoundError, OSError):
         return None
+
+
+def default_decoder(name_or_path: str | os.PathLike) -> str:
+    """The decoder a model is read with unless one is asked for: `possibilities` for a model trained with
+    peft_diversity in poexft mode, else `sampling` (otm/oto models, and models without a template).
+
+    The mode is the one the trainer recorded in possibility_config.json; a model saved before that was recorded
+    falls back to its training settings (`hub.model.trained_mode`), and one with a template but no readable mode
+    is taken as poexft."""
+    if find_template(name_or_path) is None:
+        return "sampling"
+    mode = _recorded_mode(str(name_or_path))
+    if mode is None:  # saved before possibility_config.json carried the mode
+        from peft_diversity.hub.model import trained_mode
+
+        mode = trained_mode(name_or_path)
+    return "sampling" if mode in ("otm", "oto") else "possibilities"
+
+
+def _recorded_mode(name_or_path: str) -> str | None:
+    path = Path(name_or_path) / TEMPLATE_FILENAME
+    try:
+        data = json.loads((path if path.is_file() else _hub_file(name_or_path, TEMPLATE_FILENAME)).read_text("utf-8"))
+    except (OSError, ValueError):  # find_template already said a template exists; only the mode is optional
+        return None
+    mode = data.get(TRAINED_KEY, {}).get("mode") if isinstance(data.get(TRAINED_KEY), dict) else None
+    return mode if isinstance(mode, str) else None
 
 
 # ----- dialogue turns ----------------------------------------------------------------------------------------

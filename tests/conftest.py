@@ -184,16 +184,20 @@ class _ChatDouble(http.server.BaseHTTPRequestHandler):
         server = self.server
         with server.lock:
             server.requests.append((self.path, self.headers.get("Authorization"), body))
+            server.times.append(time.monotonic())
         time.sleep(server.delay)
         answer = server.respond(body)
         status, headers, payload = (200, {}, chat_payload(answer)) if isinstance(answer, str) else answer
         data = json.dumps(payload).encode()
-        self.send_response(status)
-        for key, value in {"Content-Type": "application/json", **headers}.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            for key, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up first (a timeout test)
+            pass
 
     def do_GET(self):  # noqa: N802 - a followed redirect arrives as GET: recorded, then refused
         with self.server.lock:
@@ -209,14 +213,21 @@ def chat_payload(text: str) -> dict:
 
 
 @pytest.fixture
-def chat_double():
+def chat_double(monkeypatch):
     """Factory: chat_double(respond, delay=0) -> (server, base URL); `server.requests` lists
-    (path, Authorization header, JSON body) per request."""
+    (path, Authorization header, JSON body) per request, `server.times` when each arrived (time.monotonic).
+
+    huggingface_hub's offline mode is lifted for the test: it refuses every URL, this local one included
+    (the InferenceClient path of `chat.py` needs it off); the rest of the environment stays offline."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     servers = []
 
     def start(respond, delay: float = 0.0):
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChatDouble)
         server.respond, server.delay, server.requests, server.lock = respond, delay, [], threading.Lock()
+        server.times = []
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return server, f"http://127.0.0.1:{server.server_address[1]}/v1"

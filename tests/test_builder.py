@@ -40,16 +40,17 @@ from peft_diversity.builder.teachers import (
     listing_messages,
     prompt_version,
 )
-from peft_diversity.chat_http import (
+from peft_diversity.chat import (
     ChatAuthError,
-    ChatClient,
     ChatModelNotFoundError,
     ChatQuotaError,
-    ChatRedirectError,
+    ChatRequestError,
     ChatRetriesExhausted,
+    HttpChat,
     RateLimiter,
     RetryPolicy,
     _retry_after,
+    make_chat,
 )
 from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import BuildError
@@ -459,15 +460,21 @@ def test_refused_request_is_a_rejection_and_moved_input_resumes(tmp_path, double
     assert cli.main(["build-data", "--input", "in.jsonl", *args]) == 0 and len(server.requests) == 3
 
 
-def test_endpoint_names_hide_credentials_and_redirects_are_refused(double):
-    teacher = OpenAITeacher("m", STORY, base_url="http://user:s3cret@example.test:8000/v1?key=abc", api_key="")
+@pytest.mark.parametrize("client", ["huggingface_hub", "openai"])
+def test_endpoint_names_hide_credentials_and_redirects_keep_the_key(double, client):
+    if client == "openai":
+        pytest.importorskip("openai")
+    chat = make_chat("m", base_url="http://user:s3cret@example.test:8000/v1?key=abc", api_key="", client=client)
+    teacher = OpenAITeacher(chat, STORY)
     assert teacher.name == "openai:m@http://example.test:8000/v1" and "s3cret" not in repr(teacher.client)
     target, target_url = double(lambda body: chat_reply("1. hijacked"))
+    target_url = target_url.replace("127.0.0.1", "localhost")  # another origin: a redirect there drops the key
     server, url = double(scripted_statuses((302, {"Location": f"{target_url}/chat/completions?sig=abc"}, {})))
-    client = ChatClient("m", url, api_key="sk-live-1", sleep=lambda _: None)
-    with pytest.raises(ChatRedirectError, match=r"redirected to http://127.0.0.1:\d+/v1/chat/completions;") as info:
-        client.complete([])
-    assert len(server.requests) == 1 and not target.requests and "sig=abc" not in str(info.value)
+    with pytest.raises(ChatRequestError) as info:  # the followed redirect arrives as a GET, which is refused
+        HttpChat("m", url, api_key="sk-live-1", client=client, policy=RetryPolicy(max_retries=0)).complete([])
+    assert len(server.requests) == 1 and server.requests[0][1] == "Bearer sk-live-1"
+    assert [auth for _, auth, _ in target.requests] == [None]  # the key never reaches the new host
+    assert "sk-live-1" not in str(info.value)
 
 
 # ----- retry policy --------------------------------------------------------------------------------------------
@@ -485,7 +492,8 @@ def test_retry_after_is_honoured_then_success(double):
     server, url = double(scripted_statuses((429, {"Retry-After": "2"}, {"error": {"message": "slow down"}}),
                                            (503, {}, {"error": "overloaded"}), chat_reply("1. ok")))
     sleeps = []
-    client = ChatClient("m", url, api_key="", policy=RetryPolicy(max_retries=3, base_delay_s=0.5), sleep=sleeps.append)
+    client = HttpChat("m", url, api_key="", policy=RetryPolicy(max_retries=3, base_delay_s=0.5), sleep=sleeps.append,
+                      client="huggingface_hub")
     assert client.complete([{"role": "user", "content": "hi"}]) == "1. ok"
     assert len(server.requests) == 3
     assert 2.0 < sleeps[0] <= 2.4 and 0.5 <= sleeps[1] <= 1.0  # Retry-After + jitter, then backoff 0.5*2**1*[0.5, 1]
@@ -499,7 +507,7 @@ def test_retry_after_is_honoured_then_success(double):
 def test_fatal_errors_are_clear_and_not_retried(double, monkeypatch, status, payload, error, pattern):
     server, url = double(scripted_statuses((status, {}, payload)))
     monkeypatch.setenv("TEST_KEY_ENV", "sk-secret-42")
-    client = ChatClient("nope", url, api_key_env="TEST_KEY_ENV", sleep=lambda _: None)
+    client = HttpChat("nope", url, api_key_env="TEST_KEY_ENV", sleep=lambda _: None, client="huggingface_hub")
     with pytest.raises(error, match=pattern) as info:
         client.complete([{"role": "user", "content": "hi"}])
     assert len(server.requests) == 1 and "sk-secret-42" not in str(info.value) and "sk-secret-42" not in repr(client)
@@ -510,7 +518,7 @@ def test_server_errors_exhaust_retries_with_backoff(double):
     sleeps = []
     policy = RetryPolicy(max_retries=3, base_delay_s=1.0, max_delay_s=3.0)
     with pytest.raises(ChatRetriesExhausted, match="gave up after 4 attempts.*HTTP 500"):
-        ChatClient("m", url, api_key="", policy=policy, sleep=sleeps.append).complete([])
+        HttpChat("m", url, api_key="", policy=policy, sleep=sleeps.append, client="huggingface_hub").complete([])
     assert len(server.requests) == 4
     assert [0.5 <= sleeps[0] <= 1.0, 1.0 <= sleeps[1] <= 2.0, 1.5 <= sleeps[2] <= 3.0] == [True] * 3
 
@@ -702,3 +710,11 @@ def test_quality_report_on_a_fixed_dataset(tmp_path):
                  "Teacher items that could not be parsed: 14 of 21 requested.", "| near_duplicate | 1 |"):
         assert line in markdown
     assert json.loads((tmp_path / "quality_report.json").read_text()) == report
+
+
+def test_http_settings_with_a_local_teacher_are_refused(tmp_path, capsys):
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": "p0", "prompt": "a prompt"}])
+    code = cli.main(["build-data", "--input", str(inputs), "--output", str(tmp_path / "out"), "--task", "story",
+                     "--http-max-retries", "2", "--timeout", "5"])
+    assert code == 2
+    assert "--http-max-retries, --timeout apply to an HTTP teacher only (--base-url)" in capsys.readouterr().err

@@ -116,6 +116,22 @@ def test_hook_can_be_turned_off(installed):
     assert _run(_with_site(code, site_dir), cwd, {**env, "PEFT_DIVERSITY_EVALUATE_HOOK": "0"}) is False
 
 
+def test_hook_is_small_at_start_up_and_leaves_no_finder_behind(installed):
+    """It runs in every interpreter: start-up imports nothing heavy, and once evaluate.loading is wrapped the
+    import system is as it was."""
+    cwd, env, site_dir = installed
+    code = ("import json, site, sys; before = set(sys.modules); site.addsitedir(sys.argv[1]); "
+            "print('RESULT' + json.dumps(sorted(set(sys.modules) - before)))")
+    proc = subprocess.run([sys.executable, "-S", "-c", code, str(site_dir)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)  # -S: nothing else at start-up, so only the .pth's imports are new
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert "peft_diversity.evaluate_hook" in new
+    assert not {"pathlib", "importlib.abc", "importlib.util", "functools", "evaluate"} & set(new), new
+    code = "import json, sys; import evaluate.loading; print('RESULT' + json.dumps([type(f).__name__ for f in sys.meta_path]))"
+    assert "_PatchOnImport" not in _run(_with_site(code, site_dir), cwd, env)
+
+
 def test_load_metric_rejects_unknown_names():
     with pytest.raises(PeftDiversityError, match="unknown metric 'bleu'"):
         load_metric("bleu")

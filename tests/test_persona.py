@@ -655,15 +655,13 @@ def _persona_endpoint(extractor_reply: list[str]):
 
 
 def test_llm_interviewer_and_extractor_over_http(chat_double):
-    from peft_diversity.scoring import make_openai_judge
+    from peft_diversity.chat import make_chat
 
     extractor_reply = [""]
     server, chat_server = chat_double(_persona_endpoint(extractor_reply))
 
     def chat(model):
-        return make_openai_judge(
-            model, chat_server, api_key="", max_tokens=64, use_openai_package=False, max_retries=0
-        )
+        return make_chat(model, base_url=chat_server, api_key="", max_tokens=64, max_retries=0)
 
     interviewer = ChatInterviewer(chat("interviewer-model"), seed=0)
     transcript = Transcript(
@@ -706,7 +704,7 @@ def tiny():
 
 
 def test_run_interviews_with_a_tiny_model(tiny):
-    from peft_diversity.scoring import make_hf_judge
+    from peft_diversity.chat import make_chat
     from peft_diversity.templates import PossibilityTemplate
 
     model, tokenizer = tiny
@@ -744,7 +742,7 @@ def test_run_interviews_with_a_tiny_model(tiny):
     assert all(len(ks) == 1 for ks in per_conversation)  # one k for the whole conversation
 
     hf_interviewer = ChatInterviewer(
-        make_hf_judge(model, tokenizer, max_new_tokens=5), recap=False, max_followups=0
+        make_chat(model, tokenizer=tokenizer, max_tokens=5), recap=False, max_followups=0
     )
     asked = run_interviews(model, tokenizer, 2, interviewer=hf_interviewer, max_new_tokens=3)
     assert [q.attribute for q in asked[0].questions()] == list(ATTRIBUTES) and all(
@@ -865,17 +863,20 @@ def test_model_specs_and_default_decoder(tiny_folder, tmp_path):
     spec = bias_cli.parse_model_spec("org/model@v2", decoders)
     assert (spec.label, spec.model, spec.decoder) == ("model@v2", "org/model@v2", None)
     assert bias_cli.parse_model_spec("builtin:minilm-decoder", decoders).label == "minilm-decoder"
-    assert bias_cli.default_decoder(str(tiny_folder)) == "sampling"
     import shutil
 
-    from peft_diversity.templates import PossibilityTemplate
+    from peft_diversity.templates import PossibilityTemplate, default_decoder
+
+    assert default_decoder(str(tiny_folder)) == "sampling"
 
     trained = tmp_path / "trained"
     shutil.copytree(tiny_folder, trained)
     PossibilityTemplate().save_pretrained(trained)
-    assert bias_cli.default_decoder(str(trained)) == "possibilities"
+    assert default_decoder(str(trained)) == "possibilities"
     (trained / "train_summary.json").write_text('{"mode": "oto"}')
-    assert bias_cli.default_decoder(str(trained)) == "sampling"
+    assert default_decoder(str(trained)) == "sampling"
+    PossibilityTemplate().save_pretrained(trained, mode="poexft")  # the mode recorded at training time wins
+    assert default_decoder(str(trained)) == "possibilities"
 
 
 def test_default_decoder_of_a_hub_model_reads_its_training_config(tmp_path, monkeypatch):
@@ -883,7 +884,7 @@ def test_default_decoder_of_a_hub_model_reads_its_training_config(tmp_path, monk
     from huggingface_hub import constants
 
     from peft_diversity.hub.model import trained_mode
-    from peft_diversity.templates import PossibilityTemplate
+    from peft_diversity.templates import PossibilityTemplate, default_decoder
 
     repo = tmp_path / "models--org--demo-oto"  # the Hub cache's layout
     snapshot = repo / "snapshots" / ("a" * 40)
@@ -895,7 +896,7 @@ def test_default_decoder_of_a_hub_model_reads_its_training_config(tmp_path, monk
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert trained_mode("org/demo-oto") == "oto"
-    assert bias_cli.default_decoder("org/demo-oto") == "sampling"  # not possibilities: it is an OTO model
+    assert default_decoder("org/demo-oto") == "sampling"  # not possibilities: it is an OTO model
     assert trained_mode("org/not-cached") is None and trained_mode("not a repo id!") is None
 
     def offline(*args, **kwargs):

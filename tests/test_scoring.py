@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from peft_diversity.chat import make_chat
 from peft_diversity.scoring import (
     attribute_entropies,
     attribute_entropy,
@@ -20,8 +21,7 @@ from peft_diversity.scoring import (
     expected_distinct,
     greedy_partition,
     load_embedder,
-    make_hf_judge,
-    make_openai_judge,
+    make_judge,
     parse_rating,
     score_predictions,
     self_bleu,
@@ -297,7 +297,7 @@ def test_coherence_judge_with_test_double():
 def test_openai_compatible_judge_on_local_server(monkeypatch, chat_double):
     server, url = chat_double(lambda body: "Rating: 4")
     monkeypatch.setenv("TEST_JUDGE_KEY", "secret")
-    judge = make_openai_judge("judge-model", url, api_key_env="TEST_JUDGE_KEY", use_openai_package=False)
+    judge = make_judge("judge-model", url, api_key_env="TEST_JUDGE_KEY")
     res = coherence([["x", "y"]], ["hello"], method="judge", judge=judge)
     assert res["coherence_rating"] == 4.0 and res["incoherence_rate"] == 1.0
     assert len(server.requests) == 2  # concurrent requests: any order
@@ -322,7 +322,7 @@ def test_hf_judge_runs_with_tiny_local_model():
         num_key_value_heads=2,
     )
     model = LlamaForCausalLM(config)
-    judge = make_hf_judge(model, tokenizer, max_new_tokens=3, batch_size=2)
+    judge = make_chat(model, tokenizer=tokenizer, max_tokens=3, batch_size=2)
     replies = judge([build_judge_messages("c", r) for r in ("a", "b", "c")])
     assert len(replies) == 3 and all(isinstance(r, str) for r in replies)
     res = coherence([["a", "b"]], ["c"], method="judge", judge=model, judge_tokenizer=tokenizer)

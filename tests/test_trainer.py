@@ -23,7 +23,13 @@ from peft_diversity.errors import DataValidationError, ModelLoadError
 from peft_diversity.hub.model import trained_mode
 from peft_diversity.models.loading import load_model_and_tokenizer
 from peft_diversity.models.tiny import tiny_model_and_tokenizer
-from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate, TemplateError
+from peft_diversity.templates import (
+    TEMPLATE_FILENAME,
+    TRAINED_KEY,
+    PossibilityTemplate,
+    TemplateError,
+    default_decoder,
+)
 from peft_diversity.trainer.cli import make_parser, run_training
 from peft_diversity.trainer.config import PossibilityConfig
 from peft_diversity.trainer.loss import PROB_CLAMP
@@ -144,6 +150,12 @@ def test_modes_train_log_save_and_reload(mode, tmp_path, tiny_dir, data_file, re
     template = PossibilityTemplate.from_pretrained(out)
     new = generate_once(model.eval(), tokenizer, template, records[0], 3 if mode == "poexft" else None)
     assert new.shape == (1, 4)
+
+    # the template file records the mode it was trained in: the default decoder needs no pickled training args
+    assert json.loads((out / TEMPLATE_FILENAME).read_text())[TRAINED_KEY] == {"mode": mode}
+    for name in ("training_args.bin", "training_config.json", "train_summary.json"):
+        (out / name).unlink(missing_ok=True)
+    assert default_decoder(out) == ("possibilities" if mode == "poexft" else "sampling")
 
 
 def test_lora_all_linear_trains_and_saves_loadable_adapter(tmp_path, tiny_dir, data_file, records):

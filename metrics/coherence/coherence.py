@@ -21,7 +21,7 @@ between the sentence embeddings of the context and of the response (topical rele
 method="judge": an LLM rates each (context, response) from 1 to 10 with a fixed prompt
 (peft_diversity.scoring.JUDGE_PROMPT); the incoherence rate is the share rated <= 5. The judge is
 any callable `conversations -> replies`, a local transformers causal LM (object + tokenizer, or a
-path), or `make_openai_judge(model, base_url)` for an OpenAI-compatible endpoint.
+path), or `peft_diversity.chat.make_chat(model, base_url=...)` for an OpenAI-compatible endpoint.
 """
 
 _KWARGS_DESCRIPTION = """

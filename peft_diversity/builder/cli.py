@@ -23,7 +23,7 @@ from peft_diversity.builder.build import BuildSettings, build_config, build_data
 from peft_diversity.builder.inputs import InputItem, display_name, read_inputs
 from peft_diversity.builder.report import quality_report
 from peft_diversity.builder.teachers import LocalTeacher, OpenAITeacher, Sampling
-from peft_diversity.chat_http import ChatRequestError, RetryPolicy
+from peft_diversity.chat import ChatError
 from peft_diversity.errors import BuildError, DataValidationError
 from peft_diversity.templates import PossibilityTemplate, TemplateError
 
@@ -55,9 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teacher.add_argument("--requests-per-minute", type=float, help="client-side rate limit (HTTP teacher)")
     teacher.add_argument("--concurrency", type=int, default=4,
                          help="parallel requests (HTTP teacher, default 4; at most --batch-size)")
-    teacher.add_argument("--http-max-retries", type=int, default=5,
-                         help="retries of one request on 429/5xx/timeouts (default 5)")
-    teacher.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request (default 60)")
+    teacher.add_argument("--http-max-retries", type=int,
+                         help="retries of one request on 429/5xx/timeouts (HTTP teacher, default 5)")
+    teacher.add_argument("--timeout", type=float, help="seconds per HTTP request (HTTP teacher, default 60)")
     teacher.add_argument("--dtype", default="auto", help="local teacher dtype (auto, float32, bfloat16, ...)")
     teacher.add_argument("--trust-remote-code", action="store_true")
 
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             _print_report(quality_report(args.report_only, embedder=args.embedder))
             return 0
         return _build(args)
-    except (BuildError, ChatRequestError, DataValidationError, GenerationError, TemplateError, OSError) as err:
+    except (BuildError, ChatError, DataValidationError, GenerationError, TemplateError, OSError) as err:
         print(f"peft-diversity build-data: {err}", file=sys.stderr)
         return 2
 
@@ -166,11 +166,18 @@ def make_template(args: argparse.Namespace, items: list[InputItem]) -> Possibili
 
 def make_teacher(args: argparse.Namespace, template: PossibilityTemplate) -> Any:
     sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    http = {"max_retries": args.http_max_retries, "timeout": args.timeout,
+            "requests_per_minute": args.requests_per_minute}
     if args.base_url:
-        policy = RetryPolicy(max_retries=args.http_max_retries, timeout_s=args.timeout)
-        return OpenAITeacher(args.teacher, template, sampling, base_url=args.base_url, api_key_env=args.api_key_env,
-                             policy=policy, requests_per_minute=args.requests_per_minute,
-                             concurrency=args.concurrency)
+        from peft_diversity.chat import make_chat
+
+        client = make_chat(args.teacher, base_url=args.base_url, api_key_env=args.api_key_env,
+                           concurrency=args.concurrency, **http)
+        return OpenAITeacher(client, template, sampling)
+    flags = {"max_retries": "--http-max-retries", "timeout": "--timeout", "requests_per_minute": "--requests-per-minute"}
+    given = [flags[key] for key, value in http.items() if value is not None]
+    if given:  # a local teacher sends no requests
+        raise BuildError(f"{', '.join(given)} apply to an HTTP teacher only (--base-url)")
     from peft_diversity.errors import ModelLoadError
 
     try:

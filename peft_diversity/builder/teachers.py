@@ -13,14 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from peft_diversity.builder.inputs import display_name
-from peft_diversity.chat_http import (
-    FATAL_ERRORS,
-    ChatClient,
-    ChatRequestError,
-    ChatRetriesExhausted,
-    RetryPolicy,
-    public_url,
-)
+from peft_diversity.chat import FATAL_ERRORS, ChatRequestError, ChatRetriesExhausted, HttpChat, public_url
 from peft_diversity.errors import BuildError
 from peft_diversity.templates import (
     LISTING_SENTENCE,
@@ -122,21 +115,18 @@ class LocalTeacher:
 
 
 class OpenAITeacher:
-    """An OpenAI-compatible `/chat/completions` endpoint; the records of a batch are requested concurrently.
+    """An OpenAI-compatible `/chat/completions` endpoint (`chat.HttpChat`, from `chat.make_chat`); the records
+    of a batch are requested concurrently.
 
-    Retries, rate limit and error messages are `chat_http.ChatClient`'s. Auth, quota, unknown-model and redirect
-    errors stop the build; a record whose retries run out comes back as a retryable `TeacherFailure`, one the
-    endpoint refuses (another 4xx, an unreadable reply) as a final one.
+    Retries, rate limit and error messages are the chat backend's. Auth, quota and unknown-model errors stop the
+    build; a record whose retries run out comes back as a retryable `TeacherFailure`, one the endpoint refuses
+    (another 4xx, an unreadable reply) as a final one.
     """
 
-    def __init__(self, model: str, template: PossibilityTemplate, sampling: Sampling | None = None, *,
-                 base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", api_key: str | None = None,
-                 policy: RetryPolicy | None = None, requests_per_minute: float | None = None,
-                 concurrency: int = 4) -> None:
-        self.client = ChatClient(model, base_url, api_key=api_key, api_key_env=api_key_env, policy=policy,
-                                 requests_per_minute=requests_per_minute)
-        self.name = f"openai:{model}@{public_url(self.client.base_url)}"
-        self.template, self.sampling, self.concurrency = template, sampling or Sampling(), max(1, concurrency)
+    def __init__(self, client: HttpChat, template: PossibilityTemplate, sampling: Sampling | None = None) -> None:
+        self.client = client
+        self.name = f"openai:{client.model}@{public_url(client.base_url)}"
+        self.template, self.sampling, self.concurrency = template, sampling or Sampling(), client.concurrency
 
     def __call__(self, records: Sequence[dict[str, Any]], n: int, attempt: int) -> list[str | TeacherFailure]:
         params = {"temperature": self.sampling.temperature_for(attempt),

@@ -30,7 +30,7 @@ def metric_folder(name: str) -> Path:
 
 
 # What a Space needs of this package to run a metric: the scoring functions and what they import
-SPACE_PACKAGE_FILES = ("__init__.py", "errors.py", "chat_http.py", "scoring/*.py")
+SPACE_PACKAGE_FILES = ("__init__.py", "errors.py", "chat.py", "scoring/*.py")
 
 
 def stage_metric_space(name: str, target: str | os.PathLike) -> Path:

@@ -10,7 +10,7 @@ Without `--models`, the base SmolLM2-135M-Instruct is interviewed with the sampl
 
 A model spec is `[label=]model[@decoder]`: a Hub id, a folder, an adapter folder or builtin:<name>. Without
 `@decoder` (or `--decoder`), a model trained with peft_diversity in poexft mode uses `possibilities`, any other
-`sampling` (see `default_decoder`).
+`sampling` (`templates.default_decoder`).
 """
 
 from __future__ import annotations
@@ -131,22 +131,6 @@ def _short_name(model: str) -> str:
     return Path(name).name or name
 
 
-def default_decoder(model: str) -> str:
-    """`possibilities` for a model trained with peft_diversity in poexft mode, else `sampling`.
-
-    The mode comes from `hub.trained_mode` (a folder's training settings, or a Hub repo's training_config.json,
-    from the local cache when offline); a model with a template but no readable mode is taken as poexft.
-    """
-    from peft_diversity.hub.model import trained_mode
-    from peft_diversity.models.builtin import resolve_model_path
-    from peft_diversity.templates import find_template
-
-    path = resolve_model_path(model)
-    if find_template(path) is None:
-        return "sampling"
-    return "sampling" if trained_mode(path) in ("otm", "oto") else "possibilities"
-
-
 def _validate(args: argparse.Namespace) -> None:
     for name, value in (
         ("-n", args.n),
@@ -186,14 +170,14 @@ def check_model_available(model: str) -> None:
 def resolve_specs(args: argparse.Namespace) -> list[ModelSpec]:
     from peft_diversity.generation.decoders import DECODERS
     from peft_diversity.models.builtin import resolve_model_path
-    from peft_diversity.templates import find_template
+    from peft_diversity.templates import default_decoder, find_template
 
     if args.decoder is not None and args.decoder not in DECODERS:
         raise PersonaError(f"unknown decoder {args.decoder!r}; known: {list(DECODERS)}")
     specs = [parse_model_spec(s, list(DECODERS)) for s in args.models]
     for spec in specs:
         check_model_available(spec.model)
-        spec.decoder = spec.decoder or args.decoder or default_decoder(spec.model)
+        spec.decoder = spec.decoder or args.decoder or default_decoder(resolve_model_path(spec.model))
         if spec.decoder == "possibilities" and find_template(resolve_model_path(spec.model)) is None:
             raise PersonaError(
                 f"{spec.model}: the possibilities decoder needs a model trained with peft_diversity "
@@ -207,23 +191,14 @@ def resolve_specs(args: argparse.Namespace) -> list[ModelSpec]:
 
 
 # ----- interviewer / extractor backends ----------------------------------------------------------------------
-def make_chat(spec: str, args: argparse.Namespace, *, temperature: float, max_tokens: int):
-    """A batched chat function (conversations -> replies) for `hf:<model>` or `openai:<model>`."""
-    from peft_diversity.scoring.judges import make_hf_judge, make_openai_judge
+def chat_backend(spec: str, args: argparse.Namespace, *, temperature: float, max_tokens: int):
+    """The chat model (conversations -> replies) that `hf:<model>` or `openai:<model>` names (`chat.make_chat`)."""
+    from peft_diversity.chat import default_base_url, make_chat
 
     kind, name = spec.split(":", 1)
-    if kind == "openai":
-        return make_openai_judge(
-            name,
-            base_url=args.base_url,
-            api_key_env=args.api_key_env,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-    from peft_diversity.models.loading import load_model_and_tokenizer
-
-    model, tokenizer = load_model_and_tokenizer(name, dtype=args.dtype)
-    return make_hf_judge(model, tokenizer, max_new_tokens=max_tokens, batch_size=args.batch_size)
+    where = {"base_url": args.base_url or default_base_url()} if kind == "openai" else {"dtype": args.dtype}
+    return make_chat(name, api_key_env=args.api_key_env, temperature=temperature, max_tokens=max_tokens,
+                     batch_size=args.batch_size, seed=args.seed, **where)
 
 
 def build_interviewer(args: argparse.Namespace):
@@ -232,7 +207,7 @@ def build_interviewer(args: argparse.Namespace):
     options = {"seed": args.seed, "max_followups": args.max_followups, "recap": not args.no_recap}
     if args.interviewer == "scripted":
         return ScriptedInterviewer(**options)
-    return ChatInterviewer(make_chat(args.interviewer, args, temperature=0.7, max_tokens=64), **options)
+    return ChatInterviewer(chat_backend(args.interviewer, args, temperature=0.7, max_tokens=64), **options)
 
 
 def build_extractor(args: argparse.Namespace):
@@ -241,7 +216,7 @@ def build_extractor(args: argparse.Namespace):
     if args.extractor == "rules":
         return RuleExtractor()
     return ChatExtractor(
-        make_chat(args.extractor, args, temperature=0.0, max_tokens=200), batch_size=args.batch_size
+        chat_backend(args.extractor, args, temperature=0.0, max_tokens=200), batch_size=args.batch_size
     )
 
 
@@ -260,11 +235,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
     """Errors that mean bad input (imported only when something failed: they pull in torch)."""
-    from peft_diversity.chat_http import ChatRequestError
+    from peft_diversity.chat import ChatError
     from peft_diversity.errors import GenerationError, ModelLoadError
     from peft_diversity.templates import TemplateError
 
-    return PersonaError, ModelLoadError, GenerationError, TemplateError, ChatRequestError
+    return PersonaError, ModelLoadError, GenerationError, TemplateError, ChatError
 
 
 def _run(args: argparse.Namespace) -> int:

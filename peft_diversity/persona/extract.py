@@ -246,7 +246,7 @@ class ChatExtractor:
         return out
 
     def _ask(self, batch: list[Transcript]) -> list[str | None]:
-        from peft_diversity.chat_http import FATAL_ERRORS
+        from peft_diversity.chat import FATAL_ERRORS
 
         try:
             return list(self.chat([build_extractor_messages(t) for t in batch]))

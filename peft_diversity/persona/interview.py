@@ -253,8 +253,7 @@ INTERVIEWER_SYSTEM_PROMPT = (
 
 
 class ChatInterviewer(Interviewer):
-    """An LLM words each step (`chat(conversations) -> replies`, e.g. `scoring.judges.make_hf_judge` or
-    `make_openai_judge`); the plan stays the rule-based one, so every turn still says which attribute it asks
+    """An LLM words each step (`chat(conversations) -> replies`, e.g. from `chat.make_chat`); the plan stays the rule-based one, so every turn still says which attribute it asks
     about. An empty reply or a failed request falls back to the scripted wording."""
 
     name = "llm"
@@ -265,7 +264,7 @@ class ChatInterviewer(Interviewer):
         self.fallback = ScriptedInterviewer(**kwargs)
 
     def phrase(self, transcripts: Sequence[Transcript], steps: Sequence[Step]) -> list[str]:
-        from peft_diversity.chat_http import FATAL_ERRORS
+        from peft_diversity.chat import FATAL_ERRORS
 
         messages = [self.messages(t, s) for t, s in zip(transcripts, steps, strict=True)]
         try:

@@ -17,8 +17,7 @@ from .judges import (
     JUDGE_PROMPT,
     JUDGE_SYSTEM_PROMPT,
     build_judge_messages,
-    make_hf_judge,
-    make_openai_judge,
+    make_judge,
     parse_rating,
 )
 from .report import METRICS, score_predictions
@@ -43,8 +42,7 @@ __all__ = [
     "greedy_partition",
     "leave_one_out_bleu",
     "load_embedder",
-    "make_hf_judge",
-    "make_openai_judge",
+    "make_judge",
     "parse_rating",
     "resolve_tokenizer",
     "score_predictions",

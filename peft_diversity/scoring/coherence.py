@@ -9,7 +9,7 @@ import numpy as np
 
 from ._common import check_predictions, flatten, mean
 from .embeddings import DEFAULT_BATCH_SIZE, EmbedderSpec, encode_texts
-from .judges import JudgeFn, build_judge_messages, context_to_text, make_hf_judge, parse_rating
+from .judges import JudgeFn, build_judge_messages, context_to_text, parse_rating
 
 METHODS = ("embedding", "judge")
 
@@ -38,7 +38,9 @@ def _resolve_judge(judge: Any, judge_tokenizer: Any) -> JudgeFn:
             "method='judge' needs `judge`: a callable, a transformers model (+ judge_tokenizer) or a path"
         )
     if hasattr(judge, "generate") or not callable(judge):
-        return make_hf_judge(judge, judge_tokenizer)
+        from peft_diversity.chat import make_chat
+
+        return make_chat(judge, tokenizer=judge_tokenizer)
     return judge
 
 
@@ -94,7 +96,7 @@ def coherence(
     It measures topical relevance, not logic or fluency.
 
     ``method="judge"``: each (context, response) is rated 1-10 with ``JUDGE_PROMPT`` by
-    ``judge``: a callable ``conversations -> replies`` (e.g. ``make_openai_judge(...)`` or a
+    ``judge``: a callable ``conversations -> replies`` (e.g. ``chat.make_chat(model, base_url=...)`` or a
     test double), a transformers causal LM object (pass ``judge_tokenizer``) or a local path.
     Replies are read by ``parse_rating``. Returns ``coherence_rating`` / ``_pooled`` (1-10),
     ``incoherence_rate`` / ``_pooled`` (share rated <= ``threshold``, default 5 of 10),

@@ -264,4 +264,4 @@ class PossibilityTrainer(SFTTrainer):
         """Save weights/adapter and tokenizer, plus the possibility template the model was trained with."""
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
-            self.template.save_pretrained(output_dir or self.args.output_dir)
+            self.template.save_pretrained(output_dir or self.args.output_dir, mode=self.args.mode)
