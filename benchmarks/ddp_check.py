@@ -9,6 +9,8 @@ contexts, for one optimizer step with SGD, lr=1, no clipping and a constant sche
 - 2 processes (`torchrun --standalone --nproc_per_node 2`, gloo on CPU), per_device_train_batch_size=2;
 - 1 process, per_device_train_batch_size=4 (the same global batch).
 
+Both runs take the default shared-prefix path (each context's prompt prefix computed once; max_length 256 cuts no
+row, so every context shares its prefix), i.e. two passes of the backbone inside one DDP forward.
 `train_sampling_strategy: sequential` makes the split explicit: accelerate shards batches round-robin, so rank 0
 gets contexts 0-1 and rank 1 gets 2-3, the two halves of the single process's batch. The two halves hold
 different numbers of label tokens, so a per-process mean (instead of PossibilityTrainer's whole-batch token
@@ -62,7 +64,7 @@ def prepare(workdir: Path) -> dict[str, Path]:
                 "lr_scheduler_type: constant",
                 "max_grad_norm: 0.0",
                 "train_sampling_strategy: sequential",
-                "max_length: 128",
+                "max_length: 256",
                 "logging_steps: 1",
                 'save_strategy: "no"',
                 "report_to: []",
@@ -88,7 +90,7 @@ def half_batch_token_counts(paths: dict[str, Path]) -> list[tuple[int, int]]:
     args = PossibilityConfig(
         output_dir=str(paths["data"].parent / "unused"),
         num_candidates=3,
-        max_length=128,
+        max_length=256,
         bf16=False,
         use_cpu=True,
         report_to=[],

@@ -18,11 +18,13 @@ import functools
 import logging
 import types
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from transformers.utils import ModelOutput
 from trl import SFTTrainer
 
 from peft_diversity.data import load_one_to_many
@@ -187,6 +189,15 @@ def prefix_length(rows: list[list[int]], labels: list[list[int]]) -> int:
     return max(0, min(common_prefix_length(rows), first_label - 1))
 
 
+@dataclass
+class LabelLogProbs(ModelOutput):
+    """What `model(..., label_log_probs=True)` returns. A ModelOutput (a dict), so DDP's unused-parameter search
+    finds the tensors (it does not look inside other objects, and would mark every parameter unused)."""
+
+    log_probs: torch.Tensor | None = None
+    label_mask: torch.Tensor | None = None
+
+
 # ----- selected-position LM head --------------------------------------------------------------------------
 def add_label_log_probs(model) -> None:
     """Patch `model.forward` so `model(..., labels=l, label_log_probs=True)` returns (log_probs, label_mask).
@@ -222,7 +233,7 @@ def add_label_log_probs(model) -> None:
             logits = torch.tanh(logits / softcap) * softcap
         selected = -F.cross_entropy(logits.float(), targets[mask], reduction="none")
         log_probs = selected.new_zeros(mask.shape).masked_scatter(mask, selected)
-        return types.SimpleNamespace(log_probs=log_probs, label_mask=mask)
+        return LabelLogProbs(log_probs=log_probs, label_mask=mask)
 
     model.forward = types.MethodType(forward, model)
 
