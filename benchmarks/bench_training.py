@@ -209,14 +209,15 @@ class _StoredHidden(torch.nn.Module):
 def measure_memory(model_id: str, dataset, groups, args, sizes: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     from peft_diversity.models.loading import load_model_and_tokenizer
     from peft_diversity.trainer.loss import poexft_loss
-    from peft_diversity.trainer.trainer import PossibilityTrainer
+    from peft_diversity.trainer.trainer import PossibilityCollator, PossibilityTrainer
 
     ref = _reference_module()
     ours_model, tokenizer = load_model_and_tokenizer(model_id, dtype=torch.float32)
     ref_model, _ = load_model_and_tokenizer(model_id, dtype=torch.float32)
     trainer = PossibilityTrainer(ours_model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    collate = trainer.data_collator
+    collate = trainer.data_collator  # the trainer's own batches (shared prefix when it applies)
     pad = tokenizer.pad_token_id
+    per_row = PossibilityCollator(pad)  # (b) and (c) run the backbone on full rows
     out: dict[str, Any] = {}
 
     # agreement at the initial weights, eval mode (no dropout)
@@ -249,7 +250,7 @@ def measure_memory(model_id: str, dataset, groups, args, sizes: tuple[int, ...] 
     backbone = ours_model.base_model
     head = ours_model.lm_head
     for n in sizes:
-        batch = collate([dataset[i] for i in range(n)])
+        batch = per_row([dataset[i] for i in range(n)])
         tokens = int(batch["attention_mask"].sum())
         with torch.no_grad():
             hidden = backbone(
@@ -352,7 +353,8 @@ def markdown(t: dict[str, float], m: dict[str, Any], info: dict[str, Any], a: ar
         f"positives + 12 negatives padded together; {info['tokens_per_step']:.0f} non-pad tokens per step on average, "
         f"{info['labelled_per_step']:.0f} of them labelled); AdamW, constant lr, no clipping. Both loops run in one "
         f"process, interleaved step by step ({a.warmup} untimed warm-up steps, {a.steps} timed steps, {a.repeats} "
-        "run(s)).",
+        "run(s)). PossibilityTrainer runs with its defaults: each context's shared prompt prefix once (issue 20), "
+        "no activation checkpointing; the reference runs every row in full.",
         "",
         "| | reference loop | PossibilityTrainer | ratio |",
         "|---|---:|---:|---:|",
