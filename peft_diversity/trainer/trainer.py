@@ -249,6 +249,7 @@ def shared_prefix_hidden(model, prefix_input_ids: torch.Tensor, prefix_attention
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
+    kwargs.pop("use_cache", None)
     kwargs[cache_argument(type(model.base_model))] = cache
     prefix_positions = (prefix_attention_mask.cumsum(-1) - 1).clamp(min=0)
     model.base_model(input_ids=prefix_input_ids, attention_mask=prefix_attention_mask, position_ids=prefix_positions,
