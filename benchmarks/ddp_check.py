@@ -166,8 +166,12 @@ def run_check(workdir: Path, launcher: str = "torchrun", timeout: float = 540) -
     g_dp = gradients(w0, load_file(str(workdir / "dp2" / "model.safetensors")))
     g_single = gradients(w0, load_file(str(workdir / "single" / "model.safetensors")))
     diffs = {k: (g_dp[k] - g_single[k]).abs().max().item() for k in w0}
+    # the trainer logs one line when the shared-prefix path does not apply, or a context shares too little
+    logs = [(workdir / f"{name}.log").read_text(errors="replace") for name in runs]
+    per_row_lines = ("shared_prefix does not apply", "shared_prefix: a context's rows share only")
     return {
         "launcher": launcher,
+        "shared_prefix": not any(line in log for line in per_row_lines for log in logs),
         "commands": {name: " ".join(cmd) for name, (_, cmd) in procs.items()},
         "half_batch_label_tokens": counts,
         "max_abs_grad": max(g.abs().max().item() for g in g_single.values()),
@@ -190,7 +194,8 @@ def main() -> int:
     print(f"launcher: {result['launcher']}")
     for name, cmd in result["commands"].items():
         print(f"  {name}: {cmd}")
-    print(f"label tokens (positive, negative) per process half: {result['half_batch_label_tokens']}")
+    print(f"label tokens (positive, negative) per process half: {result['half_batch_label_tokens']}; "
+          f"shared-prefix path throughout: {result['shared_prefix']}")
     print(
         f"max |grad| = {result['max_abs_grad']:.4g}; max |grad_2proc - grad_1proc| = "
         f"{result['max_abs_diff']:.3g} ({result['worst_tensor']}); tolerance {args.atol:g}: "
