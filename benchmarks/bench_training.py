@@ -22,6 +22,18 @@ Measured:
 
 Prints the numbers and a markdown snippet for BENCHMARKS.md; exit status 1 if a target is missed
 (throughput >= 1.3x; the PossibilityTrainer UL term below 1 KiB per token, i.e. no per-vocabulary storage).
+
+    python benchmarks/bench_training.py --shared-prefix [--model builtin:smollm2-135m-instruct] [--steps 3]
+                                        [--warmup 1] [--negatives 4 12] [--context-tokens 100 200]
+
+`--shared-prefix` measures instead the shared-prefix training path against the per-row path (issue 20) on the
+same LoRA model (r=16 on every linear layer, as the SmolLM2 recipes): for each (negatives, context length) cell,
+one context per step (4 positives + that many negatives), both paths interleaved step by step in one process
+(alternating which goes first), each step = collation + forward + backward + AdamW step. Reported: seconds per
+step and the steps/s ratio (shared / per row; median over steps), and the peak live tensor bytes of one step each
+way (TorchDispatchMode accounting, as above). Contexts of about N tokens: bundled dialogue contexts whose prompt
+is about N tokens, extended with the next records' turns when shorter. Exit status 1 if the CPU-time ratio
+at 12 negatives is below 3x.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from torch.utils._pytree import tree_flatten
 
 _HERE = Path(__file__).resolve().parent
 THROUGHPUT_TARGET = 1.3
+SHARED_PREFIX_TARGET = 3.0  # steps/s, shared prefix / per row, at 4 positives + 12 negatives
 UL_BYTES_PER_TOKEN_LIMIT = 1024
 
 
@@ -196,14 +209,15 @@ class _StoredHidden(torch.nn.Module):
 def measure_memory(model_id: str, dataset, groups, args, sizes: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     from peft_diversity.models.loading import load_model_and_tokenizer
     from peft_diversity.trainer.loss import poexft_loss
-    from peft_diversity.trainer.trainer import PossibilityTrainer
+    from peft_diversity.trainer.trainer import PossibilityCollator, PossibilityTrainer
 
     ref = _reference_module()
     ours_model, tokenizer = load_model_and_tokenizer(model_id, dtype=torch.float32)
     ref_model, _ = load_model_and_tokenizer(model_id, dtype=torch.float32)
     trainer = PossibilityTrainer(ours_model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    collate = trainer.data_collator
+    collate = trainer.data_collator  # the trainer's own batches (shared prefix when it applies)
     pad = tokenizer.pad_token_id
+    per_row = PossibilityCollator(pad)  # (b) and (c) run the backbone on full rows
     out: dict[str, Any] = {}
 
     # agreement at the initial weights, eval mode (no dropout)
@@ -236,7 +250,7 @@ def measure_memory(model_id: str, dataset, groups, args, sizes: tuple[int, ...] 
     backbone = ours_model.base_model
     head = ours_model.lm_head
     for n in sizes:
-        batch = collate([dataset[i] for i in range(n)])
+        batch = per_row([dataset[i] for i in range(n)])
         tokens = int(batch["attention_mask"].sum())
         with torch.no_grad():
             hidden = backbone(
@@ -339,7 +353,8 @@ def markdown(t: dict[str, float], m: dict[str, Any], info: dict[str, Any], a: ar
         f"positives + 12 negatives padded together; {info['tokens_per_step']:.0f} non-pad tokens per step on average, "
         f"{info['labelled_per_step']:.0f} of them labelled); AdamW, constant lr, no clipping. Both loops run in one "
         f"process, interleaved step by step ({a.warmup} untimed warm-up steps, {a.steps} timed steps, {a.repeats} "
-        "run(s)).",
+        "run(s)). PossibilityTrainer runs with its defaults: each context's shared prompt prefix once (issue 20), "
+        "no activation checkpointing; the reference runs every row in full.",
         "",
         "| | reference loop | PossibilityTrainer | ratio |",
         "|---|---:|---:|---:|",
@@ -378,6 +393,148 @@ def markdown(t: dict[str, float], m: dict[str, Any], info: dict[str, Any], a: ar
     return "\n".join(lines)
 
 
+# ----- shared prefix vs per row (issue 20) ------------------------------------------------------------------------------
+def contexts_of_length(records: list[dict], tokenizer, template, tokens: int, count: int) -> list[dict]:
+    """`count` dialogue records whose prompt is `tokens` +- 15 tokens: a record's turns, extended with the
+    following records' turns while too short (real dialogue text, longer than any single bundled context)."""
+
+    def length(turns):
+        record = {"context": turns, "candidates": []}
+        return len(tokenizer(template.prompt_text(tokenizer, record, 1), add_special_tokens=False)["input_ids"])
+
+    out = []
+    for i, record in enumerate(records):
+        turns, j = list(record["context"]), i + 1
+        while length(turns) < tokens - 15 and j < len(records):
+            turns, j = turns + records[j]["context"], j + 1
+        if abs(length(turns) - tokens) <= 15:
+            out.append({**record, "id": f"{record['id']}+{j - i - 1}", "context": turns})
+        if len(out) == count:
+            return out
+    raise SystemExit(f"not enough contexts of about {tokens} tokens in the bundled dialogue data")
+
+
+def shared_prefix_cell(model_id: str, records: list[dict], negatives: int, steps: int, warmup: int,
+                       output_dir: str) -> dict[str, Any]:
+    """Per-row and shared-prefix steps interleaved on one LoRA model; then one step of each under memory tracking."""
+    from peft import LoraConfig
+
+    from peft_diversity.models.loading import load_model_and_tokenizer
+    from peft_diversity.trainer.trainer import PossibilityCollator, PossibilityTrainer, build_train_dataset
+
+    model, tokenizer = load_model_and_tokenizer(model_id, dtype=torch.float32)
+    args = make_args(output_dir, warmup + steps, 2e-4, 1024)
+    args.max_negatives = negatives
+    dataset = build_train_dataset(records, tokenizer, args)
+    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = PossibilityTrainer(model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
+    model = trainer.model
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
+    pad = tokenizer.pad_token_id
+    collate = {"per_row": PossibilityCollator(pad), "shared": PossibilityCollator(pad, shared_prefix=True)}
+
+    def step(path: str, item) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        trainer.training_step(model, collate[path]([item]))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    times: dict[str, list[float]] = {"per_row": [], "shared": [], "per_row_cpu": [], "shared_cpu": []}
+    for i in range(warmup + steps):
+        order = ("per_row", "shared") if i % 2 == 0 else ("shared", "per_row")
+        for path in order:
+            wall, cpu = step(path, dataset[i])
+            if i >= warmup:
+                times[path].append(wall)
+                times[f"{path}_cpu"].append(cpu)
+    memory = {}
+    for path in ("per_row", "shared"):
+        batch = collate[path]([dataset[0]])
+        memory[path] = peak_bytes(lambda batch=batch: trainer.training_step(model, batch))
+        model.zero_grad(set_to_none=True)
+    shared = collate["shared"]([dataset[0]])
+    return {
+        "times": times,
+        "memory": memory,
+        "rows": len(dataset[0]["input_ids"]),
+        "row_tokens": sum(len(ids) for ids in dataset[0]["input_ids"]) / len(dataset[0]["input_ids"]),
+        "prefix_tokens": int(shared["prefix_attention_mask"].sum()),
+    }
+
+
+def shared_prefix_markdown(cells: dict[tuple[int, int], dict], a: argparse.Namespace, load: float) -> str:
+    lines = [
+        f"### Shared-prefix training vs per-row training ({a.model}, LoRA r=16 all-linear)",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_training.py --shared-prefix --model "
+        f"{a.model} --steps {a.steps} --warmup {a.warmup} --negatives {' '.join(map(str, a.negatives))} "
+        f"--context-tokens {' '.join(map(str, a.context_tokens))}`  ",
+        f"Machine: 2-core CPU, no GPU ({platform.processor() or platform.machine()}, shared with other agents: load "
+        f"average {load:.1f} at the end), torch {torch.__version__}, {torch.get_num_threads()} thread, float32; date "
+        f"{datetime.date.today().isoformat()}. One context per step; both paths interleaved step by step in one "
+        f"process ({a.warmup} untimed warm-up step(s), {a.steps} timed steps per cell); a step = collation + "
+        "forward + backward + AdamW step.",
+        "",
+        "| context | rows (pos + neg) | tokens per row (shared prefix) | per row: s/step (CPU s) | shared: s/step "
+        "(CPU s) | **steps/s ratio**, wall (CPU time) | peak memory per row | shared | memory ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (tokens, negatives), c in sorted(cells.items()):
+        t = c["times"]
+        lines.append(
+            f"| ~{tokens} tokens | {c['rows']} (4 + {negatives}) | {c['row_tokens']:.0f} ({c['prefix_tokens']}) | "
+            f"{_mean(t['per_row']):.2f} ({_mean(t['per_row_cpu']):.2f}) | {_mean(t['shared']):.2f} "
+            f"({_mean(t['shared_cpu']):.2f}) | **{_median_ratio(t['per_row'], t['shared']):.2f}x** "
+            f"({_median_ratio(t['per_row_cpu'], t['shared_cpu']):.2f}x) | {_mib(c['memory']['per_row'])} | "
+            f"{_mib(c['memory']['shared'])} | {c['memory']['per_row'] / c['memory']['shared']:.1f}x less |"
+        )
+    lines += [
+        "",
+        "Ratios: median over the steps of (per-row step time / shared step time), wall clock and process CPU time "
+        "(CPU time is the steadier one on a shared machine).",
+        "Memory: peak bytes of tensors allocated during one training step and still alive (forward + backward, "
+        "LoRA gradients; the TorchDispatchMode accounting of the table above). Same loss and gradients both ways "
+        f"(tests/test_shared_prefix.py). Target: >= {SHARED_PREFIX_TARGET:.0f}x at 4 + 12.",
+    ]
+    return "\n".join(lines)
+
+
+def run_shared_prefix(a: argparse.Namespace) -> int:
+    from peft_diversity.data import load_one_to_many
+    from peft_diversity.models.loading import load_model_and_tokenizer
+    from peft_diversity.templates import PossibilityTemplate
+
+    _, tokenizer = load_model_and_tokenizer(a.model, dtype=torch.float32)  # materialises a built-in model once
+    records = load_one_to_many("builtin:dialogue", split="train")
+    cells = {}
+    for tokens in a.context_tokens:
+        chosen = contexts_of_length(records, tokenizer, PossibilityTemplate(), tokens, a.warmup + a.steps)
+        for negatives in a.negatives:
+            cell = shared_prefix_cell(a.model, chosen, negatives, a.steps, a.warmup, tempfile.mkdtemp())
+            cells[tokens, negatives] = cell
+            t = cell["times"]
+            print(f"~{tokens} tokens, 4+{negatives}: per row {t['per_row']} s (CPU {t['per_row_cpu']}), shared "
+                  f"{t['shared']} s (CPU {t['shared_cpu']}), memory "
+                  f"{_mib(cell['memory']['per_row'])} vs {_mib(cell['memory']['shared'])}", file=sys.stderr)
+    snippet = shared_prefix_markdown(cells, a, os.getloadavg()[0])
+    print(snippet)
+    if a.markdown:
+        a.markdown.write_text(snippet + "\n", encoding="utf-8")
+    at_12 = [c["times"] for (_, negatives), c in cells.items() if negatives >= 12]
+    worst = min((_median_ratio(t["per_row_cpu"], t["shared_cpu"]) for t in at_12), default=SHARED_PREFIX_TARGET)
+    return 0 if worst >= SHARED_PREFIX_TARGET else 1
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _median_ratio(per_row: list[float], shared: list[float]) -> float:
+    ratios = sorted(r / s for r, s in zip(per_row, shared, strict=True))
+    return ratios[len(ratios) // 2]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -391,10 +548,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-contexts", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--shared-prefix", action="store_true",
+                        help="measure the shared-prefix path against the per-row path instead (issue 20)")
+    parser.add_argument("--negatives", type=int, nargs="+", default=[4, 12], help="with --shared-prefix")
+    parser.add_argument("--context-tokens", type=int, nargs="+", default=[100, 200], help="with --shared-prefix")
     a = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.shared_prefix:
+        return run_shared_prefix(a)
 
     from peft_diversity.data import load_one_to_many
     from peft_diversity.models.loading import load_model_and_tokenizer

@@ -9,6 +9,8 @@ contexts, for one optimizer step with SGD, lr=1, no clipping and a constant sche
 - 2 processes (`torchrun --standalone --nproc_per_node 2`, gloo on CPU), per_device_train_batch_size=2;
 - 1 process, per_device_train_batch_size=4 (the same global batch).
 
+Both runs take the default shared-prefix path (each context's prompt prefix computed once; max_length 256 cuts no
+row, so every context shares its prefix), i.e. two passes of the backbone inside one DDP forward.
 `train_sampling_strategy: sequential` makes the split explicit: accelerate shards batches round-robin, so rank 0
 gets contexts 0-1 and rank 1 gets 2-3, the two halves of the single process's batch. The two halves hold
 different numbers of label tokens, so a per-process mean (instead of PossibilityTrainer's whole-batch token
@@ -62,7 +64,7 @@ def prepare(workdir: Path) -> dict[str, Path]:
                 "lr_scheduler_type: constant",
                 "max_grad_norm: 0.0",
                 "train_sampling_strategy: sequential",
-                "max_length: 128",
+                "max_length: 256",
                 "logging_steps: 1",
                 'save_strategy: "no"',
                 "report_to: []",
@@ -88,7 +90,7 @@ def half_batch_token_counts(paths: dict[str, Path]) -> list[tuple[int, int]]:
     args = PossibilityConfig(
         output_dir=str(paths["data"].parent / "unused"),
         num_candidates=3,
-        max_length=128,
+        max_length=256,
         bf16=False,
         use_cpu=True,
         report_to=[],
@@ -164,8 +166,12 @@ def run_check(workdir: Path, launcher: str = "torchrun", timeout: float = 540) -
     g_dp = gradients(w0, load_file(str(workdir / "dp2" / "model.safetensors")))
     g_single = gradients(w0, load_file(str(workdir / "single" / "model.safetensors")))
     diffs = {k: (g_dp[k] - g_single[k]).abs().max().item() for k in w0}
+    # the trainer logs one line when the shared-prefix path does not apply, or a context shares too little
+    logs = [(workdir / f"{name}.log").read_text(errors="replace") for name in runs]
+    per_row_lines = ("shared_prefix does not apply", "shared_prefix: a context's rows share only")
     return {
         "launcher": launcher,
+        "shared_prefix": not any(line in log for line in per_row_lines for log in logs),
         "commands": {name: " ".join(cmd) for name, (_, cmd) in procs.items()},
         "half_batch_label_tokens": counts,
         "max_abs_grad": max(g.abs().max().item() for g in g_single.values()),
@@ -188,7 +194,8 @@ def main() -> int:
     print(f"launcher: {result['launcher']}")
     for name, cmd in result["commands"].items():
         print(f"  {name}: {cmd}")
-    print(f"label tokens (positive, negative) per process half: {result['half_batch_label_tokens']}")
+    print(f"label tokens (positive, negative) per process half: {result['half_batch_label_tokens']}; "
+          f"shared-prefix path throughout: {result['shared_prefix']}")
     print(
         f"max |grad| = {result['max_abs_grad']:.4g}; max |grad_2proc - grad_1proc| = "
         f"{result['max_abs_diff']:.3g} ({result['worst_tensor']}); tolerance {args.atol:g}: "

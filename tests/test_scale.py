@@ -36,6 +36,8 @@ def test_two_process_data_parallel_gradients_equal_single_process(tmp_path):
     assert (pos_a, neg_a) != (pos_b, neg_b) and min(pos_a, neg_a, pos_b, neg_b) > 0
     assert result["max_abs_grad"] > 1e-2
     assert result["max_abs_diff"] < 1e-5, result["worst_tensor"]
+    # both runs took the default shared-prefix path: two backbone passes inside one DDP forward
+    assert result["shared_prefix"]
 
 
 # ----- resume after SIGKILL -----------------------------------------------------------------------------------

@@ -295,6 +295,7 @@ def test_compute_loss_equals_independent_mle_plus_unlikelihood(tmp_path, records
         use_cpu=True,
         report_to=[],
         seed=0,
+        shared_prefix=False,  # full rows: independent_loss runs them as they are (test_shared_prefix.py: both paths)
     )
     trainer = PossibilityTrainer(model, args=args, train_dataset=records[:2], processing_class=tokenizer)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])

@@ -75,8 +75,6 @@ def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool =
         "report_to": [], "bf16": False, "seed": config.seed,
         **CHECKPOINTING, **config.train, **config.mode_overrides.get(mode, {}),
     }
-    if "gradient_checkpointing" not in train_args:  # its older name, in a YAML written for transformers 4
-        train_args.setdefault("activation_checkpointing", False)
     resume = last_complete_checkpoint(work)
     if resume:
         logger.warning("train %s: resuming the interrupted run from %s", mode, resume)

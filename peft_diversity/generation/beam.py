@@ -18,6 +18,7 @@ from peft_diversity.generation.batch import _start
 from peft_diversity.generation.core import DEFAULT_MAX_NEW_TOKENS, _device, decode_rows, forward_last
 from peft_diversity.generation.inputs import DEFAULT_NUM_RESPONSES, _check_count, _encode_fitted, fit_record
 from peft_diversity.generation.responses import Responses
+from peft_diversity.shared_prefix import expand_cache
 from peft_diversity.templates import (
     PossibilityTemplate,
 )
@@ -66,9 +67,8 @@ def diverse_beam_search(
     state = _BeamState(num_beams, num_beam_groups, length_penalty, _device(model))
     ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=state.device)
     logits, cache = forward_last(model, ids, torch.ones_like(ids), use_cache=use_cache)
-    if cache is not None and hasattr(cache, "batch_repeat_interleave") and hasattr(cache, "reorder_cache"):
-        cache.batch_repeat_interleave(num_beams)
-    else:
+    beams = torch.zeros(num_beams, dtype=torch.long, device=state.device)
+    if not (hasattr(cache, "reorder_cache") and expand_cache(cache, beams)):
         cache = None
     logits = logits.expand(num_beams, -1)
     for step in range(max_new_tokens):

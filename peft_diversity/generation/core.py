@@ -13,14 +13,18 @@ from typing import Any
 import torch
 
 from peft_diversity.errors import GenerationError
+from peft_diversity.shared_prefix import (  # noqa: F401 - the first two stay importable here (since issue 4)
+    MIN_SHARED_PREFIX,
+    common_prefix_length,
+    expand_cache,
+    pad_left,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 64
 
 
-MIN_SHARED_PREFIX = 8
-"""Shortest shared prefix (tokens) worth a separate prefill; shorter ones take the plain path."""
 # ----- batched generate core -----------------------------------------------------------------------------------
 def _device(model: Any) -> torch.device:
     device = getattr(model, "device", None)
@@ -113,15 +117,6 @@ def _jsonable(value: Any) -> bool:
     return True
 
 
-def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """Tokens shared by all rows, leaving at least one token per row for `generate` to process."""
-    limit = min(len(row) for row in rows) - 1
-    length = 0
-    while length < limit and all(row[length] == rows[0][length] for row in rows):
-        length += 1
-    return length
-
-
 def _accepts(model: Any, name: str) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return _forward_accepts(type(base), name)
@@ -153,17 +148,6 @@ def forward_last(
     return out.logits[:, -1, :], getattr(out, "cache", None) if use_cache else None
 
 
-def _pad_left(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row):] = 1
-    return ids.to(device), mask.to(device)
-
-
 def generate_rows(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -185,7 +169,7 @@ def generate_rows(
             return out, "shared_prefix"
     if shared_prefix:
         logger.warning("shared-prefix generation does not apply here (prefix too short or no repeatable cache)")
-    ids, mask = _pad_left(prompts, pad, _device(model))
+    ids, mask = pad_left(prompts, pad, _device(model))
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
     return out[:, ids.shape[1]:], "plain"
@@ -201,14 +185,13 @@ def _generate_shared(
     """
     device = _device(model)
     prefixes = [group[0][:length] for group, length in zip(groups, prefix_lengths, strict=True)]
-    prefix_ids, prefix_mask = _pad_left(prefixes, pad, device)
+    prefix_ids, prefix_mask = pad_left(prefixes, pad, device)
     _, cache = forward_last(model, prefix_ids, prefix_mask)
-    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
-        return None
     size = len(groups[0])
-    cache.batch_repeat_interleave(size)
+    if not expand_cache(cache, torch.arange(len(groups), device=device).repeat_interleave(size)):
+        return None
     suffixes = [row[length:] for group, length in zip(groups, prefix_lengths, strict=True) for row in group]
-    suffix_ids, suffix_mask = _pad_left(suffixes, pad, device)
+    suffix_ids, suffix_mask = pad_left(suffixes, pad, device)
     ids = torch.cat([prefix_ids.repeat_interleave(size, dim=0), suffix_ids], dim=1)
     mask = torch.cat([prefix_mask.repeat_interleave(size, dim=0), suffix_mask], dim=1)
     with torch.no_grad():

@@ -5,22 +5,37 @@ Data flow: one-to-many records → `build_training_rows` (positives and negative
 word) → one dataset item per context (all its rows) → `PossibilityCollator` → `compute_loss`, which reads the
 log-prob of each label token through `add_label_log_probs` (only labelled positions go through the LM head; no
 (tokens x vocab) logits) and splits them into the two terms.
+
+Shared prefix (`PossibilityConfig.shared_prefix`, on by default): a context's rows are identical up to the
+possibility number, so the collator splits each context at its rows' longest common, unlabelled token prefix;
+the patched forward runs each context's prefix once with a KV cache, gathers it to the rows and runs only the
+rows' tails on top (`shared_prefix.expand_cache`). Same loss and gradients as running every row in full.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import types
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from transformers.utils import ModelOutput
 from trl import SFTTrainer
 
 from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import TrainConfigError
+from peft_diversity.shared_prefix import (
+    MIN_SHARED_PREFIX,
+    cache_argument,
+    common_prefix_length,
+    expand_cache,
+    pad_left,
+)
 from peft_diversity.templates import PossibilityTemplate, TemplateError, ensure_chat_template
 from peft_diversity.trainer.config import PossibilityConfig
 from peft_diversity.trainer.loss import content_word_spans, first_subtoken_mask, poexft_loss
@@ -31,6 +46,7 @@ from peft_diversity.trainer.rows import build_training_rows
 warnings.filterwarnings("ignore", message="Could not find a config file in builtin:", module="peft")
 
 IGNORE = -100
+logger = logging.getLogger(__name__)
 
 
 # ----- tokenization ---------------------------------------------------------------------------------------
@@ -129,15 +145,38 @@ def apply_eos_token(tokenizer, template: PossibilityTemplate, record: dict[str, 
 
 
 class PossibilityCollator:
-    """Flattens context groups into rows; right-pads input_ids/labels; carries the per-row `negative` flag."""
+    """Flattens context groups into rows; right-pads input_ids/labels; carries the per-row `negative` flag.
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+    With `shared_prefix=True` each context is split at `prefix_length`: the batch then holds the contexts'
+    prefixes (`prefix_input_ids`, `prefix_attention_mask`: contexts x prefix, LEFT-padded so prefix and tail are
+    contiguous), `row_to_group` (each row's context) and the rows' tails as `input_ids` / `attention_mask` /
+    `labels` (all labels lie in the tails, so label counts are those of the full rows). A context whose rows share
+    fewer than `MIN_SHARED_PREFIX` tokens gets an empty prefix (its rows are tails in full), a batch of only such
+    contexts is collated per row; either is logged once.
+    """
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None, shared_prefix: bool = False):
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.shared_prefix = shared_prefix
+        self._warned = False
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.shared_prefix:
+            lengths = [prefix_length(e["input_ids"], e["labels"]) for e in examples]
+            if min(lengths) < MIN_SHARED_PREFIX and not self._warned:
+                # e.g. rows whose prompts were cut from the left to fit max_length no longer start alike
+                logger.warning("shared_prefix: a context's rows share only %d unlabelled prompt tokens (< %d, e.g. "
+                               "prompts cut to fit max_length); such contexts run their rows in full",
+                               min(lengths), MIN_SHARED_PREFIX)
+                self._warned = True
+            if max(lengths) >= MIN_SHARED_PREFIX:
+                return self._collate_shared(examples, [n if n >= MIN_SHARED_PREFIX else 0 for n in lengths])
         rows = [(ids, lab, neg) for e in examples
                 for ids, lab, neg in zip(e["input_ids"], e["labels"], e["negative"], strict=True)]
+        return self._pad_rows(rows)
+
+    def _pad_rows(self, rows: list[tuple[list[int], list[int], bool]]) -> dict[str, torch.Tensor]:
         length = max(len(ids) for ids, _, _ in rows)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -150,6 +189,34 @@ class PossibilityCollator:
             attention[i, : len(ids)] = 1
         negative = torch.tensor([bool(neg) for _, _, neg in rows])
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "negative": negative}
+
+    def _collate_shared(self, examples: list[dict[str, Any]], lengths: list[int]) -> dict[str, torch.Tensor]:
+        tails = [(ids[n:], lab[n:], neg) for e, n in zip(examples, lengths, strict=True)
+                 for ids, lab, neg in zip(e["input_ids"], e["labels"], e["negative"], strict=True)]
+        batch = self._pad_rows(tails)
+        prefixes = [e["input_ids"][0][:n] for e, n in zip(examples, lengths, strict=True)]
+        batch["prefix_input_ids"], batch["prefix_attention_mask"] = pad_left(prefixes, self.pad_token_id)
+        batch["row_to_group"] = torch.tensor([g for g, e in enumerate(examples) for _ in e["input_ids"]])
+        return batch
+
+
+def prefix_length(rows: list[list[int]], labels: list[list[int]]) -> int:
+    """Tokens a context's rows can share: their common prefix, ending before the last token that predicts a label.
+
+    The prefix's hidden states predict nothing, so every label is scored from a tail position; each tail keeps at
+    least one token.
+    """
+    first_label = min(next((i for i, t in enumerate(lab) if t != IGNORE), len(lab)) for lab in labels)
+    return max(0, min(common_prefix_length(rows), first_label - 1))
+
+
+@dataclass
+class LabelLogProbs(ModelOutput):
+    """What `model(..., label_log_probs=True)` returns. A ModelOutput (a dict), so DDP's unused-parameter search
+    finds the tensors (it does not look inside other objects, and would mark every parameter unused)."""
+
+    log_probs: torch.Tensor | None = None
+    label_mask: torch.Tensor | None = None
 
 
 # ----- selected-position LM head --------------------------------------------------------------------------
@@ -170,11 +237,16 @@ def add_label_log_probs(model) -> None:
         scale = scale / text_config.logits_scaling
 
     @functools.wraps(type(model).forward)
-    def forward(self, *args, label_log_probs: bool = False, labels=None, **kwargs):
+    def forward(self, *args, label_log_probs: bool = False, labels=None, prefix_input_ids=None,
+                prefix_attention_mask=None, row_to_group=None, **kwargs):
         if not label_log_probs:
             return previous(*args, labels=labels, **kwargs) if labels is not None else previous(*args, **kwargs)
-        kwargs["use_cache"] = False
-        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+        if prefix_input_ids is not None:
+            hidden = shared_prefix_hidden(self, prefix_input_ids, prefix_attention_mask, row_to_group, **kwargs)
+        else:
+            kwargs["use_cache"] = False
+            hidden = self.base_model(*args, **kwargs).last_hidden_state
+        hidden = hidden[:, :-1]
         targets = labels[:, 1:].to(hidden.device)
         mask = targets != IGNORE
         logits = self.get_output_embeddings()(hidden[mask]) * scale
@@ -182,9 +254,49 @@ def add_label_log_probs(model) -> None:
             logits = torch.tanh(logits / softcap) * softcap
         selected = -F.cross_entropy(logits.float(), targets[mask], reduction="none")
         log_probs = selected.new_zeros(mask.shape).masked_scatter(mask, selected)
-        return types.SimpleNamespace(log_probs=log_probs, label_mask=mask)
+        return LabelLogProbs(log_probs=log_probs, label_mask=mask)
 
     model.forward = types.MethodType(forward, model)
+
+
+def shared_prefix_hidden(model, prefix_input_ids: torch.Tensor, prefix_attention_mask: torch.Tensor,
+                         row_to_group: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         **kwargs) -> torch.Tensor:
+    """Last hidden states of the rows' tails: each context's prefix runs once, its KV cache is gathered to the rows.
+
+    Grad stays on through both passes, so the rows' gradients sum into the shared prefix. Positions follow the
+    masks, so a row's tokens get the positions they have when the row runs in full.
+    """
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    kwargs.pop("use_cache", None)
+    kwargs[cache_argument(type(model.base_model))] = cache
+    prefix_positions = (prefix_attention_mask.cumsum(-1) - 1).clamp(min=0)
+    model.base_model(input_ids=prefix_input_ids, attention_mask=prefix_attention_mask, position_ids=prefix_positions,
+                     use_cache=True, **kwargs)
+    if not expand_cache(cache, row_to_group):
+        raise RuntimeError(f"{type(model).__name__} returned no cache that can be expanded to rows; "
+                           "train with shared_prefix=False")
+    row_prefix_mask = prefix_attention_mask[row_to_group]
+    positions = row_prefix_mask.sum(-1, keepdim=True) + torch.arange(input_ids.shape[1], device=input_ids.device)
+    mask = torch.cat([row_prefix_mask, attention_mask], dim=1)
+    out = model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
+    return out.last_hidden_state
+
+
+def shared_prefix_blocker(model, args: PossibilityConfig) -> str | None:
+    """Why a context's rows cannot share one prefix pass with this model and these settings; None when they can."""
+    if args.activation_checkpointing or getattr(model, "is_activation_checkpointing", False):
+        return "activation (gradient) checkpointing recomputes layers without a KV cache"
+    if args.packing:
+        return "packing mixes contexts within a row"
+    if args.mode == "oto":
+        return "mode oto has one row per context, nothing to share"
+    dynamic_cache = getattr(model, "_supports_default_dynamic_cache", None)  # transformers' GenerationMixin
+    if getattr(model.config, "is_encoder_decoder", False) or dynamic_cache is None or not dynamic_cache():
+        return f"{type(model).__name__} has no decoder KV cache (DynamicCache) to share"
+    return None
 
 
 # ----- trainer ------------------------------------------------------------------------------------------------
@@ -207,7 +319,8 @@ class PossibilityTrainer(SFTTrainer):
         eval_dataset = kwargs.pop("eval_dataset", None)
         if eval_dataset is not None:
             eval_dataset = self._encode(eval_dataset, processing_class, args)
-        kwargs.setdefault("data_collator", PossibilityCollator(processing_class.pad_token_id, args.pad_to_multiple_of))
+        collator = PossibilityCollator(processing_class.pad_token_id, args.pad_to_multiple_of)
+        kwargs.setdefault("data_collator", collator)
         self.template = args.template()
         self._token_counts: torch.Tensor | None = None
         super().__init__(
@@ -216,7 +329,13 @@ class PossibilityTrainer(SFTTrainer):
         )
         from peft import PeftModel
 
-        add_label_log_probs(self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model)
+        base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+        add_label_log_probs(base)
+        if args.shared_prefix:
+            reason = shared_prefix_blocker(base, args)
+            if reason:
+                logger.warning("shared_prefix does not apply (%s): every row runs in full", reason)
+            collator.shared_prefix = reason is None
 
     @staticmethod
     def _encode(dataset: Any, tokenizer, args: PossibilityConfig) -> Dataset:
@@ -255,7 +374,10 @@ class PossibilityTrainer(SFTTrainer):
         if self.args.mode == "poexft":
             self._metrics[mode]["ul_loss"].append(self.accelerator.gather_for_metrics(ul.detach()).mean().item())
         if mode == "train":
-            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            tokens = inputs["attention_mask"].sum()
+            if "prefix_attention_mask" in inputs:  # count each row's shared prefix, as the per-row path does
+                tokens = tokens + inputs["prefix_attention_mask"].sum(-1)[inputs["row_to_group"]].sum()
+            tokens = self.accelerator.gather_for_metrics(tokens).sum().item()
             self._total_train_tokens += tokens
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return (loss, outputs) if return_outputs else loss
