@@ -15,6 +15,20 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# The paper this package implements, in TRL's `_paper` form: PossibilityTrainer's Hub card (TRL's create_model_card)
+# and our model card cite it from here
+PAPER = {
+    "title": "Improving Linguistic Diversity of Large Language Models with Possibility Exploration Fine-Tuning",
+    "id": "2412.03343",
+    "citation": """@article{mai2024possibility,
+  title   = {Improving Linguistic Diversity of Large Language Models with Possibility Exploration Fine-Tuning},
+  author  = {Long Mai and Julie Carson-Berndsen},
+  journal = {arXiv preprint arXiv:2412.03343},
+  year    = {2024},
+  url     = {https://arxiv.org/abs/2412.03343}
+}""",
+}
+
 # peft 0.21 reads a model's `is_gradient_checkpointing`, which transformers 5 renamed (a FutureWarning each time a
 # LoRA adapter is made or loaded); ours use the new name, the property is peft's to rename: only this one is hidden
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -36,7 +50,7 @@ _LAZY = {
     "METRIC_NAMES": "peft_diversity.evaluate_hook",
     **dict.fromkeys(_SCORING, "peft_diversity.scoring"),
 }
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "PAPER", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

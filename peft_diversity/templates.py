@@ -191,13 +191,13 @@ def default_decoder(name_or_path: str | os.PathLike) -> str:
     peft_diversity in poexft mode, else `sampling` (otm/oto models, and models without a template).
 
     The mode is the one the trainer recorded in possibility_config.json; a model saved before that was recorded
-    falls back to its training settings (`hub.model.trained_mode`), and one with a template but no readable mode
+    falls back to its training settings (`hub.metadata.trained_mode`), and one with a template but no readable mode
     is taken as poexft."""
     if find_template(name_or_path) is None:
         return "sampling"
     mode = _recorded_mode(str(name_or_path))
     if mode is None:  # saved before possibility_config.json carried the mode
-        from peft_diversity.hub.model import trained_mode
+        from peft_diversity.hub.metadata import trained_mode
 
         mode = trained_mode(name_or_path)
     return "sampling" if mode in ("otm", "oto") else "possibilities"

@@ -303,7 +303,7 @@ def test_save_dataset_builtin_dialogue(tmp_path):
     out = hub.save_dataset_for_hub("builtin:dialogue", tmp_path / "ds", embedder=_hash_embedder,
                                    repo_id="alice/otm-dialogue")
     assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
-        "README.md", PARQUET.format("train"), PARQUET.format("test"), hub.model.SAVE_MARKER}
+        "README.md", PARQUET.format("train"), PARQUET.format("test"), hub.SAVE_MARKER}
     assert not list(tmp_path.glob(".ds-*"))
     loaded = _read_back(out, ("train", "test"))
     for split in ("train", "test"):
@@ -508,7 +508,7 @@ def test_save_only_rerun_replaces_its_own_output_and_empty_folders(trained, tmp_
     out = tmp_path / "upload"
     out.mkdir()  # empty: nothing to lose
     hub.save_for_hub(trained["full"], out)
-    assert (out / hub.model.SAVE_MARKER).is_file()
+    assert (out / hub.SAVE_MARKER).is_file()
     (out / "stale.txt").write_text("from an earlier run")
     hub.save_for_hub(trained["full"], out)  # a previous output of the same command: replaced
     assert not (out / "stale.txt").exists() and (out / "README.md").is_file()
@@ -529,7 +529,7 @@ def test_cli_save_only_refusal_is_one_line(trained, tmp_path, capsys):
 def test_pushed_folder_carries_no_marker(trained, logged_in):
     api = RecordingApi()
     hub.push_model(trained["full"], "alice/x", api=api)
-    assert hub.model.SAVE_MARKER not in api.uploaded
+    assert hub.SAVE_MARKER not in api.uploaded
 
 
 class FailingApi(RecordingApi):

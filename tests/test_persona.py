@@ -883,7 +883,7 @@ def test_default_decoder_of_a_hub_model_reads_its_training_config(tmp_path, monk
     import huggingface_hub
     from huggingface_hub import constants
 
-    from peft_diversity.hub.model import trained_mode
+    from peft_diversity.hub.metadata import trained_mode
     from peft_diversity.templates import PossibilityTemplate, default_decoder
 
     repo = tmp_path / "models--org--demo-oto"  # the Hub cache's layout

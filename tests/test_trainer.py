@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import DataValidationError, ModelLoadError
-from peft_diversity.hub.model import trained_mode
+from peft_diversity.hub.metadata import trained_mode
 from peft_diversity.models.loading import load_model_and_tokenizer
 from peft_diversity.models.tiny import tiny_model_and_tokenizer
 from peft_diversity.templates import (
@@ -392,6 +392,21 @@ def test_push_to_hub_uses_the_hub_module_after_training(tmp_path, tiny_dir, data
     calls = RecordingApi.last.calls
     assert calls[0][0] == "create_repo" and calls[0][1] == "someone/tiny-poexft" and calls[0][2]["private"]
     assert calls[1][0] == "upload_folder" and {"README.md", "possibility_config.json"} <= set(calls[1][2])
+
+
+def test_trl_card_of_a_checkpoint_names_poexft_and_its_paper(tmp_path, tiny_dir, data_file):
+    """SFTTrainer writes a Hub card beside each checkpoint (create_model_card): it must say PoExFT trained the
+    model, tag it, and cite the paper, not describe plain SFT."""
+    from huggingface_hub import ModelCard
+
+    config = write_config(tmp_path, tiny_dir, data_file, max_steps=1, save_strategy="steps", save_steps=1)
+    trainer = train_from_config(config)
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert {"poexft", "peft-diversity", "trl"} <= set(card.data.tags)
+    assert ("trained with PoExFT, a method introduced in [Improving Linguistic Diversity of Large Language Models "
+            "with Possibility Exploration Fine-Tuning](https://huggingface.co/papers/2412.03343)") in card.text
+    assert "Cite PoExFT as:" in card.text and "Long Mai and Julie Carson-Berndsen" in card.text
+    assert "poexft" in trainer.model.model_tags  # what model.push_to_hub puts in the card's tags
 
 
 @pytest.mark.parametrize("repo_id", ["not a repo id", ""])

@@ -232,27 +232,26 @@ def _run_problems(runs: Any, config: dict[str, Any]) -> list[str]:
 
 # a run's keys (`variant` is what `sweep:` expanded it with; see experiment/runs.py)
 RUN_KEYS = ("model", "decoder", "settings", "variant")
-# settings every decoder takes beside its own keywords (popped by generation.batch._start) and what the
-# experiment passes itself
-RUN_SETTINGS: dict[str, Any] = {"seed": int | None, "batch_size": int, "progress": Any, "clean": bool}
+# what the experiment passes the decoders itself
 EXPERIMENT_GENERATION_KEYS = {"contexts": "the held-out split", "num_responses": "`num_responses:`"}
 
 
 def decoder_settings(decoder: str | None) -> dict[str, Any]:
-    """{setting: annotation} a decoder takes (None: any decoder): its keyword parameters, the run settings and
-    every transformers GenerationConfig attribute (the rest of the settings go to `model.generate`)."""
+    """{setting: annotation} a decoder takes (None: any decoder): its own settings (`Decoder.setting_types`), the
+    settings every decoder takes (`RunSettings`) and every transformers GenerationConfig attribute (the rest of the
+    settings go to `model.generate`)."""
     from transformers import GenerationConfig
 
+    from peft_diversity.generation.batch import RunSettings
     from peft_diversity.generation.decoders import DECODERS
 
     known: dict[str, Any] = {key: Any for key in GenerationConfig().to_dict() if not key.startswith("_")}
     known.pop("transformers_version", None)
-    known.update(RUN_SETTINGS)
+    known.update(typing.get_type_hints(RunSettings))
     for name, function in DECODERS.items():
         if decoder in (None, name):
-            for parameter in list(inspect.signature(function, eval_str=True).parameters.values())[3:]:
-                if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.name not in EXPERIMENT_GENERATION_KEYS:
-                    known[parameter.name] = parameter.annotation
+            known.update({key: annotation for key, annotation in function.setting_types().items()
+                          if key not in EXPERIMENT_GENERATION_KEYS})
     return known
 
 

@@ -1,6 +1,7 @@
 """Diverse generation: K possibilities in one batched call, and the baseline decoders it is compared with.
 
-Every decoder has the same shape, so an experiment can swap them by name (see `DECODERS`):
+Every decoder is a `Decoder` (generation/batch.py: one signature, one batch runner), so an experiment can swap
+them by name (see `DECODERS`):
 
     decoder(model, tokenizer, context=None, *, contexts=None, num_responses=None, template=None, **settings)
         -> Responses            (one `context`)
@@ -30,6 +31,9 @@ from __future__ import annotations
 
 from peft_diversity.generation.batch import (  # noqa: F401
     DEFAULT_BATCH_SIZE,
+    Decoder,
+    DecoderRun,
+    RunSettings,
 )
 from peft_diversity.generation.beam import (  # noqa: F401
     DEFAULT_DIVERSITY_PENALTY,
@@ -51,7 +55,6 @@ from peft_diversity.generation.core import (  # noqa: F401
 from peft_diversity.generation.decoders import (  # noqa: F401
     DECODERS,
     DEFAULT_MIN_P,
-    Decoder,
     generate_iterative,
     generate_listing,
     generate_min_p,

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from peft_diversity.errors import GenerationError
-from peft_diversity.generation.batch import _start
+from peft_diversity.generation.batch import Decoder, DecoderRun, RunSettings
 from peft_diversity.generation.core import DEFAULT_MAX_NEW_TOKENS, _device, decode_rows, forward_last
-from peft_diversity.generation.inputs import DEFAULT_NUM_RESPONSES, _check_count, _encode_fitted, fit_record
 from peft_diversity.generation.responses import Responses
 from peft_diversity.shared_prefix import expand_cache
-from peft_diversity.templates import (
-    PossibilityTemplate,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -178,53 +173,58 @@ def pick_diverse(hypotheses: list[list[Hypothesis]], count: int) -> list[Hypothe
     return picked[:count]
 
 
-def generate_diverse_beam(
-    model: Any,
-    tokenizer: Any,
-    context: Any = None,
-    *,
-    contexts: Sequence[Any] | None = None,
-    num_responses: int | None = None,
-    template: PossibilityTemplate | str | os.PathLike | None = None,
-    num_beams: int | None = None,
-    num_beam_groups: int | None = None,
-    diversity_penalty: float = DEFAULT_DIVERSITY_PENALTY,
-    length_penalty: float = 1.0,
-    **settings: Any,
-) -> Responses | list[Responses]:
+@dataclass
+class DiverseBeamOptions:
+    """None: K (num_responses)."""
+
+    num_beams: int | None = None
+    num_beam_groups: int | None = None
+    diversity_penalty: float = DEFAULT_DIVERSITY_PENALTY
+    length_penalty: float = 1.0
+
+
+class DiverseBeam(Decoder):
     """Baseline: diverse (group) beam search on the plain prompt, one context at a time.
 
     Defaults: K groups of one beam each (`num_beams = num_beam_groups = K`), one response per group. Sampling
     settings do not apply; `max_new_tokens`, `min_new_tokens` and `seed` do.
     """
-    count = _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses)
-    groups = num_beam_groups or count
-    beams = num_beams or groups
-    if beams < count:
-        raise GenerationError(f"num_beams={beams} cannot return num_responses={count} responses")
-    unknown = set(settings) - {"max_new_tokens", "min_new_tokens", "seed", "batch_size", "progress", "clean"}
-    if unknown:
-        raise GenerationError(f"diverse_beam does not take {sorted(unknown)}")
-    run = _start(model, tokenizer, context, contexts, template, required_template=False,
-                 settings={**settings, "temperature": 0.0}, num_responses=count)
-    run.settings.update(num_beams=beams, num_beam_groups=groups, diversity_penalty=diversity_penalty,
-                        length_penalty=length_penalty)
-    eos_ids = run.gen_kwargs.get("eos_token_id", [])
-    results: list[Responses] = []
-    for batch in run.batches(run.records, "diverse_beam"):
+
+    name = "diverse_beam"
+    Options = DiverseBeamOptions
+
+    def generate_settings(self, options: Any, count: int | None, settings: dict[str, Any]) -> dict[str, Any]:
+        if self._beams(options, count) < count:
+            raise GenerationError(f"num_beams={self._beams(options, count)} cannot return num_responses={count} "
+                                  "responses")
+        unknown = set(settings) - {"max_new_tokens", "min_new_tokens", *(f.name for f in fields(RunSettings))}
+        if unknown:
+            raise GenerationError(f"diverse_beam does not take {sorted(unknown)}")
+        return {**settings, "temperature": 0.0}
+
+    @staticmethod
+    def _beams(options: DiverseBeamOptions, count: int) -> int:
+        return options.num_beams or options.num_beam_groups or count
+
+    def recorded(self, run: DecoderRun) -> dict[str, Any]:
+        options = run.options
+        return {"num_beams": self._beams(options, run.count), "num_beam_groups": options.num_beam_groups or run.count,
+                "diversity_penalty": options.diversity_penalty, "length_penalty": options.length_penalty}
+
+    def batch(self, run: DecoderRun, batch: list[Any]) -> list[Responses]:
+        """One beam search per context (each timed on its own)."""
+        options, results = run.options, []
         for record in batch:
             start = time.perf_counter()
-            def render(r: dict[str, Any]) -> list[str]:
-                return [run.template.prompt_text(tokenizer, r, None)]
-            prompt = _encode_fitted(tokenizer, render(fit_record(record, render, tokenizer, run.budget()))[0],
-                                    run.budget())
             hyps = diverse_beam_search(
-                model, prompt, num_beams=beams, num_beam_groups=groups, diversity_penalty=diversity_penalty,
+                run.model, run.plain_prompt(record), num_beams=self._beams(options, run.count),
+                num_beam_groups=options.num_beam_groups or run.count, diversity_penalty=options.diversity_penalty,
                 max_new_tokens=run.gen_kwargs["max_new_tokens"], min_new_tokens=run.gen_kwargs.get("min_new_tokens") or 0,
-                length_penalty=length_penalty, eos_token_id=eos_ids,
+                length_penalty=options.length_penalty, eos_token_id=run.eos_ids,
             )
-            chosen = pick_diverse(hyps, count)
-            texts, counts = decode_rows(tokenizer, [h.tokens for h in chosen], eos_ids)
-            wall = time.perf_counter() - start
-            results.append(run.result(record, run.finish(texts, record), counts, wall, "diverse_beam"))
-    return run.output(results)
+            texts, counts = decode_rows(run.tokenizer, [h.tokens for h in pick_diverse(hyps, run.count)], run.eos_ids)
+            results.append(self.respond(run, record, texts, counts, time.perf_counter() - start))
+        return results
+
+
+generate_diverse_beam = DiverseBeam()

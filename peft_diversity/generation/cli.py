@@ -30,7 +30,7 @@ from peft_diversity.templates import (
 )
 
 SAMPLING_DECODERS = ("possibilities", "sampling", "min_p", "listing", "iterative")
-SHARED_PREFIX_DECODERS = ("possibilities", "sampling", "min_p")
+SHARED_PREFIX_DECODERS = tuple(name for name, decoder in DECODERS.items() if decoder.shares_prefix)
 TASKS = (*TASK_INSTRUCTIONS, "custom")
 _TURN = re.compile(r"^\s*([^:\n]{1,40}?)\s*:\s*(\S.*)$")
 

@@ -8,6 +8,16 @@
 
 from __future__ import annotations
 
+from peft_diversity.hub.card import (  # noqa: F401
+    CARD_METRICS,
+    HYPERPARAMETERS,
+    LORA_FIELDS,
+    MODEL_CARD_TEMPLATE,
+    MODES_DESCRIPTION,
+    build_model_card,
+    headline_row,
+    load_results,
+)
 from peft_diversity.hub.dataset import (  # noqa: F401
     DATASET_CARD_TEMPLATE,
     STAT_KEYS,
@@ -19,29 +29,25 @@ from peft_diversity.hub.dataset import (  # noqa: F401
 from peft_diversity.hub.generator import (  # noqa: F401
     PossibilityGenerator,
 )
+from peft_diversity.hub.metadata import (  # noqa: F401
+    TRAINING_CONFIG_FILENAME,
+    load_training_config,
+    trained_mode,
+)
 from peft_diversity.hub.model import (  # noqa: F401
-    CARD_METRICS,
     EXCLUDED_FILES,
     EXCLUDED_PATTERNS,
-    HYPERPARAMETERS,
-    LORA_FIELDS,
-    MODEL_CARD_TEMPLATE,
-    MODES_DESCRIPTION,
-    PAPER_ARXIV,
-    REPO_ID_PATTERN,
     TOKENIZER_FILES,
-    TRAINING_CONFIG_FILENAME,
-    build_model_card,
-    headline_row,
-    load_results,
-    load_training_config,
     push_model,
-    resolve_token,
     save_for_hub,
-    trained_mode,
-    validate_model_repo_id,
 )
 from peft_diversity.hub.space import (  # noqa: F401
     metric_folder,
     push_metric,
+)
+from peft_diversity.hub.upload import (  # noqa: F401
+    REPO_ID_PATTERN,
+    SAVE_MARKER,
+    resolve_token,
+    validate_model_repo_id,
 )

@@ -58,7 +58,7 @@ def _push(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from peft_diversity.atomic import check_output
-    from peft_diversity.hub.model import validate_model_repo_id
+    from peft_diversity.hub.upload import validate_model_repo_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     validate_model_repo_id(args.repo_id)

@@ -5,29 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.atomic import atomic_directory
+from peft_diversity import PAPER
 from peft_diversity.errors import HubError
-from peft_diversity.hub.model import (
-    MODEL_CARD_TEMPLATE,
-    PAPER_ARXIV,
-    _hf_api,
-    _upload,
-    check_output_folder,
-    resolve_token,
-    validate_model_repo_id,
-    write_save_marker,
-)
+from peft_diversity.hub.card import CARD_TEMPLATES
+from peft_diversity.hub.upload import push_folder, upload_folder
 
 logger = logging.getLogger(__name__)
 
 
 # ----- datasets -----------------------------------------------------------------------------------------------
-DATASET_CARD_TEMPLATE = MODEL_CARD_TEMPLATE.parent / "dataset_card.md"
+DATASET_CARD_TEMPLATE = CARD_TEMPLATES / "dataset_card.md"
 STAT_KEYS = (
     "contexts", "candidates", "candidates_per_context", "turns_per_context", "words_per_candidate_mean",
     "words_per_candidate_median", "words_per_candidate_max", "within_context_cosine_mean",
@@ -129,7 +120,7 @@ def build_dataset_card(
     )
     return DatasetCard.from_template(
         card_data, template_path=str(DATASET_CARD_TEMPLATE),
-        title=pretty_name or repo_id or name, repo_id=repo_id or "<owner>/<name>", arxiv=PAPER_ARXIV,
+        title=pretty_name or repo_id or name, repo_id=repo_id or "<owner>/<name>", arxiv=PAPER["id"],
         unit="prompt" if context_key == "prompt" else "context", context_key=context_key,
         context_is_list=context_is_list, splits=list(splits), files=files, stats=stats,
         stat_keys=STAT_KEYS, stat_headers=[k.replace("_", " ") for k in STAT_KEYS], source=name,
@@ -167,10 +158,8 @@ def save_dataset_for_hub(
 
     splits = split_names(splits)
     local = [source] if isinstance(source, (str, os.PathLike)) and Path(source).exists() else []
-    target = check_output_folder(out_dir, *local)
-    loaded = _load_splits(source, splits)
-    with atomic_directory(target) as tmp:
-        write_save_marker(tmp, "dataset", source)
+    with upload_folder(out_dir, "dataset", source, *local) as tmp:
+        loaded = _load_splits(source, splits)
         (tmp / "data").mkdir()
         stats, is_list = {}, False
         for split, records in loaded.items():
@@ -181,7 +170,7 @@ def save_dataset_for_hub(
         card = build_dataset_card(source, loaded, stats=stats, context_is_list=is_list, repo_id=repo_id,
                                   pretty_name=pretty_name, license=license, embedder_name=_embedder_name(embedder))
         card.save(tmp / "README.md")
-    return target
+    return Path(out_dir)
 
 
 def push_dataset(
@@ -195,11 +184,5 @@ def push_dataset(
     **save_kwargs: Any,
 ) -> str:
     """Build the dataset folder (`save_dataset_for_hub`) and push it to a dataset repo (private by default)."""
-    validate_model_repo_id(repo_id)
-    token = resolve_token(token)
-    api = _hf_api(api, token)
-    with tempfile.TemporaryDirectory(prefix="peft-diversity-push-") as tmp:
-        folder = save_dataset_for_hub(source, Path(tmp) / "upload", repo_id=repo_id, **save_kwargs)
-        commit = _upload(api, repo_id, folder, "dataset", private, commit_message)
-    logger.info("pushed %s to https://huggingface.co/datasets/%s", source, repo_id)
-    return commit
+    return push_folder(lambda out: save_dataset_for_hub(source, out, repo_id=repo_id, **save_kwargs), repo_id,
+                       "dataset", what=source, private=private, token=token, api=api, commit_message=commit_message)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.hub.model import validate_model_repo_id
+from peft_diversity.hub.upload import validate_model_repo_id
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
 
 logger = logging.getLogger(__name__)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from peft_diversity.errors import HubError
-from peft_diversity.hub.model import _hf_api, _upload, resolve_token, validate_model_repo_id
-
-logger = logging.getLogger(__name__)
+from peft_diversity.hub.upload import push_folder
 
 
 # ----- metrics ------------------------------------------------------------------------------------------------
@@ -62,13 +58,7 @@ def push_metric(
     create/push`, which is broken on huggingface_hub >= 1.0.
     """
     metric_folder(name)  # an unknown name fails before any token or network step
-    validate_model_repo_id(repo_id)
-    token = resolve_token(token)
-    api = _hf_api(api, token)
-    with tempfile.TemporaryDirectory() as tmp:
-        space = stage_metric_space(name, Path(tmp) / name)
-        commit = _upload(api, repo_id, space, "space", private, commit_message or f"Upload {name} metric",
-                         create_kwargs={"space_sdk": "gradio"},
-                         upload_kwargs={"ignore_patterns": ["__pycache__/*", "*.pyc"]})
-    logger.info("pushed metric %s to https://huggingface.co/spaces/%s", name, repo_id)
-    return commit
+    return push_folder(lambda out: stage_metric_space(name, out), repo_id, "space", what=f"metric {name}",
+                       private=private, token=token, api=api, commit_message=commit_message or f"Upload {name} metric",
+                       create_kwargs={"space_sdk": "gradio"},
+                       upload_kwargs={"ignore_patterns": ["__pycache__/*", "*.pyc"]})

@@ -113,7 +113,7 @@ def _check_push(args: PossibilityConfig) -> bool:
     not the Trainer's own push, which would create the repo at start-up and push every checkpoint."""
     if not args.push_to_hub:
         return False
-    from peft_diversity.hub.model import resolve_token, validate_model_repo_id
+    from peft_diversity.hub.upload import resolve_token, validate_model_repo_id
 
     if not args.hub_model_id:
         raise TrainConfigError("push_to_hub needs hub_model_id (owner/name)")

@@ -27,6 +27,7 @@ from datasets import Dataset
 from transformers.utils import ModelOutput
 from trl import SFTTrainer
 
+from peft_diversity import PAPER
 from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import TrainConfigError
 from peft_diversity.shared_prefix import (
@@ -309,6 +310,11 @@ class PossibilityTrainer(SFTTrainer):
 
     # compute_loss divides by the token counts of the whole accumulation step (see _get_num_items_in_batch)
     loss_is_scaled_for_ga = True
+    # what TRL writes into the Hub card (create_model_card) and the model's tags (add_model_tags): the method
+    # and its paper, not plain SFT
+    _tag_names = ["trl", "sft", "peft-diversity", "poexft"]
+    _name = "PoExFT"
+    _paper = PAPER
 
     def __init__(self, model, args: PossibilityConfig, train_dataset: Any = None, processing_class=None, **kwargs):
         if not isinstance(args, PossibilityConfig):
