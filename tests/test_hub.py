@@ -117,6 +117,15 @@ def test_save_for_hub_full_folder_and_card(trained, tmp_path):
     assert data["model-index"][0]["results"][0]["task"]["type"] == "text-generation"
     assert metadata_load(out / "README.md")["model-index"] == data["model-index"]
     assert [r.metric_type for r in card.data.eval_results] == list(metrics)
+    assert "poexft" in card.data.tags
+
+
+def test_card_of_a_baseline_is_tagged_as_that_baseline(trained, tmp_path):
+    """An OTM model goes through the same card, which must not tag it as PoExFT."""
+    from peft_diversity.hub.card import build_model_card
+
+    tags = build_model_card(trained["full"], training_config={"mode": "otm"}).data.tags
+    assert "otmft" in tags and "poexft" not in tags
 
 
 def test_results_from_json_file_and_no_results(trained, tmp_path):

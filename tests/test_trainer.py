@@ -409,6 +409,18 @@ def test_trl_card_of_a_checkpoint_names_poexft_and_its_paper(tmp_path, tiny_dir,
     assert "poexft" in trainer.model.model_tags  # what model.push_to_hub puts in the card's tags
 
 
+def test_trl_card_of_a_baseline_says_which_baseline(tmp_path, tiny_dir, data_file):
+    """An OTM model is trained by the same recipe but is not PoExFT: its card and tags must not claim it is."""
+    from huggingface_hub import ModelCard
+
+    config = write_config(tmp_path, tiny_dir, data_file, max_steps=1, save_strategy="steps", save_steps=1, mode="otm")
+    trainer = train_from_config(config)
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert "otmft" in card.data.tags and "poexft" not in card.data.tags
+    assert "trained with OTMFT (PoExFT's one-to-many baseline)" in card.text
+    assert "poexft" not in trainer.model.model_tags
+
+
 @pytest.mark.parametrize("repo_id", ["not a repo id", ""])
 def test_push_to_hub_with_a_bad_repo_id_fails_before_training(tmp_path, tiny_dir, data_file, monkeypatch, repo_id):
     monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")

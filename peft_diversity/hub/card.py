@@ -15,6 +15,7 @@ from peft_diversity.errors import HubError
 from peft_diversity.hub import metadata
 from peft_diversity.hub.upload import is_hub_id
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
+from peft_diversity.trainer.rows import MODE_CARDS
 
 CARD_TEMPLATES = asset_path("model_cards")
 MODEL_CARD_TEMPLATE = CARD_TEMPLATES / "model_card.md"
@@ -117,7 +118,7 @@ def build_model_card(
                 dataset_type=dataset or "custom", dataset_name=dataset or "held-out one-to-many contexts",
                 metric_type=key, metric_value=round(value, 4), metric_name=pretty,
             ))
-    tags = ["peft-diversity", "poexft", "diversity", "text-generation"]
+    tags = ["peft-diversity", MODE_CARDS[mode or "poexft"][1], "diversity", "text-generation"]
     tags += ["merged-lora"] if merged else ["peft", "lora"] if adapter else []
     card_data = ModelCardData(
         base_model=base if is_hub_id(base) else None,

@@ -40,7 +40,7 @@ from peft_diversity.shared_prefix import (
 from peft_diversity.templates import PossibilityTemplate, TemplateError, ensure_chat_template
 from peft_diversity.trainer.config import PossibilityConfig
 from peft_diversity.trainer.loss import content_word_spans, first_subtoken_mask, poexft_loss
-from peft_diversity.trainer.rows import build_training_rows
+from peft_diversity.trainer.rows import MODE_CARDS, build_training_rows
 
 # peft looks for config.json under the adapter's base name to see whether the vocabulary grew; a builtin: name is
 # no folder or Hub repo, so it warns and assumes it did not, which is right: builtins are never resized
@@ -329,6 +329,8 @@ class PossibilityTrainer(SFTTrainer):
         kwargs.setdefault("data_collator", collator)
         self.template = args.template()
         self._token_counts: torch.Tensor | None = None
+        self._name, mode_tag = MODE_CARDS[args.mode]  # a baseline's card says which baseline
+        self._tag_names = [*self._tag_names[:-1], mode_tag]
         super().__init__(
             model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
             processing_class=processing_class, **kwargs,
