@@ -15,7 +15,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SCORING = ("semantic_diversity", "self_bleu", "distinct_n", "distinct_k", "vendi_score", "coherence",
-            "attribute_entropy", "score_predictions")
+            "likelihood_coherence", "attribute_entropy", "score_predictions")
 _LAZY = {
     "PossibilityConfig": "peft_diversity.trainer.config",
     "PossibilityTrainer": "peft_diversity.trainer.trainer",

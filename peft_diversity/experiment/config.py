@@ -58,6 +58,7 @@ class ExperimentConfig:
     generation: dict[str, Any] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     judge: dict[str, Any] | None = None
+    reference_model: str | None = None  # likelihood_coherence's reference LM (None: builtin:smollm2-135m-instruct)
     seed: int = 42
 
     @classmethod
