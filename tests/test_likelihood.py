@@ -63,9 +63,10 @@ def test_scores_do_not_depend_on_the_batch_size(tiny_llama):
     four = likelihood_coherence(PREDICTIONS, CONTEXTS, model, tokenizer, batch_size=4, return_per_prompt=True)
     assert [len(g) for g in one["likelihood_coherence_per_response"]] == [3, 1, 0, 3]
     assert one["likelihood_coherence_per_prompt"][2] is None  # K = 0: no score, counted in no mean
-    flat_one = [v for g in one["likelihood_coherence_per_response"] for v in g]
-    flat_four = [v for g in four["likelihood_coherence_per_response"] for v in g]
-    assert flat_four == pytest.approx(flat_one, abs=BATCH_TOLERANCE)
+    assert one["likelihood_coherence_per_response"][0][2] is None and one["num_unscored"] == 1  # "" has only eos
+    flat_one = [v for g in one["likelihood_coherence_per_response"] for v in g if v is not None]
+    flat_four = [v for g in four["likelihood_coherence_per_response"] for v in g if v is not None]
+    assert len(flat_one) == 6 and flat_four == pytest.approx(flat_one, abs=BATCH_TOLERANCE)
     per_prompt = [v for v in one["likelihood_coherence_per_prompt"] if v is not None]
     assert one["likelihood_coherence"] == pytest.approx(np.mean(per_prompt), abs=1e-12)  # exact up to summation
     assert one["likelihood_coherence_pooled"] == pytest.approx(np.mean(flat_one), abs=1e-12)
@@ -80,6 +81,20 @@ def test_fluency_weight_adds_the_no_context_log_prob(tiny_llama):
     want = plain["likelihood_pmi"] + 0.5 * plain["likelihood_fluency"]
     assert weighted["likelihood_coherence"] == pytest.approx(want, abs=1e-9)  # same sums, other order
     assert plain["likelihood_fluency"] < 0  # a mean log-probability
+
+
+def test_the_closing_eos_is_scored_only_when_asked(tiny_llama):
+    model, tokenizer = tiny_llama
+    both = likelihood_coherence(PREDICTIONS, CONTEXTS, model, tokenizer, score_end=True, return_per_prompt=True)
+    assert both["num_unscored"] == 0 and both["likelihood_coherence_per_response"][0][2] is not None
+    reply = reply_ids(tokenizer, "Medium, I promise.")
+    prompt = context_prompt_ids(tokenizer, resolve_template(), CONTEXTS[0])
+    empty = context_prompt_ids(tokenizer, resolve_template(), None)
+    cond, base = token_log_probs(model, [prompt, empty], [reply, reply])
+    gain = cond - base  # no 4-gram of this reply occurs in the context: no copy discount here
+    assert both["likelihood_coherence_per_response"][0][0] == pytest.approx(gain.mean(), abs=BATCH_TOLERANCE)
+    without = likelihood_coherence([["Medium, I promise."]], [CONTEXTS[0]], model, tokenizer)
+    assert without["likelihood_coherence"] == pytest.approx(gain[:-1].mean(), abs=BATCH_TOLERANCE)
 
 
 def test_copied_tokens_mark_shared_ngrams_only():

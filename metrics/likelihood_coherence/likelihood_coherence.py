@@ -34,6 +34,7 @@ Args:
     baseline (`str`, optional): "empty" (default: the prompt without its context) or "shuffled" (another prompt's).
     fluency_weight (`float`, optional): weight of the no-context log-probability term, default 0.
     copy_ngram (`int`, optional): n-gram length (tokens) of the copy discount, default 4; 0 turns it off.
+    score_end (`bool`, optional): also score the eos token closing each reply, default False.
     seed (`int`, optional): seed of the shuffled baseline.
     batch_size (`int`, optional): sequences per forward pass, default 8.
     return_per_prompt (`bool`, optional): also return per-prompt and per-response values.
@@ -41,7 +42,7 @@ Args:
 Returns:
     likelihood_coherence, likelihood_coherence_pooled (`float`): the score, mean over prompts / over responses.
     likelihood_pmi, likelihood_pmi_pooled, likelihood_fluency, likelihood_fluency_pooled (`float`): its parts.
-    num_prompts (`int`).
+    num_prompts, num_unscored (`int`): prompts; responses with no token to score (empty ones, None, in no mean).
 
 Examples:
     >>> metric = evaluate.load("likelihood_coherence")
@@ -80,6 +81,7 @@ class LikelihoodCoherence(evaluate.Metric):
         baseline="empty",
         fluency_weight=0.0,
         copy_ngram=4,
+        score_end=False,
         seed=0,
         batch_size=8,
         return_per_prompt=False,
@@ -93,6 +95,7 @@ class LikelihoodCoherence(evaluate.Metric):
             baseline=baseline,
             fluency_weight=fluency_weight,
             copy_ngram=copy_ngram,
+            score_end=score_end,
             seed=seed,
             batch_size=batch_size,
             return_per_prompt=return_per_prompt,

@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-candidates", type=int, default=None, help="--check-coherence: own replies per context (default all)"
     )
     parser.add_argument("--seed", type=int, default=0, help="--check-coherence: seed of the shuffles and bootstrap")
+    parser.add_argument(
+        "--num-contexts", type=int, default=None, help="--check-coherence: the first N contexts only (default all)"
+    )
 
 
 def _judge(args: argparse.Namespace):
@@ -95,13 +98,14 @@ def run_coherence_check(args: argparse.Namespace) -> int:
 
     from .likelihood import check_likelihood_coherence, format_check_table
 
-    if args.num_candidates is not None and args.num_candidates < 1:
-        raise PeftDiversityError(f"--num-candidates must be >= 1, got {args.num_candidates}")
-    records = load_one_to_many(args.check_coherence, split=args.split)
+    for flag, value in (("--num-candidates", args.num_candidates), ("--num-contexts", args.num_contexts)):
+        if value is not None and value < 1:
+            raise PeftDiversityError(f"{flag} must be >= 1, got {value}")
+    records = load_one_to_many(args.check_coherence, split=args.split)[: args.num_contexts]
     start = time.perf_counter()
     result = check_likelihood_coherence(records, args.reference_model, template=args.task,
                                         num_candidates=args.num_candidates, seed=args.seed)
-    result.update(data=args.check_coherence, split=args.split, task=args.task,
+    result.update(data=args.check_coherence, split=args.split, num_contexts=len(records), task=args.task,
                   reference_model=args.reference_model or "builtin:smollm2-135m-instruct",
                   wall_time_s=round(time.perf_counter() - start, 1))
     print(format_check_table(result))

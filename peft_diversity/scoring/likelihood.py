@@ -10,8 +10,9 @@ plain closing sentence, the reference model's chat template):
 The baseline prompt is the same template with an empty input (`baseline="empty"`) or with another prompt's
 context (`baseline="shuffled"`, a seeded derangement). A reply token inside an n-gram (`copy_ngram` tokens) that
 also occurs in the context prompt counts as explained by copying, not by understanding: its PMI is set to 0, so
-parroting the context earns nothing (`copy_ngram=0` turns this off). Reply tokens end with the tokenizer's eos
-token when it has one, so a reply that stops where it should is rewarded too.
+parroting the context earns nothing (`copy_ngram=0` turns this off). The reply is followed by the tokenizer's eos
+token, but that token is scored only with `score_end=True`: after a copied turn the model expects the end too, so
+scoring it gave parrots back part of what the copy discount takes (docs/results.md, likelihood coherence).
 
 Only the reply positions go through the LM head (no batch x sequence x vocab logits); fp32, no sampling, so the
 scores are deterministic and do not depend on the batch size beyond float rounding.
@@ -42,23 +43,39 @@ DEFAULT_BATCH_SIZE = 8
 @dataclass
 class ReplyLogProbs:
     """Per-token log-probs of one reply under a context prompt and under the baseline prompt, and which
-    reply tokens are copied from the context (`copied`, bool per token)."""
+    reply tokens are copied from the context (`copied`, bool per token); `ends`: the last token is eos.
+
+    Each reading is a mean over the reply's tokens (eos only with `score_end`); None when there is none."""
 
     context: np.ndarray
     baseline: np.ndarray
     copied: np.ndarray
+    ends: bool = False
 
-    def pmi(self, copy_discount: bool = True) -> float:
-        gain = self.context - self.baseline
+    def _span(self, score_end: bool) -> slice:
+        return slice(None) if score_end or not self.ends else slice(None, -1)
+
+    def pmi(self, copy_discount: bool = True, score_end: bool = False) -> float | None:
+        span = self._span(score_end)
+        gain = self.context[span] - self.baseline[span]
         if copy_discount:
-            gain = np.where(self.copied, 0.0, gain)
-        return float(gain.mean())
+            gain = np.where(self.copied[span], 0.0, gain)
+        return float(gain.mean()) if len(gain) else None
 
-    def fluency(self) -> float:
-        return float(self.baseline.mean())
+    def fluency(self, score_end: bool = False) -> float | None:
+        values = self.baseline[self._span(score_end)]
+        return float(values.mean()) if len(values) else None
 
-    def score(self, fluency_weight: float = DEFAULT_FLUENCY_WEIGHT, copy_discount: bool = True) -> float:
-        return self.pmi(copy_discount) + fluency_weight * self.fluency()
+    def conditional(self, score_end: bool = False) -> float | None:
+        values = self.context[self._span(score_end)]
+        return float(values.mean()) if len(values) else None
+
+    def score(self, fluency_weight: float = DEFAULT_FLUENCY_WEIGHT, copy_discount: bool = True,
+              score_end: bool = False) -> float | None:
+        pmi = self.pmi(copy_discount, score_end)
+        if pmi is None or not fluency_weight:
+            return pmi
+        return pmi + fluency_weight * self.fluency(score_end)
 
 
 def load_reference(model: Any = None, tokenizer: Any = None) -> tuple[Any, Any]:
@@ -81,10 +98,7 @@ def _load_named(name: str) -> tuple[Any, Any]:
 def reply_ids(tokenizer: Any, reply: str) -> list[int]:
     """The reply's tokens as the model would write them, closed by eos when the tokenizer has one."""
     ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
-    ids = ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
-    if not ids:
-        raise ScoringInputError("likelihood coherence: an empty reply has no token to score (the tokenizer has no eos)")
-    return ids
+    return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
 
 
 def token_log_probs(
@@ -99,6 +113,7 @@ def token_log_probs(
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(replies[i]))
     out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
+    order = [i for i in order if replies[i]]  # an empty reply (no eos either) has nothing to score
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         for i, values in zip(rows, _batch_log_probs(model, [prompts[i] for i in rows],
@@ -197,8 +212,10 @@ def score_pairs(
     keys = list(jobs)
     values = token_log_probs(model, [jobs[k][0] for k in keys], [jobs[k][1] for k in keys], batch_size)
     by_key = dict(zip(keys, values, strict=True))
+    ends = tokenizer.eos_token_id is not None
     return [
-        ReplyLogProbs(by_key[(repr(c), r)], by_key[(repr(b), r)], copied_tokens(prompt(c), reply_cache[r], copy_ngram))
+        ReplyLogProbs(by_key[(repr(c), r)], by_key[(repr(b), r)], copied_tokens(prompt(c), reply_cache[r], copy_ngram),
+                      ends)
         for c, b, r in pairs
     ]
 
@@ -221,6 +238,7 @@ def likelihood_coherence(
     baseline: str = "empty",
     fluency_weight: float = DEFAULT_FLUENCY_WEIGHT,
     copy_ngram: int = DEFAULT_COPY_NGRAM,
+    score_end: bool = False,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
     return_per_prompt: bool = False,
@@ -229,10 +247,12 @@ def likelihood_coherence(
 
     `model`: a causal LM object (+ `tokenizer`), an id / local path / `builtin:` name, or None for
     builtin:smollm2-135m-instruct (loaded in fp32). `template`: a `PossibilityTemplate` or task name wording the
-    prompt (default dialogue). Returns `likelihood_coherence` (mean over prompts of the prompt's mean score),
-    `likelihood_coherence_pooled` (mean over responses), the same for `likelihood_pmi` and `likelihood_fluency`
-    (mean log-prob per token without context), and `num_prompts`; `return_per_prompt` adds `*_per_prompt` lists
-    and `likelihood_coherence_per_response`. A prompt with no responses gets None and counts in no mean.
+    prompt (default dialogue). `score_end` also scores the eos token closing the reply. Returns
+    `likelihood_coherence` (mean over prompts of the prompt's mean score), `likelihood_coherence_pooled` (mean over
+    responses), the same for `likelihood_pmi` and `likelihood_fluency` (mean log-prob per token without context),
+    `num_prompts` and `num_unscored` (responses with no token to score: empty ones, None, in no mean);
+    `return_per_prompt` adds `*_per_prompt` lists and `likelihood_coherence_per_response`. A prompt with no
+    scored response gets None and counts in no mean.
     """
     predictions = check_predictions(predictions)
     _check_options(contexts, len(predictions), baseline, fluency_weight, copy_ngram)
@@ -243,20 +263,22 @@ def likelihood_coherence(
     scored = iter(score_pairs(model, tokenizer, pairs, template, copy_ngram, batch_size))
     groups = [[next(scored) for _ in replies] for replies in predictions]
     values = {
-        "likelihood_coherence": [[s.score(fluency_weight, copy_ngram > 0) for s in g] for g in groups],
-        "likelihood_pmi": [[s.pmi(copy_ngram > 0) for s in g] for g in groups],
-        "likelihood_fluency": [[s.fluency() for s in g] for g in groups],
+        "likelihood_coherence": [[s.score(fluency_weight, copy_ngram > 0, score_end) for s in g] for g in groups],
+        "likelihood_pmi": [[s.pmi(copy_ngram > 0, score_end) for s in g] for g in groups],
+        "likelihood_fluency": [[s.fluency(score_end) for s in g] for g in groups],
     }
     result: dict[str, Any] = {}
     for name, per_response in values.items():
-        per_prompt = [mean(v) if v else None for v in per_response]
+        scored_values = [[v for v in vs if v is not None] for vs in per_response]
+        per_prompt = [mean(v) if v else None for v in scored_values]
         known = [v for v in per_prompt if v is not None]
-        flat = [v for vs in per_response for v in vs]
+        flat = [v for vs in scored_values for v in vs]
         result[name] = mean(known) if known else None
         result[f"{name}_pooled"] = mean(flat) if flat else None
         if return_per_prompt:
             result[f"{name}_per_prompt"] = per_prompt
     result["num_prompts"] = len(predictions)
+    result["num_unscored"] = sum(v is None for vs in values["likelihood_coherence"] for v in vs)
     if return_per_prompt:
         result["likelihood_coherence_per_response"] = values["likelihood_coherence"]
     return result
@@ -278,17 +300,19 @@ def _check_options(contexts: Any, num_prompts: int, baseline: str, fluency_weigh
 
 
 # ----- validation: does the score read the context? ---------------------------------------------------------
-# name -> (baseline, fluency_weight, copy discount); all are read off the same token log-probs
-CHECK_VARIANTS: dict[str, tuple[str | None, float, bool]] = {
-    "log p(reply | context)": (None, 0.0, False),
-    "fluency only: log p(reply | no context)": ("fluency", 0.0, False),
-    "PMI (no-context baseline)": ("empty", 0.0, False),
-    "PMI + copy discount": ("empty", 0.0, True),
-    "PMI + copy discount + 0.25 fluency": ("empty", 0.25, True),
-    "PMI + copy discount + 0.5 fluency": ("empty", 0.5, True),
-    "PMI + copy discount + 1.0 fluency": ("empty", 1.0, True),
-    "PMI (shuffled-context baseline)": ("shuffled", 0.0, False),
-    "PMI (shuffled-context baseline) + copy discount": ("shuffled", 0.0, True),
+# name -> (baseline, fluency_weight, copy discount, score the eos token); all read off the same token log-probs.
+# The default of `likelihood_coherence` is "PMI + copy discount".
+CHECK_VARIANTS: dict[str, tuple[str | None, float, bool, bool]] = {
+    "log p(reply | context)": (None, 0.0, False, False),
+    "fluency only: log p(reply | no context)": ("fluency", 0.0, False, False),
+    "PMI (no-context baseline)": ("empty", 0.0, False, False),
+    "PMI + copy discount": ("empty", 0.0, True, False),
+    "PMI + copy discount, eos scored": ("empty", 0.0, True, True),
+    "PMI + copy discount + 0.25 fluency": ("empty", 0.25, True, False),
+    "PMI + copy discount + 0.5 fluency": ("empty", 0.5, True, False),
+    "PMI + copy discount + 1.0 fluency": ("empty", 1.0, True, False),
+    "PMI (shuffled-context baseline)": ("shuffled", 0.0, False, False),
+    "PMI (shuffled-context baseline) + copy discount": ("shuffled", 0.0, True, False),
 }
 
 
@@ -347,14 +371,17 @@ def _third_context(size: int, seed: int) -> list[int]:
     return [rng.choice([j for j in range(size) if j not in (i, other[i])]) for i in range(size)]
 
 
-def _variant_value(logps: dict[str, ReplyLogProbs], spec: tuple[str | None, float, bool]) -> float:
-    baseline, weight, discount = spec
+def _variant_value(logps: dict[str, ReplyLogProbs], spec: tuple[str | None, float, bool, bool]) -> float:
+    """A variant's reading of one reply; a reply with no scored token counts as the lowest score."""
+    baseline, weight, discount, end = spec
     if baseline is None:
-        return float(logps["empty"].context.mean())
-    if baseline == "fluency":
-        return logps["empty"].fluency()
-    scored = logps[baseline]
-    return scored.pmi(discount) + weight * logps["empty"].fluency()
+        value = logps["empty"].conditional(end)
+    elif baseline == "fluency":
+        value = logps["empty"].fluency(end)
+    else:
+        pmi = logps[baseline].pmi(discount, end)
+        value = None if pmi is None else pmi + weight * logps["empty"].fluency(end)
+    return -np.inf if value is None else value
 
 
 def _variant_check(context_of: list[int], triples: list, spec: tuple, seed: int, num_samples: int) -> dict[str, Any]:
