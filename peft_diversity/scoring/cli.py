@@ -105,7 +105,7 @@ def run_coherence_check(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = check_likelihood_coherence(records, args.reference_model, template=args.task,
                                         num_candidates=args.num_candidates, seed=args.seed)
-    result.update(data=args.check_coherence, split=args.split, num_contexts=len(records), task=args.task,
+    result.update(data=args.check_coherence, split=args.split, task=args.task,
                   reference_model=args.reference_model or "builtin:smollm2-135m-instruct",
                   wall_time_s=round(time.perf_counter() - start, 1))
     print(format_check_table(result))
