@@ -201,12 +201,12 @@ def test_pmi_prefers_the_reply_that_answers_the_context_on_smollm2():
     """Real model, crafted case: the answer to a question has a higher PMI than an unrelated line, and a
     verbatim copy of the last turn is not rewarded once copied tokens count zero."""
     context = [{"speaker": "Ravi", "text": "I'm making dal tonight. Do you want it spicy or mild?"}]
-    replies = ["Mild, please. I can't handle much heat.", "The train to Berlin leaves at nine.",
+    replies = ["Mild, please. I can't handle much heat.", "The quarterly report is due on Friday.",
                "I'm making dal tonight. Do you want it spicy or mild?"]
     out = likelihood_coherence([replies], [context], "builtin:smollm2-135m-instruct", return_per_prompt=True)
     answer, unrelated, parrot = out["likelihood_coherence_per_response"][0]
     assert answer > 0 > unrelated
-    assert parrot < answer
+    assert parrot < answer / 2  # measured: parrot -0.07, answer 0.88, unrelated -0.46
     raw = likelihood_coherence([replies], [context], "builtin:smollm2-135m-instruct", copy_ngram=0,
                                return_per_prompt=True)["likelihood_coherence_per_response"][0]
     assert raw[2] > raw[0]  # without the discount the parrot wins: why the discount exists
