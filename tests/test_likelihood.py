@@ -130,6 +130,8 @@ def test_bad_input_is_one_clear_error(tiny_llama):
         assert "\n" not in str(err.value)
     with pytest.raises(ScoringInputError, match="needs its tokenizer"):
         likelihood_coherence([["a"]], ["x"], model)
+    with pytest.raises(ScoringInputError, match=r"exceeds the reference model's 2048 positions"):
+        likelihood_coherence([["word " * 2100]], ["x"], model, tokenizer)
 
 
 def test_shuffled_baseline_reads_another_prompts_context(tiny_llama):

@@ -111,6 +111,11 @@ def token_log_probs(
     """
     import torch
 
+    limit = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+    longest = max((len(p) + len(r) for p, r in zip(prompts, replies, strict=True)), default=0)
+    if limit and longest > limit:
+        raise ScoringInputError(f"likelihood coherence: a context prompt + reply of {longest} tokens exceeds the "
+                                f"reference model's {limit} positions; shorten it or use a longer-context model")
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(replies[i]))
     out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
     order = [i for i in order if replies[i]]  # an empty reply (no eos either) has nothing to score
@@ -123,6 +128,8 @@ def token_log_probs(
 
 
 def _batch_log_probs(model: Any, prompts: list, replies: list, torch: Any) -> list[np.ndarray]:
+    from peft_diversity.models.heads import lm_head_logits
+
     lengths = [len(p) + len(r) for p, r in zip(prompts, replies, strict=True)]
     ids = torch.zeros((len(prompts), max(lengths)), dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -134,25 +141,11 @@ def _batch_log_probs(model: Any, prompts: list, replies: list, torch: Any) -> li
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model: its wrapped LM
     with torch.no_grad():
         hidden = lm.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        logits = _head_logits(lm, hidden[target]).float()
+        logits = lm_head_logits(lm, hidden[target]).float()
         chosen = ids[:, 1:][target[:, :-1]]
         values = -torch.nn.functional.cross_entropy(logits, chosen, reduction="none")
     counts = [len(r) for r in replies]
     return [v.numpy().astype(np.float64) for v in torch.split(values, counts)]
-
-
-def _head_logits(model: Any, hidden: Any) -> Any:
-    """The LM head on selected hidden states, with the logit scaling / soft-capping some families apply."""
-    import torch
-
-    config = model.config.get_text_config()
-    logits = model.get_output_embeddings()(hidden)
-    scale = getattr(config, "logit_scale", None) or 1.0  # Cohere multiplies, Granite divides
-    if getattr(config, "logits_scaling", None):
-        scale = scale / config.logits_scaling
-    logits = logits * scale
-    softcap = getattr(config, "final_logit_softcapping", None)
-    return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
 def copied_tokens(source: Sequence[int], reply: Sequence[int], n: int) -> np.ndarray:
