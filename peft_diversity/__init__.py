@@ -34,7 +34,7 @@ PAPER = {
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 _SCORING = ("semantic_diversity", "self_bleu", "distinct_n", "distinct_k", "vendi_score", "coherence",
-            "attribute_entropy", "score_predictions")
+            "likelihood_coherence", "attribute_entropy", "score_predictions")
 _LAZY = {
     "PossibilityConfig": "peft_diversity.trainer.config",
     "PossibilityTrainer": "peft_diversity.trainer.trainer",

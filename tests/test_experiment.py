@@ -426,3 +426,23 @@ def test_all_problems_are_reported_at_once(tiny_setup, tmp_path):
     keys = [line.removeprefix(f"{path}: ").split(":")[0] for line in lines]
     assert keys == ["seedd", "num_responses", "lora.lora_r", "generation.max_new_tokns", "runs[0].decoder", "runs[1]"]
     assert not (tmp_path / "run").exists()
+
+
+def test_likelihood_coherence_is_scored_with_the_experiments_reference_model(tiny_setup, tmp_path, caplog):
+    import logging
+
+    other = tmp_path / "other-reference"
+    model, tokenizer = tiny_model_and_tokenizer("llama", seed=1)
+    model.save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    runs = [{"model": "base", "decoder": "sampling"}]
+    config = _config(tiny_setup, modes=[], runs=runs, metrics=["likelihood_coherence"],
+                     reference_model=str(tiny_setup / "tiny"))
+    run = tmp_path / "run"
+    first = run_experiment(ExperimentConfig.from_dict(config), run)
+    assert all({"likelihood_coherence", "likelihood_pmi", "likelihood_fluency"} <= set(r["scores"]) for r in first)
+    assert "coherence (likelihood PMI)" in (run / "results.md").read_text()
+    with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
+        second = run_experiment(ExperimentConfig.from_dict(dict(config, reference_model=str(other))), run)
+    assert "score base__sampling: settings changed" in caplog.text  # another reference model: scores redone
+    assert second[0]["scores"]["likelihood_fluency"] != pytest.approx(first[0]["scores"]["likelihood_fluency"])

@@ -31,6 +31,8 @@ out = {
         predictions=[["Fine, thanks."]], contexts=["How are you?"], method="judge", judge=judge),
     "coherence_turns": evaluate.load("coherence").compute(
         predictions=[["Fine."], ["Yes"]], contexts=[["A: hi", "B: how are you?"], ["Q?"]]),
+    "likelihood_coherence": evaluate.load("likelihood_coherence").compute(
+        predictions=[["Mild, please.", "Nine."]], contexts=[["A: spicy or mild?"]], model=sys.argv[2]),
     "demographic_bias": evaluate.load("demographic_bias").compute(attributes=["female", "male", "unknown", "male"]),
     "by_path": evaluate.load(sys.argv[1] + "/diversity_sim").compute(predictions=[["a", "a"]]),
     "load_metric": load_metric("self_bleu").compute(predictions=[["x y z w"] * 2]),
@@ -137,9 +139,10 @@ def test_load_metric_rejects_unknown_names():
         load_metric("bleu")
 
 
-def test_all_metrics_load_by_bare_name_and_path(installed):
+def test_all_metrics_load_by_bare_name_and_path(installed, tiny_dir):
     cwd, env, site_dir = installed
-    out = _run(_with_site(LOAD_ALL, site_dir), cwd, {**env, "HF_EVALUATE_OFFLINE": "1"}, str(ROOT / "metrics"))
+    out = _run(_with_site(LOAD_ALL, site_dir), cwd, {**env, "HF_EVALUATE_OFFLINE": "1"}, str(ROOT / "metrics"),
+               str(tiny_dir))
     assert out["diversity_sim"]["semantic_diversity"] == pytest.approx(0.0, abs=1e-9)
     assert out["self_bleu"]["self_bleu"] == pytest.approx(1.0)
     assert out["distinct_n"]["distinct_1"] == pytest.approx(0.75)
@@ -147,6 +150,9 @@ def test_all_metrics_load_by_bare_name_and_path(installed):
     assert out["distinct_k"]["distinct_k"] == 2.0
     assert out["coherence"]["coherence_rating"] == 8.0
     assert -1.0 <= out["coherence_turns"]["coherence_relevance"] <= 1.0
+    likelihood = out["likelihood_coherence"]
+    assert likelihood["num_prompts"] == 1 and likelihood["likelihood_fluency"] < 0  # a mean log-probability
+    assert likelihood["likelihood_coherence"] == pytest.approx(likelihood["likelihood_pmi"], abs=1e-12)  # weight 0
     assert out["demographic_bias"]["entropy"] == pytest.approx(0.9182958340544896)
     assert out["by_path"]["semantic_diversity"] == pytest.approx(0.0, abs=1e-9)
     assert out["load_metric"]["self_bleu"] == pytest.approx(1.0)

@@ -66,6 +66,7 @@ class ExperimentConfig:
     generation: dict[str, Any] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     judge: dict[str, Any] | None = None
+    reference_model: str | None = None  # likelihood_coherence's reference LM (None: builtin:smollm2-135m-instruct)
     seed: int = 42
     seeds: list[int] | None = None
     """Several training seeds: the whole experiment once per seed into run_dir/seed-<s>/, then a report over

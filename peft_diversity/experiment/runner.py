@@ -157,7 +157,7 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
 
 # the experiment's fields that do not change what a (model, decoder) run generates
 NOT_GENERATION_FIELDS = ("name", "runs", "modes", "train_split", "train", "mode_overrides", "lora", "metrics", "judge",
-                         "seeds", "sweep", "coherence_metric")
+                         "seeds", "sweep", "coherence_metric", "reference_model")
 
 
 def generation_settings(config: ExperimentConfig, run: RunSpec, model_path: str,
@@ -183,14 +183,15 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
 
     target = run_dir / "scores" / f"{run.name}.json"
     stamp = {"stage": "score", "responses": _digest(_read_stamp(responses_path)), "metrics": config.metrics,
-             "judge": config.judge}
+             "judge": config.judge, **_reference_stamp(config)}
     if _fresh(target, stamp, force, f"score {run.name}"):
         logger.info("score %s: done already (%s)", run.name, target)
         return json.loads(target.read_text())
     _stamp_path(target).unlink(missing_ok=True)
     results = read_responses_jsonl(responses_path)
     scores = score_predictions(
-        [r.texts for r in results], [r.context for r in results], metrics=config.metrics, judge=judge
+        [r.texts for r in results], [r.context for r in results], metrics=config.metrics, judge=judge,
+        **_likelihood_options(config),
     )
     scores["latency_s"] = sum(r.wall_time_s for r in results) / max(len(results), 1)
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
@@ -211,19 +212,31 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
 
     target = run_dir / "scores" / "human__candidates.json"
     stamp = {"stage": "score", "responses": "human candidates", "eval_data": _digest(records),
-             "num_candidates": config.num_responses, "metrics": config.metrics, "judge": config.judge}
+             "num_candidates": config.num_responses, "metrics": config.metrics, "judge": config.judge,
+             **_reference_stamp(config)}
     if _fresh(target, stamp, force, "score human__candidates"):
         logger.info("score human__candidates: done already (%s)", target)
         return json.loads(target.read_text())
     _stamp_path(target).unlink(missing_ok=True)
     predictions = [r["candidates"][: config.num_responses] for r in records]
     contexts = [r.get("context", r.get("prompt")) for r in records]
-    scores = score_predictions(predictions, contexts, metrics=config.metrics, judge=judge)
+    scores = score_predictions(predictions, contexts, metrics=config.metrics, judge=judge,
+                               **_likelihood_options(config))
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
     row = {"model": "human", "decoder": "candidates", "name": "human__candidates", "scores": scores}
     _write_json(target, row)
     _write_stamp(target, stamp)
     return row
+
+
+def _likelihood_options(config: ExperimentConfig) -> dict[str, Any]:
+    """likelihood_coherence reads each context worded as this experiment's task, with its reference model."""
+    return {"reference_model": config.reference_model, "template": config.template()}
+
+
+def _reference_stamp(config: ExperimentConfig) -> dict[str, Any]:
+    """The reference model changes the scores only when likelihood_coherence is computed (old stamps stay valid)."""
+    return {"reference_model": config.reference_model} if "likelihood_coherence" in config.metrics else {}
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | os.PathLike, force: bool = False,

@@ -20,6 +20,7 @@ from .judges import (
     make_judge,
     parse_rating,
 )
+from .likelihood import check_likelihood_coherence, likelihood_coherence
 from .report import METRICS, score_predictions
 from .semantic import semantic_diversity
 from .vendi import vendi_from_kernel, vendi_score
@@ -33,6 +34,7 @@ __all__ = [
     "attribute_entropy",
     "batch_leave_one_out_bleu",
     "build_judge_messages",
+    "check_likelihood_coherence",
     "coherence",
     "default_embedder_path",
     "distinct_k",
@@ -41,6 +43,7 @@ __all__ = [
     "expected_distinct",
     "greedy_partition",
     "leave_one_out_bleu",
+    "likelihood_coherence",
     "load_embedder",
     "make_judge",
     "parse_rating",

@@ -26,7 +26,7 @@ from .report import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``score`` subcommand's arguments to ``parser``."""
     parser.add_argument(
-        "responses", type=Path, help='JSONL: {"context", "responses": [...], "model"?, "decoder"?}'
+        "responses", type=Path, nargs="?", help='JSONL: {"context", "responses": [...], "model"?, "decoder"?}'
     )
     parser.add_argument("--output", type=Path, default=None, help="write the scores as JSON here")
     parser.add_argument(
@@ -46,6 +46,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge API key"
+    )
+    parser.add_argument(
+        "--reference-model", default=None,
+        help="likelihood_coherence's reference causal LM: id, path or builtin: (default builtin:smollm2-135m-instruct)",
+    )
+    parser.add_argument(
+        "--task", default="dialogue", help="task wording of likelihood_coherence's prompt: dialogue | story"
+    )
+    parser.add_argument(
+        "--check-coherence", default=None, metavar="DATA",
+        help="instead of scoring: validate likelihood_coherence on one-to-many DATA (e.g. builtin:story): own human "
+             "reply vs another context's, and vs a parrot of the context; every variant, with bootstrap intervals",
+    )
+    parser.add_argument("--split", default="test", help="split of --check-coherence DATA (default test)")
+    parser.add_argument(
+        "--num-candidates", type=int, default=None, help="--check-coherence: own replies per context (default all)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="--check-coherence: seed of the shuffles and bootstrap")
+    parser.add_argument(
+        "--num-contexts", type=int, default=None, help="--check-coherence: the first N contexts only (default all)"
     )
 
 
@@ -81,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
     """Score ``args.responses``; print a markdown table; write JSON to ``args.output``. Returns 0."""
     if args.output:
         check_output(args.output, "--output", inputs=[args.responses])
+    if args.check_coherence:
+        return run_coherence_check(args)
+    if args.responses is None:
+        raise PeftDiversityError("score needs a responses.jsonl file (or --check-coherence DATA)")
     if args.embedder is not None:
         check_embedder_path(args.embedder)
     rows = load_responses(args.responses)
@@ -92,14 +116,43 @@ def run(args: argparse.Namespace) -> int:
         max_order=args.max_order,
         smoothing=args.smoothing,
         batch_size=args.batch_size,
+        reference_model=args.reference_model,
+        template=args.task,
     )
     print(format_results_table(results, all_columns=True))
-    if args.output:
-        payload = {"input": str(args.responses), "metrics": list(args.metrics), "groups": results}
-        with output_errors("--output", args.output):
-            atomic_write_text(args.output, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-        print(f"wrote {args.output}", file=sys.stderr)
+    payload = {"input": str(args.responses), "metrics": list(args.metrics), "groups": results}
+    _write_output(args.output, payload)
     return 0
+
+
+def run_coherence_check(args: argparse.Namespace) -> int:
+    """``score --check-coherence DATA``: `likelihood.check_likelihood_coherence`, printed as a table."""
+    import time
+
+    from peft_diversity.data import load_one_to_many
+
+    from .likelihood import check_likelihood_coherence, format_check_table
+
+    for flag, value in (("--num-candidates", args.num_candidates), ("--num-contexts", args.num_contexts)):
+        if value is not None and value < 1:
+            raise PeftDiversityError(f"{flag} must be >= 1, got {value}")
+    records = load_one_to_many(args.check_coherence, split=args.split)[: args.num_contexts]
+    start = time.perf_counter()
+    result = check_likelihood_coherence(records, args.reference_model, template=args.task,
+                                        num_candidates=args.num_candidates, seed=args.seed)
+    result.update(data=args.check_coherence, split=args.split, task=args.task,
+                  reference_model=args.reference_model or "builtin:smollm2-135m-instruct",
+                  wall_time_s=round(time.perf_counter() - start, 1))
+    print(format_check_table(result))
+    _write_output(args.output, result)
+    return 0
+
+
+def _write_output(path: Path | None, payload: dict) -> None:
+    if path:
+        with output_errors("--output", path):
+            atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

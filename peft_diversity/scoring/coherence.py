@@ -141,14 +141,11 @@ def judge_agreement(
     """What a judge is worth: its ratings of each context's own (human) response vs a response taken from
     another context (a derangement, so never its own). A judge that reads the dialogue rates the own response
     higher; `prefers_own` is the share of contexts where it does (ties count half), 0.5 = chance."""
-    import random
+    from .likelihood import derangement
 
     if len(responses) != len(contexts) or len(responses) < 2:
         raise ValueError("judge_agreement needs one response per context and at least two contexts")
-    order = list(range(len(responses)))
-    rng = random.Random(seed)
-    while any(i == j for i, j in enumerate(order)):
-        rng.shuffle(order)
+    order = derangement(len(responses), seed)
     own = coherence([[r] for r in responses], contexts, "judge", judge=judge, return_per_prompt=True)
     other = coherence([[responses[j]] for j in order], contexts, "judge", judge=judge, return_per_prompt=True)
     pairs = [(a, b) for a, b in zip(own["coherence_rating_per_prompt"], other["coherence_rating_per_prompt"],

@@ -23,15 +23,25 @@ def paired_bootstrap(
         raise ScoringInputError(f"paired scores need the same non-zero number of prompts, got {len(first)} and "
                                 f"{len(second)}")
     diffs = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, len(diffs), size=(num_samples, len(diffs)))].mean(axis=1)
     return {
         "mean_difference": float(diffs.mean()),
-        "interval": percentile_interval(means, level),
+        "interval": bootstrap_mean(diffs, num_samples, seed, level)["interval"],
         "level": level,
         "share_higher": float(((diffs > 0) + 0.5 * (diffs == 0)).mean()),
         "num_prompts": len(diffs),
     }
+
+
+def bootstrap_mean(
+    values: Sequence[float], num_samples: int = 10_000, seed: int = 0, level: float = 0.95
+) -> dict[str, Any]:
+    """Mean of `values` (one per prompt) and the percentile bootstrap interval of the mean, prompts resampled."""
+    if len(values) == 0:
+        raise ScoringInputError("a bootstrap needs at least one value")
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(num_samples, len(values)))].mean(axis=1)
+    return {"mean": float(values.mean()), "interval": percentile_interval(means, level), "level": level}
 
 
 def percentile_interval(estimates: np.ndarray, level: float = 0.95) -> list[float]:

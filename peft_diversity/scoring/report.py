@@ -11,13 +11,14 @@ from .coherence import coherence
 from .distinct import DEFAULT_VOCAB_SIZE, distinct_n
 from .distinct_k import distinct_k
 from .embeddings import DEFAULT_BATCH_SIZE, CachedEmbedder, EmbedderSpec
+from .likelihood import likelihood_coherence
 from .openings import drop_opening
 from .semantic import semantic_diversity
 from .vendi import vendi_score
 
 METRICS = ("semantic_diversity", "self_bleu", "distinct_n", "vendi", "distinct_k", "coherence")
-# Known but not computed unless asked for (one more embedding pass)
-OPTIONAL_METRICS = ("semantic_diversity_no_opening",)
+# Known but not computed unless asked for (one more embedding pass; a reference LM pass)
+OPTIONAL_METRICS = ("semantic_diversity_no_opening", "likelihood_coherence")
 KNOWN_METRICS = (*METRICS, *OPTIONAL_METRICS)
 EMBEDDING_METRICS = {"semantic_diversity", "vendi", "distinct_k", "coherence", "semantic_diversity_no_opening"}
 
@@ -46,12 +47,16 @@ def score_predictions(
     smoothing: str = "method1",
     vocab_size: int | Mapping[int, float] = DEFAULT_VOCAB_SIZE,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    reference_model: Any = None,
+    template: Any = None,
 ) -> dict[str, Any]:
-    """Flat dict of the summary values of ``metrics`` (see ``METRICS``); texts are embedded once.
+    """Flat dict of the summary values of ``metrics`` (see ``KNOWN_METRICS``); texts are embedded once.
 
     ``vendi`` reports the embedding kernel (``vendi_score*``) and the bigram kernel
     (``vendi_ngram*``). ``coherence`` needs ``contexts``; with a ``judge`` it adds the judge's
-    ratings to the embedding proxy.
+    ratings to the embedding proxy. ``likelihood_coherence`` needs ``contexts`` and reads them with
+    ``reference_model`` (id / path / builtin:, default builtin SmolLM2) prompted as ``template`` words the task
+    (a ``PossibilityTemplate`` or task name, default dialogue).
     """
     unknown = set(metrics) - set(KNOWN_METRICS)
     if unknown:
@@ -82,6 +87,10 @@ def score_predictions(
         out.update(_scalars(coherence(predictions, contexts, "embedding", emb)))
         if judge is not None:
             out.update(_scalars(coherence(predictions, contexts, "judge", judge=judge)))
+    if "likelihood_coherence" in metrics:
+        if contexts is None:
+            raise ValueError("the likelihood_coherence metric needs contexts")
+        out.update(_scalars(likelihood_coherence(predictions, contexts, reference_model, template=template)))
     return out
 
 
@@ -149,6 +158,7 @@ TABLE_COLUMNS = (
     ("self_bleu", "self-BLEU ↓"),
     ("coherence_relevance", "coherence (emb. relevance) ↑"),
     ("coherence_rating", "coherence (judge, 1-10) ↑"),
+    ("likelihood_coherence", "coherence (likelihood PMI) ↑"),
     ("responses_per_context", "responses/context"),
     ("latency_s", "latency s/context"),
 )

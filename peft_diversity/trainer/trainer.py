@@ -30,6 +30,7 @@ from trl import SFTTrainer
 from peft_diversity import PAPER
 from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import TrainConfigError
+from peft_diversity.models.heads import lm_head_logits
 from peft_diversity.shared_prefix import (
     MIN_SHARED_PREFIX,
     cache_argument,
@@ -230,12 +231,6 @@ def add_label_log_probs(model) -> None:
     the model; the backbone and head are looked up per call, since peft replaces modules inside them.
     """
     previous = model.forward
-    text_config = model.config.get_text_config()
-    softcap = getattr(text_config, "final_logit_softcapping", None)
-    # Cohere-style `logit_scale` multiplies the logits, Granite-style `logits_scaling` divides them
-    scale = getattr(text_config, "logit_scale", None) or 1.0
-    if getattr(text_config, "logits_scaling", None):
-        scale = scale / text_config.logits_scaling
 
     @functools.wraps(type(model).forward)
     def forward(self, *args, label_log_probs: bool = False, labels=None, prefix_input_ids=None,
@@ -250,9 +245,7 @@ def add_label_log_probs(model) -> None:
         hidden = hidden[:, :-1]
         targets = labels[:, 1:].to(hidden.device)
         mask = targets != IGNORE
-        logits = self.get_output_embeddings()(hidden[mask]) * scale
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
+        logits = lm_head_logits(self, hidden[mask])
         selected = -F.cross_entropy(logits.float(), targets[mask], reduction="none")
         log_probs = selected.new_zeros(mask.shape).masked_scatter(mask, selected)
         return LabelLogProbs(log_probs=log_probs, label_mask=mask)
