@@ -183,7 +183,7 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
 
     target = run_dir / "scores" / f"{run.name}.json"
     stamp = {"stage": "score", "responses": _digest(_read_stamp(responses_path)), "metrics": config.metrics,
-             "judge": config.judge, **_reference_stamp(config)}
+             "judge": config.judge, **reference_stamp(config)}
     if _fresh(target, stamp, force, f"score {run.name}"):
         logger.info("score %s: done already (%s)", run.name, target)
         return json.loads(target.read_text())
@@ -191,7 +191,7 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
     results = read_responses_jsonl(responses_path)
     scores = score_predictions(
         [r.texts for r in results], [r.context for r in results], metrics=config.metrics, judge=judge,
-        **_likelihood_options(config),
+        **likelihood_options(config),
     )
     scores["latency_s"] = sum(r.wall_time_s for r in results) / max(len(results), 1)
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
@@ -213,7 +213,7 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
     target = run_dir / "scores" / "human__candidates.json"
     stamp = {"stage": "score", "responses": "human candidates", "eval_data": _digest(records),
              "num_candidates": config.num_responses, "metrics": config.metrics, "judge": config.judge,
-             **_reference_stamp(config)}
+             **reference_stamp(config)}
     if _fresh(target, stamp, force, "score human__candidates"):
         logger.info("score human__candidates: done already (%s)", target)
         return json.loads(target.read_text())
@@ -221,7 +221,7 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
     predictions = [r["candidates"][: config.num_responses] for r in records]
     contexts = [r.get("context", r.get("prompt")) for r in records]
     scores = score_predictions(predictions, contexts, metrics=config.metrics, judge=judge,
-                               **_likelihood_options(config))
+                               **likelihood_options(config))
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
     row = {"model": "human", "decoder": "candidates", "name": "human__candidates", "scores": scores}
     _write_json(target, row)
@@ -229,12 +229,12 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
     return row
 
 
-def _likelihood_options(config: ExperimentConfig) -> dict[str, Any]:
+def likelihood_options(config: ExperimentConfig) -> dict[str, Any]:
     """likelihood_coherence reads each context worded as this experiment's task, with its reference model."""
     return {"reference_model": config.reference_model, "template": config.template()}
 
 
-def _reference_stamp(config: ExperimentConfig) -> dict[str, Any]:
+def reference_stamp(config: ExperimentConfig) -> dict[str, Any]:
     """The reference model changes the scores only when likelihood_coherence is computed (old stamps stay valid)."""
     return {"reference_model": config.reference_model} if "likelihood_coherence" in config.metrics else {}
 

@@ -38,6 +38,8 @@ from peft_diversity.experiment.runner import (
     _read_stamp,
     _stamp_path,
     _write_stamp,
+    likelihood_options,
+    reference_stamp,
     run_experiment,
 )
 from peft_diversity.scoring.paired import (
@@ -97,7 +99,8 @@ def context_scores(config: ExperimentConfig, run: RunSpec, folder: Path, force: 
     responses = folder / "responses" / f"{run.name}.jsonl"
     target = folder / "per_context" / f"{run.name}.json"
     metrics = list(dict.fromkeys([DIVERSITY, config.coherence_metric]))
-    stamp = {"stage": "per_context", "responses": _digest(_read_stamp(responses)), "metrics": metrics}
+    stamp = {"stage": "per_context", "responses": _digest(_read_stamp(responses)), "metrics": metrics,
+             **reference_stamp(replace(config, metrics=metrics))}
     if _fresh(target, stamp, force, f"per-context scores {run.name}"):
         logger.info("per-context scores %s: done already (%s)", run.name, target)
         return json.loads(target.read_text(encoding="utf-8"))
@@ -107,7 +110,8 @@ def context_scores(config: ExperimentConfig, run: RunSpec, folder: Path, force: 
     embedder.encode([t for r in results for t in r.texts])  # one batched pass; each context below hits the cache
     values: dict[str, list[float | None]] = {metric: [] for metric in metrics}
     for result in results:
-        scores = score_predictions([result.texts], [result.context], metrics=metrics, embedder=embedder)
+        scores = score_predictions([result.texts], [result.context], metrics=metrics, embedder=embedder,
+                                   **likelihood_options(config))
         for metric in metrics:
             values[metric].append(scores.get(score_key(metric)))
     data = {"run": run.name, "ids": [r.id for r in results], "score_keys": {m: score_key(m) for m in metrics},
