@@ -2,8 +2,9 @@
 OpenAI-compatible endpoint. `make_chat` is the one factory; the coherence judge, the bias interviewer and
 extractor, and the data builder's HTTP teacher all use it.
 
-HTTP goes through a maintained client: the `openai` SDK when it is installed (extra `judge`), else
-`huggingface_hub.InferenceClient` (a dependency; it posts OpenAI-style chat completions to any base URL).
+HTTP goes through a maintained client: the `openai` SDK (a dependency: it reaches a local server whatever
+HF_HUB_OFFLINE says), or `huggingface_hub.InferenceClient` when asked for (`client="huggingface_hub"`, or where
+openai is not importable); both post OpenAI-style chat completions to any base URL.
 Every setting is honoured on both:
 - `max_retries`, `timeout`: the SDK's own (it backs off and reads Retry-After); InferenceClient has no retry of its
   own, so `RetryPolicy` here retries it (Retry-After, else exponential backoff with jitter).
@@ -14,8 +15,8 @@ Every setting is honoured on both:
 - The key is `api_key`, else `$<api_key_env>`; with none, the placeholder `EMPTY` is sent (what keyless local
   servers such as vLLM accept), never the Hugging Face token that InferenceClient would otherwise send to any URL.
   Messages never show the key; URLs lose user:password@ and query (`public_url`).
-- HF_HUB_OFFLINE=1 makes huggingface_hub refuse every request, a local server's included; then the endpoint needs
-  the `openai` package, and `make_chat` says so in one line.
+- HF_HUB_OFFLINE=1 makes huggingface_hub refuse every request, a local server's included; `make_chat` says so in one
+  line when the InferenceClient path is asked for offline.
 A local model decodes greedily at temperature 0 and samples above it; the HTTP-only settings are refused for it.
 """
 
@@ -272,7 +273,7 @@ def _pick_client(client: Client, shown_url: str) -> str:
 
         if constants.HF_HUB_OFFLINE:  # huggingface_hub's session refuses every URL then, a local server's too
             raise ChatError(f"{shown_url}: HF_HUB_OFFLINE=1 stops huggingface_hub's InferenceClient from reaching "
-                            "any endpoint; install the openai package (pip install 'peft-diversity[judge]') or "
+                            "any endpoint; use client='openai' (installed with peft-diversity) or "
                             "unset HF_HUB_OFFLINE")
     elif client != "openai":
         raise ChatError(f"unknown chat client {client!r}; choose auto, openai or huggingface_hub")
