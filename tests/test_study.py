@@ -120,7 +120,7 @@ def test_study_recipes_are_the_papers_regime_and_variants_change_one_thing():
         study = ExperimentConfig.from_yaml(folder / f"study-{task}-smollm2.yaml")
         assert study.train["max_negatives"] is None and study.train["num_train_epochs"] == 1
         assert "max_steps" not in study.train and study.train["num_candidates"] == 4 and len(study.seeds) >= 2
-        assert study.sweep == {"temperature": [0.6, 0.8, 1.0, 1.2]} and study.coherence_metric == "coherence"
+        assert study.sweep == {"temperature": [0.6, 0.8, 1.0, 1.2]} and study.coherence_metric == "likelihood_coherence"
         assert sorted({r.method for r in study.runs}) == [
             "base__sampling", "otm__sampling", "oto__sampling", "poexft__possibilities"]
         assert len(study.runs) == 16
