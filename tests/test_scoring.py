@@ -32,7 +32,8 @@ from peft_diversity.scoring import (
 )
 from peft_diversity.scoring import cli as score_cli
 from peft_diversity.scoring.kernels import cosine_matrix
-from peft_diversity.scoring.openings import openings_per_possibility
+from peft_diversity.scoring.openings import drop_opening, openings_per_possibility
+from peft_diversity.scoring.report import OPENING_WORDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -391,6 +392,27 @@ def test_score_predictions_is_json_and_embeds_once(embedder):
         "coherence_relevance",
     } <= set(res)
     json.dumps(res, allow_nan=False)
+
+
+def test_score_predictions_per_prompt_lists_match_scoring_each_prompt_alone(embedder):
+    """The study reads per-context values from the scoring pass itself: each list entry is what that prompt
+    scored alone gives (one embedding pass for all, not one per prompt)."""
+    texts = {t for group in EDGE for t in group} | {drop_opening(t, OPENING_WORDS) for group in EDGE for t in group}
+    table = {t: np.random.default_rng(sum(map(ord, t))).normal(size=4) for t in texts}
+    contexts = ["c1", "c2", "c3", "c4", "c5"]
+    table.update({c: np.ones(4) for c in contexts})
+    metrics = ["semantic_diversity", "semantic_diversity_no_opening", "self_bleu", "coherence"]
+    together = score_predictions(EDGE, contexts, metrics=metrics, embedder=FakeEmbedder(table),
+                                 return_per_prompt=True)
+    lists = together.pop("per_prompt")
+    assert json.dumps(together, allow_nan=False) and not any(isinstance(v, list) for v in together.values())
+    for key in ("semantic_diversity", "semantic_diversity_no_opening", "self_bleu", "coherence_relevance"):
+        assert len(lists[f"{key}_per_prompt"]) == len(EDGE)
+        for i, group in enumerate(EDGE):
+            alone = score_predictions([group], [contexts[i]], metrics=metrics, embedder=FakeEmbedder(table))
+            # same arithmetic on the same vectors; only the summation order of a batched pass may differ
+            assert lists[f"{key}_per_prompt"][i] == pytest.approx(alone[key], abs=1e-9), (key, i)
+    assert "per_prompt" not in score_predictions(EDGE, contexts, metrics=metrics, embedder=FakeEmbedder(table))
 
 
 def test_cli_groups_by_model_and_decoder(tmp_path, capsys, embedder):

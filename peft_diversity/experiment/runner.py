@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -191,8 +192,11 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
     results = read_responses_jsonl(responses_path)
     scores = score_predictions(
         [r.texts for r in results], [r.context for r in results], metrics=config.metrics, judge=judge,
-        **likelihood_options(config),
+        return_per_prompt=True, **likelihood_options(config),
     )
+    per_prompt = scores.pop("per_prompt")
+    if set(context_metrics(config)) <= set(config.metrics):  # the study's unit, without a second scoring pass
+        write_context_scores(config, run, run_dir, responses_path, [r.id for r in results], per_prompt)
     scores["latency_s"] = sum(r.wall_time_s for r in results) / max(len(results), 1)
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
     scores["parse_failures"] = sum(len(r.parse_failures) for r in results)
@@ -227,6 +231,39 @@ def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run
     _write_json(target, row)
     _write_stamp(target, stamp)
     return row
+
+
+CONTEXT_DIVERSITY = "semantic_diversity"
+# The summary key a metric's per-context values are read from, where it is not the metric's own name.
+CONTEXT_KEYS = {"coherence": "coherence_relevance"}
+
+
+def context_metrics(config: ExperimentConfig) -> list[str]:
+    """What per_context/<run>.json keeps: semantic diversity and the frontier's coherence metric."""
+    return list(dict.fromkeys([CONTEXT_DIVERSITY, config.coherence_metric]))
+
+
+def context_key(metric: str) -> str:
+    return CONTEXT_KEYS.get(metric, metric)
+
+
+def context_stamp(config: ExperimentConfig, responses_path: Path) -> dict[str, Any]:
+    metrics = context_metrics(config)
+    return {"stage": "per_context", "responses": _digest(_read_stamp(responses_path)), "metrics": metrics,
+            **reference_stamp(replace(config, metrics=metrics))}
+
+
+def write_context_scores(config: ExperimentConfig, run: RunSpec, run_dir: Path, responses_path: Path,
+                         ids: list[str], per_prompt: dict[str, list]) -> dict[str, Any]:
+    """per_context/<run>.json from `score_predictions(..., return_per_prompt=True)`'s lists (stamped)."""
+    metrics = context_metrics(config)
+    target = run_dir / "per_context" / f"{run.name}.json"
+    _stamp_path(target).unlink(missing_ok=True)
+    data = {"run": run.name, "ids": ids, "score_keys": {m: context_key(m) for m in metrics},
+            **{m: per_prompt[f"{context_key(m)}_per_prompt"] for m in metrics}}
+    _write_json(target, data)
+    _write_stamp(target, context_stamp(config, responses_path))
+    return data
 
 
 def likelihood_options(config: ExperimentConfig) -> dict[str, Any]:

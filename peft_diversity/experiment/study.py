@@ -2,7 +2,8 @@
 
     run_dir/seed-<s>/...                      one ordinary experiment per seed (models, responses, scores,
                                               results.md; resumable per stage as always)
-    run_dir/seed-<s>/per_context/<run>.json   per-context semantic diversity and `coherence_metric` (stamped)
+    run_dir/seed-<s>/per_context/<run>.json   per-context semantic diversity and `coherence_metric` (stamped;
+                                              written by the score stage as it scores)
     run_dir/results.md  results.json  frontier.png
                                               mean over seeds; PoExFT possibilities minus each run with a
                                               two-level bootstrap interval (seeds, then contexts); the frontier
@@ -32,15 +33,15 @@ from peft_diversity.experiment.frontier import (
 )
 from peft_diversity.experiment.report import _write_json
 from peft_diversity.experiment.runner import (
+    CONTEXT_DIVERSITY,
     _config_dict,
-    _digest,
     _fresh,
-    _read_stamp,
-    _stamp_path,
-    _write_stamp,
+    context_key,
+    context_metrics,
+    context_stamp,
     likelihood_options,
-    reference_stamp,
     run_experiment,
+    write_context_scores,
 )
 from peft_diversity.scoring.paired import (
     percentile_interval,
@@ -52,16 +53,10 @@ from peft_diversity.scoring.report import format_results_table
 
 logger = logging.getLogger(__name__)
 
-DIVERSITY = "semantic_diversity"
-# The summary key each metric's per-context value is read from, where it is not the metric's own name.
-SCORE_KEYS = {"coherence": "coherence_relevance"}
+DIVERSITY = CONTEXT_DIVERSITY
 BOOTSTRAP_SAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # fixed: the same draws for every comparison, and the same report on a re-run
 MODEL_LABELS = {"poexft": "PoExFT", "oto": "OTO", "otm": "OTM", "base": "base"}
-
-
-def score_key(metric: str) -> str:
-    return SCORE_KEYS.get(metric, metric)
 
 
 def seed_dir(run_dir: Path, seed: int) -> Path:
@@ -90,35 +85,20 @@ def run_study(config: ExperimentConfig, run_dir: str | os.PathLike, force: bool 
 
 # ----- per-context scores: the bootstrap's unit ------------------------------------------------------------------
 def context_scores(config: ExperimentConfig, run: RunSpec, folder: Path, force: bool = False) -> dict[str, Any]:
-    """per_context/<run>.json: semantic diversity and the coherence metric of each held-out context (each
-    context scored alone by `score_predictions`, so any metric it knows works; texts are embedded once)."""
+    """per_context/<run>.json: semantic diversity and the coherence metric of each held-out context. The score
+    stage writes it as it scores; here it is only (re)computed where that file is missing or stale."""
     from peft_diversity.generation.responses import read_responses_jsonl
-    from peft_diversity.scoring.embeddings import CachedEmbedder
     from peft_diversity.scoring.report import score_predictions
 
     responses = folder / "responses" / f"{run.name}.jsonl"
     target = folder / "per_context" / f"{run.name}.json"
-    metrics = list(dict.fromkeys([DIVERSITY, config.coherence_metric]))
-    stamp = {"stage": "per_context", "responses": _digest(_read_stamp(responses)), "metrics": metrics,
-             **reference_stamp(replace(config, metrics=metrics))}
-    if _fresh(target, stamp, force, f"per-context scores {run.name}"):
+    if _fresh(target, context_stamp(config, responses), force, f"per-context scores {run.name}"):
         logger.info("per-context scores %s: done already (%s)", run.name, target)
         return json.loads(target.read_text(encoding="utf-8"))
-    _stamp_path(target).unlink(missing_ok=True)
     results = read_responses_jsonl(responses)
-    embedder = CachedEmbedder()
-    embedder.encode([t for r in results for t in r.texts])  # one batched pass; each context below hits the cache
-    values: dict[str, list[float | None]] = {metric: [] for metric in metrics}
-    for result in results:
-        scores = score_predictions([result.texts], [result.context], metrics=metrics, embedder=embedder,
-                                   **likelihood_options(config))
-        for metric in metrics:
-            values[metric].append(scores.get(score_key(metric)))
-    data = {"run": run.name, "ids": [r.id for r in results], "score_keys": {m: score_key(m) for m in metrics},
-            **values}
-    _write_json(target, data)
-    _write_stamp(target, stamp)
-    return data
+    scores = score_predictions([r.texts for r in results], [r.context for r in results],
+                               metrics=context_metrics(config), return_per_prompt=True, **likelihood_options(config))
+    return write_context_scores(config, run, folder, responses, [r.id for r in results], scores["per_prompt"])
 
 
 # ----- over seeds ---------------------------------------------------------------------------------------------------
@@ -156,7 +136,7 @@ def aggregate(config: ExperimentConfig, per_seed: dict[int, tuple[list[dict], di
     boot = np.stack([two_level_means(values[r.name], indices) for r in runs], axis=1)  # (samples, runs, 2)
     return {
         "experiment": config.name, "seeds": seeds, "num_contexts": num_contexts,
-        "coherence_metric": config.coherence_metric, "coherence_key": score_key(config.coherence_metric),
+        "coherence_metric": config.coherence_metric, "coherence_key": context_key(config.coherence_metric),
         "bootstrap": {"samples": num_samples, "seed": BOOTSTRAP_SEED, "levels": "seeds, then contexts"},
         "results": mean_rows({s: per_seed[s][0] for s in seeds}),
         "points": {r.name: _point(r, means[i], boot[:, i]) for i, r in enumerate(runs)},

@@ -23,14 +23,19 @@ KNOWN_METRICS = (*METRICS, *OPTIONAL_METRICS)
 EMBEDDING_METRICS = {"semantic_diversity", "vendi", "distinct_k", "coherence", "semantic_diversity_no_opening"}
 
 
+def _rename(key: str, prefix: str) -> str:
+    return key.replace("vendi_score", prefix, 1) if prefix else key
+
+
 def _scalars(result: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Keep the summary values (numbers / None), optionally renaming ``name`` -> ``prefix`` + rest."""
-    out = {}
-    for key, value in result.items():
-        if key == "num_prompts" or not (value is None or isinstance(value, int | float)):
-            continue
-        out[key.replace("vendi_score", prefix, 1) if prefix else key] = value
-    return out
+    return {_rename(key, prefix): value for key, value in result.items()
+            if key != "num_prompts" and (value is None or isinstance(value, int | float))}
+
+
+def _per_prompt(result: Mapping[str, Any], prefix: str = "") -> dict[str, list]:
+    """The ``*_per_prompt`` lists, renamed as `_scalars` renames."""
+    return {_rename(key, prefix): value for key, value in result.items() if key.endswith("_per_prompt")}
 
 
 OPENING_WORDS = 3
@@ -49,6 +54,7 @@ def score_predictions(
     batch_size: int = DEFAULT_BATCH_SIZE,
     reference_model: Any = None,
     template: Any = None,
+    return_per_prompt: bool = False,
 ) -> dict[str, Any]:
     """Flat dict of the summary values of ``metrics`` (see ``KNOWN_METRICS``); texts are embedded once.
 
@@ -56,7 +62,8 @@ def score_predictions(
     (``vendi_ngram*``). ``coherence`` needs ``contexts``; with a ``judge`` it adds the judge's
     ratings to the embedding proxy. ``likelihood_coherence`` needs ``contexts`` and reads them with
     ``reference_model`` (id / path / builtin:, default builtin SmolLM2) prompted as ``template`` words the task
-    (a ``PossibilityTemplate`` or task name, default dialogue).
+    (a ``PossibilityTemplate`` or task name, default dialogue). ``return_per_prompt`` adds ``per_prompt``: every
+    metric's ``<summary key>_per_prompt`` list (one value per prompt, in order; None where a prompt has none).
     """
     unknown = set(metrics) - set(KNOWN_METRICS)
     if unknown:
@@ -65,32 +72,43 @@ def score_predictions(
     if not isinstance(embedder, CachedEmbedder) and EMBEDDING_METRICS & set(metrics):
         emb = CachedEmbedder(embedder, batch_size)
     out: dict[str, Any] = {"num_prompts": len(predictions), "num_responses": sum(len(r) for r in predictions)}
+    per_prompt: dict[str, list] = {}
+
+    def add(result: Mapping[str, Any], prefix: str = "") -> None:
+        out.update(_scalars(result, prefix))
+        per_prompt.update(_per_prompt(result, prefix))
+
+    lists = {"return_per_prompt": return_per_prompt}
     if "semantic_diversity" in metrics:
-        out.update(_scalars(semantic_diversity(predictions, emb)))
+        add(semantic_diversity(predictions, emb, **lists))
     if "semantic_diversity_no_opening" in metrics:
         # after each response's first words: a possibility number that only fixes an opening ("Oh wow, ...")
         # looks diverse in semantic_diversity and not here
         stripped = [[drop_opening(text, OPENING_WORDS) for text in group] for group in predictions]
-        out["semantic_diversity_no_opening"] = semantic_diversity(stripped, emb)["semantic_diversity"]
+        result = semantic_diversity(stripped, emb, **lists)
+        add({key.replace("semantic_diversity", "semantic_diversity_no_opening", 1): value
+             for key, value in result.items() if key.startswith("semantic_diversity")})
     if "self_bleu" in metrics:
-        out.update(_scalars(self_bleu(predictions, max_order, smoothing)))
+        add(self_bleu(predictions, max_order, smoothing, **lists))
     if "distinct_n" in metrics:
-        out.update(_scalars(distinct_n(predictions, vocab_size=vocab_size)))
+        add(distinct_n(predictions, vocab_size=vocab_size, **lists))
     if "vendi" in metrics:
-        out.update(_scalars(vendi_score(predictions, "embedding", emb)))
-        out.update(_scalars(vendi_score(predictions, "ngram"), prefix="vendi_ngram"))
+        add(vendi_score(predictions, "embedding", emb, **lists))
+        add(vendi_score(predictions, "ngram", **lists), prefix="vendi_ngram")
     if "distinct_k" in metrics:
-        out.update(_scalars(distinct_k(predictions, "embedding", embedder=emb)))
+        add(distinct_k(predictions, "embedding", embedder=emb, **lists))
     if "coherence" in metrics:
         if contexts is None:
             raise ValueError("the coherence metric needs contexts")
-        out.update(_scalars(coherence(predictions, contexts, "embedding", emb)))
+        add(coherence(predictions, contexts, "embedding", emb, **lists))
         if judge is not None:
-            out.update(_scalars(coherence(predictions, contexts, "judge", judge=judge)))
+            add(coherence(predictions, contexts, "judge", judge=judge, **lists))
     if "likelihood_coherence" in metrics:
         if contexts is None:
             raise ValueError("the likelihood_coherence metric needs contexts")
-        out.update(_scalars(likelihood_coherence(predictions, contexts, reference_model, template=template)))
+        add(likelihood_coherence(predictions, contexts, reference_model, template=template, **lists))
+    if return_per_prompt:
+        out["per_prompt"] = per_prompt
     return out
 
 
