@@ -301,7 +301,8 @@ def test_two_seed_two_temperature_study_end_to_end_and_resumable(tiny_study, tmp
 
     text = (run / "results.md").read_text()
     for heading in ("## Mean over seeds [1, 2]", "## PoExFT possibilities minus each run: semantic diversity",
-                    "## The frontier: semantic diversity against coherence", "**At equal coherence**"):
+                    "## The frontier: semantic diversity against coherence (`coherence_relevance`)",
+                    "**At equal coherence**"):
         assert heading in text
     assert "| oto | sampling @t=0.7 |" in text and "(seed-1/results.md)" in text
     assert all(c["verdict"] in text for c in comparisons)
@@ -334,3 +335,12 @@ def test_two_seed_two_temperature_study_end_to_end_and_resumable(tiny_study, tmp
     assert again["ids"] == kept["ids"]
     for metric in ("semantic_diversity", "coherence"):
         assert again[metric] == pytest.approx(kept[metric])  # batched embedding sums may differ in the last bits
+
+
+def test_the_coherence_metric_is_named_once_where_its_key_is_its_name():
+    from peft_diversity.experiment.study import _coherence_name
+
+    assert _coherence_name({"coherence_metric": "likelihood_coherence", "coherence_key": "likelihood_coherence"}) \
+        == "likelihood_coherence"
+    assert _coherence_name({"coherence_metric": "coherence", "coherence_key": "coherence_relevance"}, "`") \
+        == "coherence (`coherence_relevance`)"

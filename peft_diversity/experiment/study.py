@@ -197,7 +197,7 @@ def frontier_comparisons(runs: list[RunSpec], means: np.ndarray, boot: np.ndarra
 def write_study_reports(report: dict[str, Any], config: ExperimentConfig, run_dir: Path) -> None:
     """run_dir/results.md, results.json and frontier.png."""
     _write_json(run_dir / "results.json", report)
-    x_label = f"coherence: {report['coherence_metric']} ({report['coherence_key']})"
+    x_label = f"coherence: {_coherence_name(report)}"
     plot_frontier(_curves(report, config.runs), run_dir / "frontier.png", x_label)
     seeds = report["seeds"]
     links = ", ".join(f"[seed {s}](seed-{s}/results.md)" for s in seeds)
@@ -230,10 +230,16 @@ def _paired_md(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _coherence_name(report: dict[str, Any], quote: str = "") -> str:
+    """The coherence metric, and the score key read from it where that differs ("coherence (`coherence_relevance`)")."""
+    metric, key = report["coherence_metric"], report["coherence_key"]
+    return metric if key == metric else f"{metric} ({quote}{key}{quote})"
+
+
 def _frontier_md(report: dict[str, Any]) -> str:
     frontier = report["frontier"]
-    lines = [f"\n## The frontier: semantic diversity against {report['coherence_metric']} "
-             f"(`{report['coherence_key']}`)\n", "![frontier](frontier.png)\n", frontier["definition"] + "\n"]
+    lines = [f"\n## The frontier: semantic diversity against {_coherence_name(report, '`')}\n",
+             "![frontier](frontier.png)\n", frontier["definition"] + "\n"]
     if not frontier["comparisons"]:
         lines.append("No comparison: the frontier needs PoExFT possibilities runs and a baseline swept over at "
                      "least two values (`sweep:`).\n")
