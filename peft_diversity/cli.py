@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # name -> (module, one-line help)
@@ -23,6 +24,16 @@ SUBCOMMANDS = {
 }
 # subcommands sharing a module use a differently named flag setter
 ARGUMENT_SETTERS = {"demo": "add_demo_arguments"}
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
+
+
+def setup_logging() -> None:
+    """THE logging set-up of every subcommand: INFO and above on stderr (stdout stays the command's output).
+
+    A no-op when the root logger already has handlers (an embedding program or pytest configured it). httpx logs
+    every request at INFO: an HTTP teacher or judge would print one line per call, so it stays at WARNING."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -52,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from peft_diversity.errors import PeftDiversityError
 
+    setup_logging()
     try:
         return int(args._module.run(args) or 0)
     except PeftDiversityError as err:  # bad input: one clear line, no traceback from deep inside

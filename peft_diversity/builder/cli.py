@@ -202,9 +202,10 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="peft-diversity build-data", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m peft_diversity.builder.cli`: the same path as `peft-diversity build-data` (logging, flags, errors)."""
+    from peft_diversity.cli import main as cli_main
+
+    return cli_main(["build-data", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from peft_diversity.assets import asset_path
@@ -42,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
     from peft_diversity.experiment.study import run_study
     from peft_diversity.scoring.report import format_results_table
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config_path = Path(getattr(args, "config", None) or DEMO_CONFIG)
     if not config_path.is_file():
         raise ExperimentConfigError(f"experiment config not found: {config_path}")

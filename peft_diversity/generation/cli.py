@@ -223,9 +223,10 @@ def _pick_template(args: argparse.Namespace, requested: PossibilityTemplate | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="peft-diversity generate", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m peft_diversity.generation.cli`: the same path as `peft-diversity generate` (logging, flags, errors)."""
+    from peft_diversity.cli import main as cli_main
+
+    return cli_main(["generate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

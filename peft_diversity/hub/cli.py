@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from peft_diversity.atomic import check_output
     from peft_diversity.hub.upload import validate_model_repo_id
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     validate_model_repo_id(args.repo_id)
     if args.save_only:
         check_output(args.save_only, "--save-only", folder=True)  # before a model is read or merged

@@ -16,7 +16,6 @@ A model spec is `[label=]model[@decoder]`: a Hub id, a folder, an adapter folder
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -223,7 +222,6 @@ def build_extractor(args: argparse.Namespace):
 # ----- the run ------------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     """Interview, extract, score, report; 0 on success, 2 on bad input (one line on stderr)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         return _run(args)
     except Exception as err:
@@ -389,9 +387,10 @@ def _interview_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="peft-diversity bias", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m peft_diversity.persona.cli`: the same path as `peft-diversity bias` (logging, flags, errors)."""
+    from peft_diversity.cli import main as cli_main
+
+    return cli_main(["bias", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

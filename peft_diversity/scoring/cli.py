@@ -156,10 +156,10 @@ def _write_output(path: Path | None, payload: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m peft_diversity.scoring.cli responses.jsonl``."""
-    parser = argparse.ArgumentParser(prog="peft-diversity score", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m peft_diversity.scoring.cli`: the same path as `peft-diversity score` (logging, flags, errors)."""
+    from peft_diversity.cli import main as cli_main
+
+    return cli_main(["score", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
