@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_EVALUATE_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-numeric-1thread wheel-check test-latest constraints lint clean
+.PHONY: install demo test test-numeric-1thread wheel-check test-latest constraints lint format clean
 
 install: $(STAMP)
 
@@ -54,8 +54,15 @@ test-latest:
 constraints:
 	.venv-latest/bin/python scripts/write_constraints.py $(CONSTRAINTS)
 
+LINT_PATHS := peft_diversity metrics recipes benchmarks tests scripts
+
+# ruff check, then ruff format --check (one formatter for every file; `make format` applies it)
 lint: install
-	$(BIN)/ruff check peft_diversity metrics recipes benchmarks tests scripts
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: install
+	$(BIN)/ruff format $(LINT_PATHS)
 
 clean:
 	rm -rf $(VENV) .venv-latest runs .pytest_cache build dist

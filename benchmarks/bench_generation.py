@@ -1,7 +1,7 @@
 """Latency of diverse generation: K possibilities in one call vs one response, shared prefix vs plain, baselines.
 
     python benchmarks/bench_generation.py [--repeats 3] [--num-responses 5] [--new-tokens 48] [--only p1,p2,p3] [--markdown out.md]
-    python benchmarks/bench_generation.py --model builtin:smollm2-135m-instruct --only p1,p3
+    python benchmarks/bench_generation.py --model-name-or-path builtin:smollm2-135m-instruct --only p1,p3
 
 P1  `--model` (default builtin:minilm-decoder), 256-token context: K possibilities (one call) / one response
     (target <= 1.3).
@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from peft_diversity import generation as gen  # noqa: E402
+from peft_diversity.cli import reject_renamed  # noqa: E402
 from peft_diversity.models.loading import load_model_and_tokenizer  # noqa: E402
 from peft_diversity.models.minilm import minilm_decoder_tokenizer
 from peft_diversity.templates import PossibilityTemplate  # noqa: E402
@@ -177,7 +178,7 @@ def bench_p3(model, tokenizer, k: int, new_tokens: int, repeats: int) -> dict[st
 def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
     k, n = args.num_responses, args.new_tokens
     name = args.model.removeprefix("builtin:")
-    model_flag = "" if args.model == DEFAULT_MODEL else f" --model {args.model}"
+    model_flag = "" if args.model == DEFAULT_MODEL else f" --model-name-or-path {args.model}"
     lines = [
         f"### Generation latency ({datetime.date.today().isoformat()}, 2-core CPU, torch {torch.__version__}, "
         f"torch threads: {torch.get_num_threads()}, {platform.machine()})",
@@ -225,7 +226,9 @@ def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model of P1 and P3 (default {DEFAULT_MODEL})")
+    parser.add_argument("--model-name-or-path", dest="model", default=DEFAULT_MODEL,
+                        help=f"model of P1 and P3 (default {DEFAULT_MODEL})")
+    reject_renamed(parser, {"--model": "--model-name-or-path"})  # one flag name per concept (docs/architecture.md)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--num-responses", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=48)

@@ -1,6 +1,6 @@
 """Benchmark PossibilityTrainer against the paper-procedure reference loop in ``reference_training.py``.
 
-    python benchmarks/bench_training.py [--model builtin:minilm-decoder] [--steps 10] [--warmup 2] [--repeats 1]
+    python benchmarks/bench_training.py [--model-name-or-path builtin:minilm-decoder] [--steps 10] [--warmup 2] [--repeats 1]
                                         [--memory-contexts 1 2] [--markdown out.md]
 
 Same model (two fresh copies loaded with `models.load_model_and_tokenizer`), same data (the first warmup + steps
@@ -23,7 +23,7 @@ Measured:
 Prints the numbers and a markdown snippet for BENCHMARKS.md; exit status 1 if a target is missed
 (throughput >= 1.3x; the PossibilityTrainer UL term below 1 KiB per token, i.e. no per-vocabulary storage).
 
-    python benchmarks/bench_training.py --shared-prefix [--model builtin:smollm2-135m-instruct] [--steps 3]
+    python benchmarks/bench_training.py --shared-prefix [--model-name-or-path builtin:smollm2-135m-instruct] [--steps 3]
                                         [--warmup 1] [--negatives 4 12] [--context-tokens 100 200]
 
 `--shared-prefix` measures instead the shared-prefix training path against the per-row path (issue 20) on the
@@ -344,7 +344,7 @@ def markdown(t: dict[str, float], m: dict[str, Any], info: dict[str, Any], a: ar
     lines = [
         f"### Training throughput and memory: PossibilityTrainer vs the paper-procedure loop ({a.model})",
         "",
-        f"Command: `python benchmarks/bench_training.py --model {a.model} --steps {a.steps} --warmup {a.warmup} "
+        f"Command: `python benchmarks/bench_training.py --model-name-or-path {a.model} --steps {a.steps} --warmup {a.warmup} "
         f"--repeats {a.repeats}{f' --threads {a.threads}' if a.threads else ''}`  ",
         f"Machine: 2-core CPU ({os.cpu_count()} logical CPUs visible, {platform.processor() or platform.machine()}, "
         f"shared with other work: load average {info['load']:.1f} at the end), torch {torch.__version__}, "
@@ -467,8 +467,8 @@ def shared_prefix_markdown(cells: dict[tuple[int, int], dict], a: argparse.Names
     lines = [
         f"### Shared-prefix training vs per-row training ({a.model}, LoRA r=16 all-linear)",
         "",
-        f"Command: `OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_training.py --shared-prefix --model "
-        f"{a.model} --steps {a.steps} --warmup {a.warmup} --negatives {' '.join(map(str, a.negatives))} "
+        f"Command: `OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_training.py --shared-prefix "
+        f"--model-name-or-path {a.model} --steps {a.steps} --warmup {a.warmup} --negatives {' '.join(map(str, a.negatives))} "
         f"--context-tokens {' '.join(map(str, a.context_tokens))}`  ",
         f"Machine: 2-core CPU, no GPU ({platform.processor() or platform.machine()}, shared with other agents: load "
         f"average {load:.1f} at the end), torch {torch.__version__}, {torch.get_num_threads()} thread, float32; date "
@@ -539,7 +539,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="builtin:minilm-decoder")
+    parser.add_argument("--model-name-or-path", dest="model", default="builtin:minilm-decoder")
+    from peft_diversity.cli import reject_renamed
+
+    reject_renamed(parser, {"--model": "--model-name-or-path"})  # one flag name per concept (docs/architecture.md)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)

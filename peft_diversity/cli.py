@@ -2,12 +2,15 @@
 
 A subcommand module exposes `add_arguments(parser)` and `run(args) -> int`; `train` forwards its flags to the
 same TrlParser the recipe uses, so `peft-diversity train --config X.yaml` == `recipes/sft_peft.py --config X.yaml`.
+This module owns what every subcommand shares: the logging set-up, the flag spelling (`--a_b` is `--a-b`, as in
+TRL's parser) and the refusal of renamed flags (the table of names: docs/architecture.md, "Command-line flags").
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # name -> (module, one-line help)
@@ -23,6 +26,48 @@ SUBCOMMANDS = {
 }
 # subcommands sharing a module use a differently named flag setter
 ARGUMENT_SETTERS = {"demo": "add_demo_arguments"}
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
+
+
+def setup_logging() -> None:
+    """THE logging set-up of every subcommand: INFO and above on stderr (stdout stays the command's output).
+
+    A no-op when the root logger already has handlers (an embedding program or pytest configured it). httpx logs
+    every request at INFO: an HTTP teacher or judge would print one line per call, so it stays at WARNING."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class _Renamed(argparse.Action):
+    """An old spelling of a flag: refused with one line naming the new one (exit 2), never silently taken."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs="?", default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.exit(2, f"{parser.prog}: {option_string} was renamed {self.new}\n")
+
+
+def reject_renamed(parser: argparse.ArgumentParser, renamed: dict[str, str]) -> None:
+    """Refuse each old flag of `parser` ({old: new}) with a one-line hint, exit 2 (an exact old flag also wins
+    over argparse's prefix matching, which would otherwise take `--out` for `--output-dir`)."""
+    for old, new in renamed.items():
+        parser.add_argument(old, action=_Renamed, new=new)
+
+
+def dashed_flags(argv: list[str]) -> list[str]:
+    """`--model_name_or_path` -> `--model-name-or-path`: like TRL's (HfArgumentParser's) flags, ours take `_` and
+    `-` alike, so a flag copied from a TRL command works. Values and everything after `--` are left alone."""
+    out = list(argv)
+    for index, token in enumerate(out):
+        if token == "--":
+            break
+        if token.startswith("--"):
+            name, sep, value = token.partition("=")
+            out[index] = name.replace("_", "-") + sep + value
+    return out
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -44,6 +89,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command != "train":  # train's TrlParser takes both spellings itself
+        argv = dashed_flags(argv)
     parser = build_parser(only=command if command in SUBCOMMANDS else None)
     args, rest = parser.parse_known_args(argv)
     if args.command == "train":
@@ -52,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from peft_diversity.errors import PeftDiversityError
 
+    setup_logging()
     try:
         return int(args._module.run(args) or 0)
     except PeftDiversityError as err:  # bad input: one clear line, no traceback from deep inside

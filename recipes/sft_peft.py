@@ -7,10 +7,12 @@
 Any field of the YAML can be overridden on the command line (`--mode otm --output_dir out/otm`).
 """
 
+from peft_diversity.cli import setup_logging
 from peft_diversity.trainer.cli import make_parser, run_training
 
 
 def main() -> None:
+    setup_logging()  # as `peft-diversity train` does
     script_args, training_args, model_args = make_parser().parse_args_and_config()
     run_training(script_args, training_args, model_args)
 

@@ -60,11 +60,11 @@ def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rat
     """
     from peft import LoraConfig, get_peft_model
 
-    from peft_diversity.models.minilm import _build_minilm_decoder_raw
+    from peft_diversity.models.minilm import build_minilm_decoder_raw
     from peft_diversity.trainer.config import PossibilityConfig
     from peft_diversity.trainer.trainer import PossibilityTrainer
 
-    model, tokenizer = _build_minilm_decoder_raw()
+    model, tokenizer = build_minilm_decoder_raw()
     with torch.no_grad():
         model.get_input_embeddings().weight.mul_(embedding_scale)
         model.bert.embeddings.position_embeddings.weight.mul_(embedding_scale)

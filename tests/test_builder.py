@@ -210,7 +210,7 @@ def test_csv_bad_bytes_quoting_and_long_cells(tmp_path):
 def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):
     bad_csv = tmp_path / "p.csv"
     bad_csv.write_bytes(b'id,q\nx,"a"b\n')
-    assert cli.main(["build-data", "--input", str(bad_csv), "--output", str(tmp_path / "o")]) == 2
+    assert cli.main(["build-data", "--input", str(bad_csv), "--output-dir", str(tmp_path / "o")]) == 2
     (tmp_path / "o2").mkdir()
     (tmp_path / "o2" / "train.jsonl").write_text('{"id": "a"}\n{damaged\n')
     assert cli.main(["build-data", "--report-only", str(tmp_path / "o2")]) == 2
@@ -404,8 +404,8 @@ def test_http_teacher_builds_a_loadable_dataset(tmp_path, double, monkeypatch):
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": f"s{i}", "prompt": p} for i, p in enumerate(replies)])
     monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test-123")
     out = tmp_path / "out"
-    code = cli.main(["build-data", "--input", str(inputs), "--output", str(out), "--teacher", "teacher-model",
-                     "--base-url", url, "--api-key-env", "TEST_TEACHER_KEY", "--task", "story", "-n", "4",
+    code = cli.main(["build-data", "--input", str(inputs), "--output-dir", str(out), "--model-name-or-path", "teacher-model",
+                     "--base-url", url, "--api-key-env", "TEST_TEACHER_KEY", "--task", "story", "--num-candidates", "4",
                      "--max-retries", "1", "--min-candidates", "2"])
     assert code == 0
     records = {r["id"]: r for r in load_one_to_many(out, split="train")}
@@ -446,7 +446,7 @@ def test_refused_request_is_a_rejection_and_moved_input_resumes(tmp_path, double
     (tmp_path / "a").mkdir()
     write_jsonl(tmp_path / "a" / "in.jsonl", [{"id": f"p{i}", "prompt": f"prompt {i}"} for i in range(3)])
     out = tmp_path / "out"
-    args = ["--output", str(out), "--teacher", "m", "--base-url", url, "--task", "story", "-n", "2", "--no-report",
+    args = ["--output-dir", str(out), "--model-name-or-path", "m", "--base-url", url, "--task", "story", "--num-candidates", "2", "--no-report",
             "--no-semantic-dedup", "--max-consecutive-failures", "1", "--concurrency", "12"]
     assert cli.main(["build-data", "--input", str(tmp_path / "a" / "in.jsonl"), *args]) == 0
     assert [r["id"] for r in lines_of(out / "train.jsonl")] == ["p0", "p2"]
@@ -582,8 +582,8 @@ def test_teacher_errors_leave_inputs_for_resume_and_fatal_errors_stop(tmp_path, 
 
     server, url = double(respond)
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "prompt": f"prompt {i}"} for i in range(3)])
-    args = ["build-data", "--input", str(inputs), "--output", str(tmp_path / "out"), "--teacher", "m",
-            "--base-url", url, "--task", "story", "-n", "2", "--http-max-retries", "1", "--no-report",
+    args = ["build-data", "--input", str(inputs), "--output-dir", str(tmp_path / "out"), "--model-name-or-path", "m",
+            "--base-url", url, "--task", "story", "--num-candidates", "2", "--http-max-retries", "1", "--no-report",
             "--no-semantic-dedup"]
     assert cli.main(args) == 1  # p1 unfinished, the others written
     err = capsys.readouterr().err
@@ -644,8 +644,8 @@ def test_kill_and_resume_writes_every_input_exactly_once(tmp_path, double):
                          delay=0.15)
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": f"k{i}", "prompt": p} for i, p in enumerate(prompts)])
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "peft_diversity.cli", "build-data", "--input", str(inputs), "--output",
-               str(out), "--teacher", "m", "--base-url", url, "--task", "story", "-n", "2", "--batch-size", "2",
+    command = [sys.executable, "-m", "peft_diversity.cli", "build-data", "--input", str(inputs), "--output-dir",
+               str(out), "--model-name-or-path", "m", "--base-url", url, "--task", "story", "--num-candidates", "2", "--batch-size", "2",
                "--concurrency", "2", "--no-semantic-dedup", "--no-report"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -714,7 +714,7 @@ def test_quality_report_on_a_fixed_dataset(tmp_path):
 
 def test_http_settings_with_a_local_teacher_are_refused(tmp_path, capsys):
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": "p0", "prompt": "a prompt"}])
-    code = cli.main(["build-data", "--input", str(inputs), "--output", str(tmp_path / "out"), "--task", "story",
+    code = cli.main(["build-data", "--input", str(inputs), "--output-dir", str(tmp_path / "out"), "--task", "story",
                      "--http-max-retries", "2", "--timeout", "5"])
     assert code == 2
     assert "--http-max-retries, --timeout apply to an HTTP teacher only (--base-url)" in capsys.readouterr().err

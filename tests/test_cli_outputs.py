@@ -104,7 +104,7 @@ def test_generate_refuses_its_input_as_output(work, how):
     if how == "symlink":
         (work / "alias.jsonl").symlink_to(work / "records.jsonl")
         output = str(work / "alias.jsonl")
-    proc = _cli(["generate", "--model", MISSING_MODEL, "--input", work / "records.jsonl", "--output", output],
+    proc = _cli(["generate", "--model-name-or-path", MISSING_MODEL, "--input", work / "records.jsonl", "--output", output],
                 cwd=work)
     _one_line(proc, "generate", "--output", output, "input")
     assert (work / "records.jsonl").read_bytes() == records
@@ -123,15 +123,16 @@ def _folder_output(work: Path, readonly: Path, kind: str) -> str:
 
 FILE_CASES = {  # command -> argv given the output
     "score": lambda work, out: ["score", work / "responses.jsonl", "--metrics", "distinct_n", "--output", out],
-    "generate": lambda work, out: ["generate", "--model", MISSING_MODEL, "--context", "hi", "--output", out],
+    "generate": lambda work, out: ["generate", "--model-name-or-path", MISSING_MODEL, "--context", "hi", "--output", out],
 }
 FOLDER_CASES = {  # (command, flag) -> argv given the output; each would fail differently if it ran first
-    ("demo", "--run-dir"): lambda work, out: ["demo", "--run-dir", out],
+    ("demo", "--output-dir"): lambda work, out: ["demo", "--output-dir", out],
     ("train", "output_dir"): lambda work, out: ["train", "--model_name_or_path", MISSING_MODEL, "--dataset_name",
                                                 work / "missing.jsonl", "--output_dir", out],
-    ("bias", "--out"): lambda work, out: ["bias", "--models", work / "no-model", "--out", out],
-    ("build-data", "--output"): lambda work, out: ["build-data", "--input", work / "missing.jsonl", "--output", out],
-    ("push", "--save-only"): lambda work, out: ["push", "--model-dir", work / "no-model", "--repo-id", "alice/x",
+    ("bias", "--output-dir"): lambda work, out: ["bias", "--models", work / "no-model", "--output-dir", out],
+    ("build-data", "--output-dir"): lambda work, out: ["build-data", "--input", work / "missing.jsonl", "--output-dir",
+                                                     out],
+    ("push", "--save-only"): lambda work, out: ["push", "--model-name-or-path", work / "no-model", "--repo-id", "alice/x",
                                                 "--save-only", out],
 }
 
@@ -211,7 +212,7 @@ def test_generate_output_survives_a_dying_write(work, tiny_dir, how):
     (work / "records.jsonl").write_text("".join(json.dumps({"context": f"Maya: hello {i}"}) + "\n" for i in range(3)))
     output = work / "responses-old.jsonl"
     output.write_bytes(OLD)
-    proc = _cli(["generate", "--model", tiny_dir, "--input", work / "records.jsonl", "--output", output, "-n", "2",
+    proc = _cli(["generate", "--model-name-or-path", tiny_dir, "--input", work / "records.jsonl", "--output", output, "--num-responses", "2",
                  "--decoder", "sampling", "--max-new-tokens", "3"], cwd=work, prelude=GENERATE_WRITE_DIES, HOW=how)
     if how == "kill":
         assert proc.returncode == -9, proc.stderr

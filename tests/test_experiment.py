@@ -248,7 +248,7 @@ def test_yaml_syntax_errors_are_one_line(tmp_path, capsys, text, message):
 
     path = tmp_path / "exp.yaml"
     path.write_text(text)
-    assert main(["experiment", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    assert main(["experiment", "--config", str(path), "--output-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
     assert not (tmp_path / "run").exists()
@@ -263,7 +263,7 @@ def test_yaml_judge_rates_coherence_and_is_checked_against_shuffled_replies(tiny
                      judge={"model": str(tiny_setup / "tiny"), "max_new_tokens": 4})
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(["experiment", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 0
+    assert main(["experiment", "--config", str(path), "--output-dir", str(tmp_path / "run")]) == 0
     scores = json.loads((tmp_path / "run" / "scores" / "base__sampling.json").read_text())["scores"]
     assert "num_unparsed" in scores and "coherence_relevance" in scores  # the judge ran beside the embedding
     check = json.loads((tmp_path / "run" / "judge_check.json").read_text())
@@ -293,7 +293,7 @@ def test_a_second_run_on_a_locked_run_folder_fails_at_once(tiny_setup, tmp_path)
     (live / "trainer_state.json").write_text("{}")
     with FileLock(run / LOCK_FILE):  # the first run, still going
         done = subprocess.run([sys.executable, "-m", "peft_diversity.cli", "experiment", "--config", str(path),
-                               "--run-dir", str(run)], capture_output=True, text=True, timeout=300)
+                               "--output-dir", str(run)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(run) in lines[0] and "another experiment run holds this run folder" in lines[0]
@@ -401,7 +401,7 @@ def test_every_problem_of_the_yaml_is_one_line_before_any_work(tiny_setup, tmp_p
     path = tmp_path / "exp.yaml"
     config = _config(tiny_setup, modes=["poexft", "otm", "oto"], **change)
     path.write_text(yaml.safe_dump(config))
-    assert main(["experiment", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    assert main(["experiment", "--config", str(path), "--output-dir", str(tmp_path / "run")]) == 2
     lines = capsys.readouterr().err.strip().removeprefix("peft-diversity experiment: ").splitlines()
     assert len(lines) == len(expected), lines
     for line, wanted in zip(lines, expected, strict=True):
@@ -419,7 +419,7 @@ def test_all_problems_are_reported_at_once(tiny_setup, tmp_path):
                      generation={"max_new_tokns": 4}, runs=[{"model": "base", "decoder": "magic"}, "sampling"])
     path.write_text(yaml.safe_dump(config))
     done = subprocess.run([sys.executable, "-m", "peft_diversity.cli", "experiment", "--config", str(path),
-                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+                           "--output-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().removeprefix("peft-diversity experiment: ").splitlines()
     assert all(line.startswith(f"{path}: ") for line in lines), lines

@@ -417,7 +417,7 @@ def model_folder(tmp_path_factory, tokenizer):
 
 def test_cli_prints_k_numbered_responses(model_folder, tmp_path, capsys):
     out = tmp_path / "responses.jsonl"
-    code = cli_main(["--model", str(model_folder), "--context", "Maya: hi there\\nSam: hello", "--num-responses", "3",
+    code = cli_main(["--model-name-or-path", str(model_folder), "--context", "Maya: hi there\\nSam: hello", "--num-responses", "3",
                      "--max-new-tokens", "4", "--seed", "1", "--output", str(out)])
     captured = capsys.readouterr()
     assert code == 0
@@ -429,21 +429,21 @@ def test_cli_prints_k_numbered_responses(model_folder, tmp_path, capsys):
 
 
 def test_cli_baseline_and_errors(model_folder, tmp_path, tokenizer, capsys):
-    assert cli_main(["--model", str(model_folder), "--prompt", "a dragon", "--decoder", "listing", "--num-responses", "2",
+    assert cli_main(["--model-name-or-path", str(model_folder), "--prompt", "a dragon", "--decoder", "listing", "--num-responses", "2",
                      "--max-new-tokens", "2"]) == 0
     bare = tmp_path / "bare"
     model, tok = tiny_model_and_tokenizer("llama", tokenizer=tokenizer)
     model.save_pretrained(bare)
     tok.save_pretrained(bare)
     capsys.readouterr()
-    assert cli_main(["--model", str(bare), "--context", "hi", "--num-responses", "2"]) == 2
+    assert cli_main(["--model-name-or-path", str(bare), "--context", "hi", "--num-responses", "2"]) == 2
     assert "--template" in capsys.readouterr().err
     template = tmp_path / "template.json"
     template.write_text(json.dumps(PossibilityTemplate(max_possibility=4).to_dict()))
-    assert cli_main(["--model", str(bare), "--context", "hi", "--num-responses", "2", "--template", str(template),
+    assert cli_main(["--model-name-or-path", str(bare), "--context", "hi", "--num-responses", "2", "--template", str(template),
                      "--max-new-tokens", "2"]) == 0
-    assert cli_main(["--model", str(bare), "--context", "hi", "--num-responses", "5", "--template", str(template)]) == 2
-    assert cli_main(["--model", str(model_folder), "--context", "hi", "--decoder", "sampling",
+    assert cli_main(["--model-name-or-path", str(bare), "--context", "hi", "--num-responses", "5", "--template", str(template)]) == 2
+    assert cli_main(["--model-name-or-path", str(model_folder), "--context", "hi", "--decoder", "sampling",
                      "--possibilities", "1,2"]) == 2
     assert "--possibilities applies to the possibilities decoder" in capsys.readouterr().err
 
@@ -471,7 +471,7 @@ def test_cli_bad_input_file_is_one_line(model_folder, tmp_path, capsys, content,
                         lambda *a, **k: pytest.fail("the model loaded before the input was checked"))
     path = tmp_path / "records.jsonl"
     path.write_bytes(content)
-    assert cli_main(["--model", str(model_folder), "--input", str(path), "--decoder", "sampling"]) == 2
+    assert cli_main(["--model-name-or-path", str(model_folder), "--input", str(path), "--decoder", "sampling"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
 
@@ -490,7 +490,7 @@ def test_cli_out_of_range_sampling_settings(model_folder, capsys, flags, message
 
     monkeypatch.setattr("peft_diversity.models.loading.load_model_and_tokenizer",
                         lambda *a, **k: pytest.fail("the model loaded before the settings were checked"))
-    assert cli_main(["--model", str(model_folder), "--context", "hi", "--decoder", "sampling", *flags]) == 2
+    assert cli_main(["--model-name-or-path", str(model_folder), "--context", "hi", "--decoder", "sampling", *flags]) == 2
     assert re.search(message, capsys.readouterr().err)
 
 
@@ -505,10 +505,10 @@ def test_sampling_ranges_hold_in_the_library(llama):
 def test_cli_folder_that_is_not_a_model(tmp_path, capsys):
     killed = tmp_path / "killed-run"
     (killed / "checkpoint-1").mkdir(parents=True)
-    assert cli_main(["--model", str(killed), "--context", "hi"]) == 2
+    assert cli_main(["--model-name-or-path", str(killed), "--context", "hi"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not a model folder" in err and "checkpoint-1" in err
     a_file = tmp_path / "weights.txt"
     a_file.write_text("x")
-    assert cli_main(["--model", str(a_file), "--context", "hi"]) == 2
+    assert cli_main(["--model-name-or-path", str(a_file), "--context", "hi"]) == 2
     assert "is a file" in capsys.readouterr().err

@@ -266,17 +266,17 @@ def test_cli_push_and_save_only(trained, logged_in, monkeypatch, tmp_path):
 
     parser = argparse.ArgumentParser()
     hub_cli.add_arguments(parser)
-    args = parser.parse_args(["--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--save-only",
+    args = parser.parse_args(["--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--save-only",
                               str(tmp_path / "folder")])
     assert hub_cli.run(args) == 0 and (tmp_path / "folder" / "README.md").is_file()
 
     api = RecordingApi()
     monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: api)
-    args = parser.parse_args(["--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--public"])
+    args = parser.parse_args(["--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--public"])
     assert hub_cli.run(args) == 0
     assert api.calls[0][2]["private"] is False
     with pytest.raises(HubError, match="owner/name"):
-        hub_cli.run(parser.parse_args(["--model-dir", str(trained["full"]), "--repo-id", "bad"]))
+        hub_cli.run(parser.parse_args(["--model-name-or-path", str(trained["full"]), "--repo-id", "bad"]))
 
 
 # ----- datasets and metrics ------------------------------------------------------------------------------------
@@ -468,22 +468,22 @@ def test_cli_push_dataset_and_metric(logged_in, monkeypatch, tmp_path):
     monkeypatch.setattr("peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder)
     parser = argparse.ArgumentParser()
     hub_cli.add_arguments(parser)
-    args = parser.parse_args(["--dataset-source", "builtin:story", "--repo-id", "alice/s", "--save-only",
+    args = parser.parse_args(["--dataset-name", "builtin:story", "--repo-id", "alice/s", "--save-only",
                               str(tmp_path / "folder"), "--splits", "test"])
     assert hub_cli.run(args) == 0
     assert (tmp_path / "folder" / PARQUET.format("test")).is_file()
 
     api = RecordingApi()
     monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: api)
-    assert hub_cli.run(parser.parse_args(["--dataset-source", "builtin:story", "--repo-id", "alice/s"])) == 0
+    assert hub_cli.run(parser.parse_args(["--dataset-name", "builtin:story", "--repo-id", "alice/s"])) == 0
     assert api.calls[0][2] == {"private": True, "exist_ok": True, "repo_type": "dataset"}
     api.calls.clear()
     assert hub_cli.run(parser.parse_args(["--metric", "vendi", "--repo-id", "alice/vendi"])) == 0
     assert api.calls[0][2]["repo_type"] == "space" and "vendi.py" in api.uploaded
     with pytest.raises(HubError, match="unknown metric"):
         hub_cli.run(parser.parse_args(["--metric", "bleu", "--repo-id", "alice/bleu"]))
-    with pytest.raises(SystemExit):  # exactly one of --model-dir / --dataset-source / --metric
-        parser.parse_args(["--metric", "vendi", "--dataset-source", "builtin:story", "--repo-id", "alice/x"])
+    with pytest.raises(SystemExit):  # exactly one of --model-name-or-path / --dataset-name / --metric
+        parser.parse_args(["--metric", "vendi", "--dataset-name", "builtin:story", "--repo-id", "alice/x"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--repo-id", "alice/x"])
 
@@ -529,7 +529,7 @@ def test_cli_save_only_refusal_is_one_line(trained, tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "keep.txt").write_text("x")
-    code = main(["push", "--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--save-only", str(mine)])
+    code = main(["push", "--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--save-only", str(mine)])
     err = capsys.readouterr().err
     assert code == 2 and "refusing" in err and "Traceback" not in err
     assert (mine / "keep.txt").read_text() == "x"
@@ -575,8 +575,8 @@ def test_push_network_and_auth_errors_are_one_line(trained, logged_in, monkeypat
     from peft_diversity.cli import main
 
     monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: FailingApi(make_error()))
-    for argv in (["--model-dir", str(trained["full"])], ["--dataset-source", "builtin:story", "--splits", "test"]):
-        if "--dataset-source" in argv:
+    for argv in (["--model-name-or-path", str(trained["full"])], ["--dataset-name", "builtin:story", "--splits", "test"]):
+        if "--dataset-name" in argv:
             monkeypatch.setattr("peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder)
         assert main(["push", *argv, "--repo-id", "alice/x"]) == 2
         err = capsys.readouterr().err
@@ -589,7 +589,7 @@ def test_push_bad_results_file_is_one_line(trained, tmp_path, capsys):
 
     bad = tmp_path / "results.json"
     bad.write_text("{not json")
-    assert main(["push", "--model-dir", str(trained["full"]), "--repo-id", "alice/x", "--results", str(bad),
+    assert main(["push", "--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--results", str(bad),
                  "--save-only", str(tmp_path / "up")]) == 2
     assert "not a readable results.json" in capsys.readouterr().err
 
@@ -622,7 +622,7 @@ def test_push_refuses_pickle_only_weights_and_never_uploads_a_pickle(trained, tm
     pickled = _pickled_copy(trained, tmp_path, keep_safetensors=False)
     with pytest.raises(HubError, match=r"pytorch_model\.bin: pickled weights; only safetensors"):
         hub.save_for_hub(pickled, tmp_path / "up")
-    assert main(["push", "--model-dir", str(pickled), "--repo-id", "alice/x", "--save-only", str(tmp_path / "up")]) == 2
+    assert main(["push", "--model-name-or-path", str(pickled), "--repo-id", "alice/x", "--save-only", str(tmp_path / "up")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "up").exists()
     both = _pickled_copy(trained, tmp_path, keep_safetensors=True)  # a pickled duplicate beside safetensors
     out = hub.save_for_hub(both, tmp_path / "up2")

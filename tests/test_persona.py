@@ -769,13 +769,13 @@ def test_cli_end_to_end_and_check_extractor(tiny_folder, tmp_path, capsys):
             "--models",
             f"tiny={tiny_folder}@sampling",
             f"{tiny_folder}@min_p",
-            "-n",
+            "--num-conversations",
             "2",
             "--max-new-tokens",
             "3",
             "--batch-size",
             "2",
-            "--out",
+            "--output-dir",
             str(out),
             "--no-recap",
         ]
@@ -800,7 +800,7 @@ def test_cli_bad_input_exits_2(tiny_folder, tmp_path, capsys):
     bad_ref.write_text('{"gender": {"woman": 1}}')
     cases = [
         ["--models", f"{tiny_folder}", "--template", str(tmp_path / "missing.json")],
-        ["--models", "builtin:minilm-decoder", "-n", "0"],
+        ["--models", "builtin:minilm-decoder", "--num-conversations", "0"],
         ["--models", "builtin:minilm-decoder", "--decoder", "nope"],
         ["--models", f"{tiny_folder}@possibilities"],  # no possibility_config.json
         ["--models", "builtin:minilm-decoder", "--interviewer", "gpt:x"],
@@ -829,8 +829,8 @@ def test_default_model_is_smollm2_and_template_reaches_models_without_one(tiny_f
     seen = []
     real = interview.run_interviews
     monkeypatch.setattr(interview, "run_interviews", lambda *a, **kw: seen.append(kw["template"]) or real(*a, **kw))
-    argv = ["--models", f"{tiny_folder}@sampling", "--template", str(wording), "-n", "1",
-            "--max-new-tokens", "2", "--no-recap", "--max-followups", "0", "--out", str(tmp_path / "out")]
+    argv = ["--models", f"{tiny_folder}@sampling", "--template", str(wording), "--num-conversations", "1",
+            "--max-new-tokens", "2", "--no-recap", "--max-followups", "0", "--output-dir", str(tmp_path / "out")]
     assert bias_cli.main(argv) == 0
     assert [(t.system_prompt, t.max_possibility) for t in seen] == [("You are a person.", 3)]
 
@@ -918,7 +918,7 @@ def test_a_late_failure_keeps_the_finished_models(tiny_folder, tmp_path, monkeyp
 
     monkeypatch.setattr(bias_cli, "_interview_model", interview_model)
     out = tmp_path / "report"
-    argv = ["--models", f"a={tiny_folder}@sampling", f"b={tiny_folder}@sampling", "--out", str(out)]
+    argv = ["--models", f"a={tiny_folder}@sampling", f"b={tiny_folder}@sampling", "--output-dir", str(out)]
     with pytest.raises(RuntimeError, match="out of memory"):
         bias_cli.main(argv)
     assert len((out / "transcripts" / "a__sampling.jsonl").read_text().splitlines()) == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from peft_diversity.errors import ModelLoadError
-from peft_diversity.models import builtin, smollm2
+from peft_diversity.models import builtin, minilm, smollm2
 from peft_diversity.models.builtin import resolve_model_path
 from peft_diversity.models.loading import load_model_and_tokenizer
 from peft_diversity.models.tiny import tiny_model_and_tokenizer
@@ -85,7 +85,7 @@ def test_cache_is_reused(smollm2_folder, monkeypatch):
     def no_rebuild():
         raise AssertionError("a valid cache folder must not be rebuilt")
 
-    monkeypatch.setattr(builtin, "_build_smollm2", no_rebuild)
+    monkeypatch.setattr(smollm2, "build", no_rebuild)
     assert Path(resolve_model_path(NAME)) == smollm2_folder
     assert (smollm2_folder / "builtin_stamp.json").stat().st_mtime_ns == stamp_mtime
 
@@ -122,8 +122,8 @@ def private_cache(tmp_path, monkeypatch):
         return tiny_model_and_tokenizer("llama")
 
     monkeypatch.setenv("PEFT_DIVERSITY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(builtin, "_build_smollm2", tiny_builder)
-    monkeypatch.setattr(builtin, "_smollm2_stamp", lambda: "stamp-1")
+    monkeypatch.setattr(smollm2, "build", tiny_builder)
+    monkeypatch.setattr(smollm2, "stamp", lambda: "stamp-1")
     return calls
 
 
@@ -194,3 +194,18 @@ def test_corrupt_gguf_is_one_clear_line(monkeypatch, tmp_path):
     with pytest.raises(ModelLoadError, match="cannot read .*--force-reinstall") as err:
         smollm2.build()
     assert "\n" not in str(err.value)
+
+
+def test_the_builtin_registry_imports_its_builders_never_the_reverse():
+    # models.builtin owns the `builtin:` names and imports each builder module; a builder importing it back made a
+    # circle (issue 22), which only the order of the lazy imports kept working
+    import ast
+
+    for module in (smollm2, minilm):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert "peft_diversity.models.builtin" not in imported, module.__name__
+        assert not any(alias.name == "builtin" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                       and node.module == "peft_diversity.models" for alias in node.names), module.__name__
+    assert smollm2.BUILTIN_NAME == builtin.BUILTIN_PREFIX + smollm2.NAME

@@ -256,7 +256,7 @@ def test_two_seed_two_temperature_study_end_to_end_and_resumable(tiny_study, tmp
     from peft_diversity.cli import main
 
     run = tmp_path / "run"
-    args = ["experiment", "--config", str(tiny_study), "--run-dir", str(run)]
+    args = ["experiment", "--config", str(tiny_study), "--output-dir", str(run)]
     with caplog.at_level(logging.INFO):
         assert main(args) == 0
     names = [f"{m}@t={t}" for m in ("base__sampling", "oto__sampling", "poexft__possibilities") for t in (0.7, 1.3)]

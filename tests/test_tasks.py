@@ -76,7 +76,7 @@ def test_custom_instruction_gets_the_possibility_sentence_appended():
 
 
 def _cli_args(**values) -> argparse.Namespace:
-    return argparse.Namespace(**{"task": None, "instruction": None, "model": "m", **values})
+    return argparse.Namespace(**{"task": None, "instruction": None, "model_name_or_path": "m", **values})
 
 
 def test_generate_cli_task_flags_build_the_template_or_fail_clearly():
@@ -92,7 +92,7 @@ def test_generate_cli_task_flags_build_the_template_or_fail_clearly():
 
 def test_generate_cli_task_wording_on_a_base_model(tiny_dir, tmp_path, capsys):
     out = tmp_path / "responses.jsonl"
-    code = generate_main(["--model", str(tiny_dir), "--decoder", "sampling", "--prompt", "A door in the sea.",
+    code = generate_main(["--model-name-or-path", str(tiny_dir), "--decoder", "sampling", "--prompt", "A door in the sea.",
                           "--instruction", "Premise: {input}\nOpen the novel.", "--num-responses", "2", "--max-new-tokens", "3",
                           "--seed", "0", "--output", str(out)])
     assert code == 0
@@ -104,7 +104,7 @@ def test_generate_cli_task_wording_on_a_base_model(tiny_dir, tmp_path, capsys):
     model.save_pretrained(trained)
     tokenizer.save_pretrained(trained)
     PossibilityTemplate(task="dialogue").save_pretrained(trained)
-    assert generate_main(["--model", str(trained), "--prompt", "x", "--task", "story"]) == 2
+    assert generate_main(["--model-name-or-path", str(trained), "--prompt", "x", "--task", "story"]) == 2
     assert "trained with its own template" in capsys.readouterr().err
 
 

@@ -729,8 +729,8 @@ def test_a_tiny_train_and_generate_print_no_warnings(tmp_path, tiny_dir, data_fi
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     env.pop("PYTHONWARNINGS", None)
     generate = subprocess.run(
-        [sys.executable, "-m", "peft_diversity.cli", "generate", "--model", str(tmp_path / "out"), "--context",
-         "Ann: hi\nBen: hello", "-n", "3", "--max-new-tokens", "4"],
+        [sys.executable, "-m", "peft_diversity.cli", "generate", "--model-name-or-path", str(tmp_path / "out"), "--context",
+         "Ann: hi\nBen: hello", "--num-responses", "3", "--max-new-tokens", "4"],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert generate.returncode == 0, generate.stderr

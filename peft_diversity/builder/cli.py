@@ -1,9 +1,10 @@
 """`peft-diversity build-data`: one-to-many training data from your own prompts and a teacher model.
 
-    peft-diversity build-data --input prompts.jsonl --output data/my-task -n 5                 # offline default teacher
-    peft-diversity build-data --input prompts.csv --column question --teacher Qwen/Qwen2.5-1.5B-Instruct --output out
-    peft-diversity build-data --input prompts.parquet --teacher gpt-4o-mini --base-url https://api.openai.com/v1 \\
-        --api-key-env OPENAI_API_KEY --requests-per-minute 300 --output out
+    peft-diversity build-data --input prompts.jsonl --output-dir data/my-task --num-candidates 5   # offline teacher
+    peft-diversity build-data --input prompts.csv --column question \\
+        --model-name-or-path Qwen/Qwen2.5-1.5B-Instruct --output-dir out
+    peft-diversity build-data --input prompts.parquet --model-name-or-path gpt-4o-mini \\
+        --base-url https://api.openai.com/v1 --api-key-env OPENAI_API_KEY --requests-per-minute 300 --output-dir out
     peft-diversity build-data --report-only out                                                # rewrite the report
 
 Rerunning the same command resumes an interrupted build. Wired into `peft_diversity/cli.py` through
@@ -24,10 +25,12 @@ from peft_diversity.builder.inputs import InputItem, display_name, read_inputs
 from peft_diversity.builder.report import quality_report
 from peft_diversity.builder.teachers import LocalTeacher, OpenAITeacher, Sampling
 from peft_diversity.chat import ChatError
+from peft_diversity.cli import reject_renamed
 from peft_diversity.errors import BuildError, DataValidationError
 from peft_diversity.templates import PossibilityTemplate, TemplateError
 
 DEFAULT_TEACHER = "builtin:minilm-decoder"
+RENAMED = {"--output": "--output-dir", "--teacher": "--model-name-or-path", "-n": "--num-candidates"}  # issue 22
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      "default: the first of context, prompt, text, input, question, instruction")
     io.add_argument("--id-column", help="column with record ids (default: 'id' when present, else line/row number)")
     io.add_argument("--split", default="train", help="Hub dataset split (default: train)")
-    io.add_argument("--output", type=Path, help="output folder (train.jsonl, rejected.jsonl, reports)")
+    io.add_argument("--output-dir", type=Path, help="output folder (train.jsonl, rejected.jsonl, reports)")
     io.add_argument("--limit", type=int, help="use only the first N input rows")
     io.add_argument("--force", action="store_true",
                     help="resume even though content settings or the inputs of finished records changed")
@@ -47,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--report-only", type=Path, metavar="DIR", help="only (re)write the quality report of DIR")
 
     teacher = parser.add_argument_group("teacher")
-    teacher.add_argument("--teacher", default=DEFAULT_TEACHER,
-                         help=f"local model (Hub id, folder, builtin:<name>) or, with --base-url, the endpoint's "
+    teacher.add_argument("--model-name-or-path", default=DEFAULT_TEACHER,
+                         help=f"the teacher: a local model (Hub id, folder, builtin:<name>) or, with --base-url, the endpoint's "
                               f"model name (default: {DEFAULT_TEACHER})")
     teacher.add_argument("--base-url", help="OpenAI-compatible endpoint incl. version prefix, e.g. http://127.0.0.1:8000/v1")
     teacher.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
@@ -70,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "(instead of --task/--instruction/--system-prompt)")
 
     build = parser.add_argument_group("candidates")
-    build.add_argument("-n", "--num-candidates", type=int, default=5, help="candidates per input (default 5)")
+    build.add_argument("--num-candidates", type=int, default=5, help="candidates per input (default 5)")
     build.add_argument("--min-candidates", type=int, default=2,
                        help="reject inputs with fewer valid candidates in the end (default 2)")
     build.add_argument("--max-retries", type=int, default=2,
@@ -86,6 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="inputs per teacher round (default 8; HTTP teacher: at least --concurrency)")
     build.add_argument("--max-consecutive-failures", type=int, default=5,
                        help="stop after this many inputs in a row fail at the teacher (default 5)")
+    reject_renamed(parser, RENAMED)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    if not args.input or args.output is None:
-        raise BuildError("--input and --output are required (or --report-only DIR)")
-    check_output(args.output, "--output", folder=True)  # before the inputs are read or a teacher loads
+    if not args.input or args.output_dir is None:
+        raise BuildError("--input and --output-dir are required (or --report-only DIR)")
+    check_output(args.output_dir, "--output-dir", folder=True)  # before the inputs are read or a teacher loads
     items = read_inputs(args.input, column=args.column, id_column=args.id_column, split=args.split)
     if args.limit is not None:
         items = items[: max(0, args.limit)]
@@ -126,14 +130,14 @@ def _build(args: argparse.Namespace) -> int:
     config = build_config(template, teacher, settings, semantic=embedder is not False,
                           input=display_name(args.input), column=args.column, id_column=args.id_column,
                           split=args.split, sampling=asdict(teacher.sampling))
-    summary = build_dataset(items, teacher, args.output, template, settings, embedder=embedder, config=config,
+    summary = build_dataset(items, teacher, args.output_dir, template, settings, embedder=embedder, config=config,
                             force=args.force)
     rejected = ", ".join(f"{k} {v}" for k, v in summary.rejected.most_common()) or "none"
-    print(f"# {args.output}: {summary.kept} records written this run ({summary.shortfall} with fewer than "
+    print(f"# {args.output_dir}: {summary.kept} records written this run ({summary.shortfall} with fewer than "
           f"{settings.num_candidates} candidates), rejected: {rejected}, already done: {summary.already_done}, "
           f"{summary.wall_time_s:.1f} s", file=sys.stderr)
     if not args.no_report:
-        _print_report(quality_report(args.output, embedder=args.embedder))
+        _print_report(quality_report(args.output_dir, embedder=args.embedder))
     if summary.unfinished:
         print(f"# {len(summary.unfinished)} inputs are unfinished (teacher errors); run the same command again to "
               "retry them", file=sys.stderr)
@@ -171,7 +175,7 @@ def make_teacher(args: argparse.Namespace, template: PossibilityTemplate) -> Any
     if args.base_url:
         from peft_diversity.chat import make_chat
 
-        client = make_chat(args.teacher, base_url=args.base_url, api_key_env=args.api_key_env,
+        client = make_chat(args.model_name_or_path, base_url=args.base_url, api_key_env=args.api_key_env,
                            concurrency=args.concurrency, **http)
         return OpenAITeacher(client, template, sampling)
     flags = {"max_retries": "--http-max-retries", "timeout": "--timeout", "requests_per_minute": "--requests-per-minute"}
@@ -181,10 +185,10 @@ def make_teacher(args: argparse.Namespace, template: PossibilityTemplate) -> Any
     from peft_diversity.errors import ModelLoadError
 
     try:
-        return LocalTeacher(args.teacher, template, sampling, batch_size=args.batch_size, dtype=args.dtype,
+        return LocalTeacher(args.model_name_or_path, template, sampling, batch_size=args.batch_size, dtype=args.dtype,
                             trust_remote_code=args.trust_remote_code)
     except (ModelLoadError, OSError) as err:
-        raise BuildError(f"cannot load teacher model {args.teacher!r}: {err} (for an HTTP endpoint give --base-url)") from err
+        raise BuildError(f"cannot load teacher model {args.model_name_or_path!r}: {err} (for an HTTP endpoint give --base-url)") from err
 
 
 def _embedder(args: argparse.Namespace) -> Any:
@@ -202,9 +206,10 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="peft-diversity build-data", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m peft_diversity.builder.cli`: the same path as `peft-diversity build-data` (logging, flags, errors)."""
+    from peft_diversity.cli import main as cli_main
+
+    return cli_main(["build-data", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

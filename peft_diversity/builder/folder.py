@@ -105,7 +105,7 @@ class BuildFolder:
         except BlockingIOError:
             self.close()
             raise BuildError(f"{self.folder} is in use by another build (it holds {self.folder / LOCK_FILE}); wait "
-                             "for it to finish or use another --output folder") from None
+                             "for it to finish or use another --output-dir folder") from None
 
     def _check_config(self, config: dict[str, Any], force: bool) -> None:
         path = self.folder / CONFIG_FILE
@@ -120,7 +120,7 @@ class BuildFolder:
                    if old.get(key) != config.get(key)]
         if changed and not force:
             raise BuildError(f"{self.folder} was built with different settings ({'; '.join(changed)}); resuming "
-                             "would mix them. Use a new --output folder, or --force to continue anyway")
+                             "would mix them. Use a new --output-dir folder, or --force to continue anyway")
         if changed:
             logger.warning("continuing %s with changed settings (%s)", self.folder, "; ".join(changed))
 
@@ -135,7 +135,7 @@ class BuildFolder:
             if item.key in kept and _stored_input(kept[item.key]) != _input_of(item) and not force:
                 raise BuildError(
                     f"{item.where}: id {item.key!r} holds a different input than the record built for it in "
-                    f"{self.train_path}: the input changed since that run. Use a new --output folder, or --force "
+                    f"{self.train_path}: the input changed since that run. Use a new --output-dir folder, or --force "
                     "to keep the old records")
             if item.key in rejected and not _rejection_holds(rejected[item.key], item):
                 stale.add(item.key)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from peft_diversity.assets import asset_path
 from peft_diversity.atomic import check_output
+from peft_diversity.cli import reject_renamed
 
 RECIPES = asset_path("recipes") / "experiments"
 DEMO_CONFIG = RECIPES / "demo-cpu.yaml"
@@ -25,8 +25,9 @@ REAL_MODEL_MINUTES = 72  # measured on the 2-core CPU, 2026-11-27 (docs/results.
 def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
     if not demo:
         parser.add_argument("--config", required=True, help="experiment YAML (see recipes/experiments/)")
-    parser.add_argument("--run-dir", default=None, help="output folder (default: runs/<experiment name>)")
+    parser.add_argument("--output-dir", default=None, help="output folder (default: runs/<experiment name>)")
     parser.add_argument("--force", action="store_true", help="redo finished stages instead of skipping them")
+    reject_renamed(parser, {"--run-dir": "--output-dir"})  # issue 22: one flag name per concept
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,13 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from peft_diversity.experiment.study import run_study
     from peft_diversity.scoring.report import format_results_table
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config_path = Path(getattr(args, "config", None) or DEMO_CONFIG)
     if not config_path.is_file():
         raise ExperimentConfigError(f"experiment config not found: {config_path}")
     config = ExperimentConfig.from_yaml(config_path)
-    run_dir = Path(args.run_dir or Path("runs") / config.name)
-    check_output(run_dir, "--run-dir", folder=True)  # before any training
+    run_dir = Path(args.output_dir or Path("runs") / config.name)
+    check_output(run_dir, "--output-dir", folder=True)  # before any training
     start = time.perf_counter()
     from peft_diversity.scoring.judges import make_judge
 

@@ -300,7 +300,7 @@ def run_folder_lock(run_dir: Path) -> Iterator[None]:
         lock.acquire()
     except Timeout:
         raise ExperimentConfigError(f"{run_dir}: another experiment run holds this run folder (lock "
-                                    f"{run_dir / LOCK_FILE}); wait for it to finish or pass another --run-dir") from None
+                                    f"{run_dir / LOCK_FILE}); wait for it to finish or pass another --output-dir") from None
     try:
         yield
     finally:

@@ -1,8 +1,10 @@
 """`peft-diversity generate`: K diverse responses to a context, printed as a numbered list.
 
-    peft-diversity generate --model out/my-poexft-model --context "Maya: Any plans tonight?" -n 5
-    peft-diversity generate --model builtin:minilm-decoder --decoder sampling --prompt "A lighthouse keeper..." -n 3
-    peft-diversity generate --model M --input records.jsonl --output responses.jsonl --decoder listing
+    peft-diversity generate --model-name-or-path out/my-poexft-model --context "Maya: Any plans tonight?" \\
+        --num-responses 5
+    peft-diversity generate --model-name-or-path builtin:minilm-decoder --decoder sampling \\
+        --prompt "A lighthouse keeper..." --num-responses 3
+    peft-diversity generate --model-name-or-path M --input records.jsonl --output responses.jsonl --decoder listing
 
 Wired into `peft_diversity/cli.py` through `add_arguments` and `run`.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_diversity.atomic import check_output, output_errors
+from peft_diversity.cli import reject_renamed
 from peft_diversity.errors import GenerationError
 from peft_diversity.generation.core import check_sampling_settings
 from peft_diversity.generation.decoders import DECODERS, get_decoder
@@ -32,17 +35,18 @@ from peft_diversity.templates import (
 SAMPLING_DECODERS = ("possibilities", "sampling", "min_p", "listing", "iterative")
 SHARED_PREFIX_DECODERS = tuple(name for name, decoder in DECODERS.items() if decoder.shares_prefix)
 TASKS = (*TASK_INSTRUCTIONS, "custom")
+RENAMED = {"--model": "--model-name-or-path", "-n": "--num-responses"}  # issue 22: one flag name per concept
 _TURN = re.compile(r"^\s*([^:\n]{1,40}?)\s*:\s*(\S.*)$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `peft-diversity generate`."""
-    parser.add_argument("--model", required=True, help="model folder, Hub id or builtin:<name>")
+    parser.add_argument("--model-name-or-path", required=True, help="model folder, Hub id or builtin:<name>")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--context", help='dialogue ("Maya: hi\\nSam: hello") or plain text to respond to')
     source.add_argument("--prompt", help="a story prompt (rendered with the story task wording)")
     source.add_argument("--input", type=Path, help="JSONL file of records ({context|prompt, ...}), one per line")
-    parser.add_argument("-n", "--num-responses", type=int, default=None, help="number of responses (default 5)")
+    parser.add_argument("--num-responses", type=int, default=None, help="number of responses (default 5)")
     parser.add_argument("--decoder", default="possibilities", choices=list(DECODERS), help="default: possibilities")
     parser.add_argument("--possibilities", help="possibility numbers, e.g. 1,3,7, or 'random' (possibilities only)")
     parser.add_argument("--template", help="possibility_config.json (file or folder); default: the model's own")
@@ -64,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, help="also write responses.jsonl here")
     parser.add_argument("--dtype", default="auto", help="model dtype (auto, float32, bfloat16, ...)")
     parser.add_argument("--trust-remote-code", action="store_true")
+    reject_renamed(parser, RENAMED)
 
 
 def parse_context(text: str) -> str | list[dict[str, str]]:
@@ -190,14 +195,14 @@ def _generate(args: argparse.Namespace) -> list[Responses]:
     if template is not None and requested is not None:
         raise GenerationError("--template and --task/--instruction both set the wording: give one of them")
     try:
-        model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype,
+        model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, dtype=args.dtype,
                                                     trust_remote_code=args.trust_remote_code)
     except (ModelLoadError, OSError) as err:
-        raise GenerationError(f"cannot load model {args.model!r}: {err}") from err
-    template = template or _pick_template(args, requested, find_template(resolve_model_path(args.model)))
+        raise GenerationError(f"cannot load model {args.model_name_or_path!r}: {err}") from err
+    template = template or _pick_template(args, requested, find_template(resolve_model_path(args.model_name_or_path)))
     results = get_decoder(args.decoder)(model, tokenizer, contexts=contexts, template=template, **kwargs)
     for result in results:
-        result.model = args.model  # as the user named it (e.g. builtin:minilm-decoder), not the cache folder
+        result.model = args.model_name_or_path  # as the user named it (e.g. builtin:minilm-decoder), not the cache folder
     return results
 
 
@@ -216,16 +221,17 @@ def _pick_template(args: argparse.Namespace, requested: PossibilityTemplate | No
     """`--task`/`--instruction` apply only to models without a template of their own (base models)."""
     if requested is not None and saved is not None:
         raise GenerationError(
-            f"{args.model!r} was trained with its own template (task {saved.task!r}); --task/--instruction apply "
+            f"{args.model_name_or_path!r} was trained with its own template (task {saved.task!r}); --task/--instruction apply "
             "to models without one (use --template to override the wording)"
         )
     return requested or saved
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="peft-diversity generate", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m peft_diversity.generation.cli`: the same path as `peft-diversity generate` (logging, flags, errors)."""
+    from peft_diversity.cli import main as cli_main
+
+    return cli_main(["generate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from typing import Any
 
 from peft_diversity.atomic import atomic_directory
 from peft_diversity.errors import ModelLoadError
-from peft_diversity.models.minilm import WARMUP_FILE, _build_minilm_decoder, _build_minilm_decoder_raw
+from peft_diversity.models import smollm2
+from peft_diversity.models.minilm import WARMUP_FILE, build_minilm_decoder, build_minilm_decoder_raw
 
 logger = logging.getLogger(__name__)
 
@@ -36,30 +37,18 @@ def resolve_model_path(name_or_path: str) -> str:
     if not name_or_path.startswith(BUILTIN_PREFIX):
         return name_or_path
     name = name_or_path[len(BUILTIN_PREFIX):]
-    builders = {"minilm-decoder": _build_minilm_decoder, "minilm-decoder-raw": _build_minilm_decoder_raw,
-                "smollm2-135m-instruct": _build_smollm2}
+    builders = {"minilm-decoder": build_minilm_decoder, "minilm-decoder-raw": build_minilm_decoder_raw,
+                smollm2.NAME: smollm2.build}
     if name not in builders:
         raise ModelLoadError(f"unknown built-in model {name_or_path!r}; known: {[BUILTIN_PREFIX + n for n in builders]}")
     target = cache_dir() / f"{name}-v{BUILTIN_VERSION}"
-    stamp = {"minilm-decoder": _warmup_stamp, "smollm2-135m-instruct": _smollm2_stamp}.get(name, lambda: "raw")()
+    stamp = {"minilm-decoder": _warmup_stamp, smollm2.NAME: smollm2.stamp}.get(name, lambda: "raw")()
     if (target / "config.json").is_file() and _read_stamp(target) == stamp and _weights_intact(target):
         return str(target)
     if target.exists():
         logger.warning("built-in model cache %s is stale or damaged: rebuilding it", target)
     _materialise(target, builders[name], stamp)
     return str(target)
-
-
-def _build_smollm2():
-    from peft_diversity.models import smollm2
-
-    return smollm2.build()
-
-
-def _smollm2_stamp() -> str:
-    from peft_diversity.models import smollm2
-
-    return smollm2.stamp()
 
 
 def _warmup_stamp() -> str:

@@ -41,7 +41,7 @@ def minilm_decoder_tokenizer(source: Path | None = None) -> PreTrainedTokenizerB
     return tokenizer
 
 
-def _build_minilm_decoder_raw() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def build_minilm_decoder_raw() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """all-MiniLM-L6-v2's BERT weights as a causal decoder (BertGenerationDecoder, LM head tied to embeddings).
 
     BERT's token-type embedding (type 0 everywhere) is folded into the position embeddings and the pooler is
@@ -91,9 +91,9 @@ def _build_minilm_decoder_raw() -> tuple[PreTrainedModel, PreTrainedTokenizerBas
     return model.eval(), tokenizer
 
 
-def _build_minilm_decoder() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def build_minilm_decoder() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The raw decoder plus the shipped conversational warm-up delta (merged in)."""
-    model, tokenizer = _build_minilm_decoder_raw()
+    model, tokenizer = build_minilm_decoder_raw()
     if not WARMUP_FILE.is_file():
         logger.warning("warm-up delta %s missing: the default generator will babble", WARMUP_FILE)
         return model, tokenizer

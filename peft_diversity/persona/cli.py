@@ -1,10 +1,10 @@
 """`peft-diversity bias`: interview models about themselves and compare how widely their personas spread.
 
-    peft-diversity bias --models builtin:minilm-decoder@sampling runs/demo-cpu/models/poexft -n 100
+    peft-diversity bias --models builtin:minilm-decoder@sampling runs/demo-cpu/models/poexft --num-conversations 100
     peft-diversity bias --models base=Qwen/Qwen2.5-0.5B-Instruct@sampling poexft=out/poexft@possibilities \\
-        --interviewer openai:gpt-4o-mini --base-url http://127.0.0.1:8000/v1 --out runs/bias
+        --interviewer openai:gpt-4o-mini --base-url http://127.0.0.1:8000/v1 --output-dir runs/bias
     peft-diversity bias --check-extractor          # the extractor's precision/recall on the labelled snippets
-    peft-diversity bias -n 100                     # SmolLM2-135M-Instruct (base, sampling), offline
+    peft-diversity bias --num-conversations 100    # SmolLM2-135M-Instruct (base, sampling), offline
 
 Without `--models`, the base SmolLM2-135M-Instruct is interviewed with the sampling decoder (DEFAULT_MODEL).
 
@@ -16,7 +16,6 @@ A model spec is `[label=]model[@decoder]`: a Hub id, a folder, an adapter folder
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peft_diversity.atomic import check_output
+from peft_diversity.cli import reject_renamed
 from peft_diversity.persona.score import PersonaError
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ DEFAULT_N = 100
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_NEW_TOKENS = 40
 DEFAULT_MODEL = "base=builtin:smollm2-135m-instruct@sampling"  # a real chat model, offline
+RENAMED = {"-n": "--num-conversations", "--n": "--num-conversations", "--out": "--output-dir"}  # issue 22
 
 
 @dataclass
@@ -54,10 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"models to interview (Hub id, folder, adapter folder or builtin:<name>; default {DEFAULT_MODEL})",
     )
     parser.add_argument(
-        "-n", "--n", type=int, default=DEFAULT_N, help=f"conversations per model (default {DEFAULT_N})"
+        "--num-conversations", type=int, default=DEFAULT_N, help=f"conversations per model (default {DEFAULT_N})"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("runs/bias"), help="report folder (default runs/bias)"
+        "--output-dir", type=Path, default=Path("runs/bias"), help="report folder (default runs/bias)"
     )
     parser.add_argument(
         "--decoder", default=None, help="decoder for models without @decoder (default: automatic)"
@@ -110,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="turn",
         help="possibilities decoder: draw a possibility number per turn (default) or once per conversation",
     )
+    reject_renamed(parser, RENAMED)
 
 
 # ----- parsing and validation (all before any model is loaded) ---------------------------------------------
@@ -133,7 +135,7 @@ def _short_name(model: str) -> str:
 
 def _validate(args: argparse.Namespace) -> None:
     for name, value in (
-        ("-n", args.n),
+        ("--num-conversations", args.num_conversations),
         ("--batch-size", args.batch_size),
         ("--max-new-tokens", args.max_new_tokens),
     ):
@@ -223,7 +225,6 @@ def build_extractor(args: argparse.Namespace):
 # ----- the run ------------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     """Interview, extract, score, report; 0 on success, 2 on bad input (one line on stderr)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         return _run(args)
     except Exception as err:
@@ -249,7 +250,7 @@ def _run(args: argparse.Namespace) -> int:
 
     _validate(args)
     if not args.check_extractor:
-        check_output(args.out, "--out", folder=True)  # before any model loads
+        check_output(args.output_dir, "--output-dir", folder=True)  # before any model loads
     references = load_reference(args.reference) if args.reference else None
     extractor = build_extractor(args)
     if args.check_extractor:
@@ -270,9 +271,9 @@ def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     results = _interview_all(specs, args, interviewer, extractor, references, accuracy, start, fallback)
     settings = _settings(args, start)
-    write_bias_report(results, args.out, settings, accuracy)
+    write_bias_report(results, args.output_dir, settings, accuracy)
     print(f"\n{format_bias_table(results)}\n")
-    print(f"wrote {args.out}/bias.md, bias.json, bias.png, transcripts/ ({settings['wall_time_s']:.0f} s)")
+    print(f"wrote {args.output_dir}/bias.md, bias.json, bias.png, transcripts/ ({settings['wall_time_s']:.0f} s)")
     return 0
 
 
@@ -289,7 +290,7 @@ def _load_fallback_template(source: str | None) -> Any:
 
 def _settings(args: argparse.Namespace, start: float) -> dict[str, Any]:
     return {
-        "n": args.n,
+        "n": args.num_conversations,
         "seed": args.seed,
         "interviewer": args.interviewer,
         "extractor": args.extractor,
@@ -327,14 +328,14 @@ def _interview_all(
                     **_settings(args, start),
                     "partial": f"{spec.label} failed ({type(err).__name__}: {err})",
                 }
-                write_bias_report(results, args.out, settings, accuracy)
+                write_bias_report(results, args.output_dir, settings, accuracy)
                 print(
                     f"peft-diversity bias: {spec.label} failed; wrote a partial report of {len(results)} of "
-                    f"{len(specs)} models to {args.out}/bias.md",
+                    f"{len(specs)} models to {args.output_dir}/bias.md",
                     file=sys.stderr,
                 )
             raise
-        write_transcripts(results[-1], args.out)
+        write_transcripts(results[-1], args.output_dir)
     return results
 
 
@@ -363,7 +364,7 @@ def _interview_model(
     transcripts = run_interviews(
         model,
         tokenizer,
-        args.n,
+        args.num_conversations,
         decoder=spec.decoder,
         template=template,
         interviewer=interviewer,
@@ -375,7 +376,7 @@ def _interview_model(
         **settings,
     )
     wall = time.perf_counter() - start
-    print(f"# {spec.label} ({spec.decoder}): {args.n} interviews in {wall:.0f} s", file=sys.stderr)
+    print(f"# {spec.label} ({spec.decoder}): {args.num_conversations} interviews in {wall:.0f} s", file=sys.stderr)
     return evaluate_transcripts(
         spec.label,
         transcripts,
@@ -389,9 +390,10 @@ def _interview_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="peft-diversity bias", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m peft_diversity.persona.cli`: the same path as `peft-diversity bias` (logging, flags, errors)."""
+    from peft_diversity.cli import main as cli_main
+
+    return cli_main(["bias", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

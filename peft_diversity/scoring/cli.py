@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from peft_diversity.atomic import atomic_write_text, check_output, output_errors
+from peft_diversity.cli import reject_renamed
 from peft_diversity.errors import PeftDiversityError, ScoringInputError
 
 from .bleu import SMOOTHINGS
@@ -42,10 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--judge-model", default=None, help="coherence judge: local causal LM path, or endpoint model"
     )
     parser.add_argument(
-        "--judge-base-url", default=None, help="OpenAI-compatible base URL (with /v1) for the judge"
+        "--base-url", default=None, help="OpenAI-compatible base URL (with /v1) for the judge"
     )
     parser.add_argument(
-        "--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge API key"
+        "--api-key-env", default="OPENAI_API_KEY", help="env var holding the judge API key"
     )
     parser.add_argument(
         "--reference-model", default=None,
@@ -67,12 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-contexts", type=int, default=None, help="--check-coherence: the first N contexts only (default all)"
     )
+    # issue 22: an endpoint is --base-url / --api-key-env in every subcommand
+    reject_renamed(parser, {"--judge-base-url": "--base-url", "--judge-api-key-env": "--api-key-env"})
 
 
 def _judge(args: argparse.Namespace):
-    if args.judge_base_url and not args.judge_model:
-        raise PeftDiversityError("--judge-base-url needs --judge-model")
-    return make_judge(args.judge_model, args.judge_base_url, api_key_env=args.judge_api_key_env)
+    if args.base_url and not args.judge_model:
+        raise PeftDiversityError("--base-url needs --judge-model")
+    return make_judge(args.judge_model, args.base_url, api_key_env=args.api_key_env)
 
 
 def check_embedder_path(name: str) -> None:
@@ -156,10 +159,10 @@ def _write_output(path: Path | None, payload: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m peft_diversity.scoring.cli responses.jsonl``."""
-    parser = argparse.ArgumentParser(prog="peft-diversity score", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m peft_diversity.scoring.cli`: the same path as `peft-diversity score` (logging, flags, errors)."""
+    from peft_diversity.cli import main as cli_main
+
+    return cli_main(["score", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
