@@ -145,7 +145,9 @@ def bench_p2(tokenizer, k: int, new_tokens: int, repeats: int) -> dict[str, floa
             "plain batched": lambda: gen.generate_possibilities(
                 model, tokenizer, context, shared_prefix=False, **common
             ),
-            "shared prefix, first token": lambda: gen.generate_possibilities(model, tokenizer, context, **first),
+            "shared prefix, first token": lambda: gen.generate_possibilities(
+                model, tokenizer, context, **first
+            ),
             "plain batched, first token": lambda: gen.generate_possibilities(
                 model, tokenizer, context, shared_prefix=False, **first
             ),
@@ -226,16 +228,26 @@ def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-name-or-path", dest="model", default=DEFAULT_MODEL,
-                        help=f"model of P1 and P3 (default {DEFAULT_MODEL})")
-    reject_renamed(parser, {"--model": "--model-name-or-path"})  # one flag name per concept (docs/architecture.md)
+    parser.add_argument(
+        "--model-name-or-path",
+        dest="model",
+        default=DEFAULT_MODEL,
+        help=f"model of P1 and P3 (default {DEFAULT_MODEL})",
+    )
+    reject_renamed(
+        parser, {"--model": "--model-name-or-path"}
+    )  # one flag name per concept (docs/architecture.md)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--num-responses", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--only", default="p1,p2,p3", help="comma-separated subset of p1,p2,p3")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared 2-core machine, 2 OpenMP threads stall "
-                             "whenever another process runs, which swamps the ratios); 0 = torch's choice")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine, 2 OpenMP threads stall "
+        "whenever another process runs, which swamps the ratios); 0 = torch's choice",
+    )
     parser.add_argument("--markdown", type=Path, help="also write the snippet here")
     args = parser.parse_args()
     if args.threads:

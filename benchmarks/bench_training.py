@@ -400,7 +400,9 @@ def contexts_of_length(records: list[dict], tokenizer, template, tokens: int, co
 
     def length(turns):
         record = {"context": turns, "candidates": []}
-        return len(tokenizer(template.prompt_text(tokenizer, record, 1), add_special_tokens=False)["input_ids"])
+        return len(
+            tokenizer(template.prompt_text(tokenizer, record, 1), add_special_tokens=False)["input_ids"]
+        )
 
     out = []
     for i, record in enumerate(records):
@@ -414,8 +416,9 @@ def contexts_of_length(records: list[dict], tokenizer, template, tokens: int, co
     raise SystemExit(f"not enough contexts of about {tokens} tokens in the bundled dialogue data")
 
 
-def shared_prefix_cell(model_id: str, records: list[dict], negatives: int, steps: int, warmup: int,
-                       output_dir: str) -> dict[str, Any]:
+def shared_prefix_cell(
+    model_id: str, records: list[dict], negatives: int, steps: int, warmup: int, output_dir: str
+) -> dict[str, Any]:
     """Per-row and shared-prefix steps interleaved on one LoRA model; then one step of each under memory tracking."""
     from peft import LoraConfig
 
@@ -426,8 +429,12 @@ def shared_prefix_cell(model_id: str, records: list[dict], negatives: int, steps
     args = make_args(output_dir, warmup + steps, 2e-4, 1024)
     args.max_negatives = negatives
     dataset = build_train_dataset(records, tokenizer, args)
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = PossibilityTrainer(model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
+    lora = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+    trainer = PossibilityTrainer(
+        model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
+    )
     model = trainer.model
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
     pad = tokenizer.pad_token_id
@@ -505,7 +512,9 @@ def run_shared_prefix(a: argparse.Namespace) -> int:
     from peft_diversity.models.loading import load_model_and_tokenizer
     from peft_diversity.templates import PossibilityTemplate
 
-    _, tokenizer = load_model_and_tokenizer(a.model, dtype=torch.float32)  # materialises a built-in model once
+    _, tokenizer = load_model_and_tokenizer(
+        a.model, dtype=torch.float32
+    )  # materialises a built-in model once
     records = load_one_to_many("builtin:dialogue", split="train")
     cells = {}
     for tokens in a.context_tokens:
@@ -514,15 +523,20 @@ def run_shared_prefix(a: argparse.Namespace) -> int:
             cell = shared_prefix_cell(a.model, chosen, negatives, a.steps, a.warmup, tempfile.mkdtemp())
             cells[tokens, negatives] = cell
             t = cell["times"]
-            print(f"~{tokens} tokens, 4+{negatives}: per row {t['per_row']} s (CPU {t['per_row_cpu']}), shared "
-                  f"{t['shared']} s (CPU {t['shared_cpu']}), memory "
-                  f"{_mib(cell['memory']['per_row'])} vs {_mib(cell['memory']['shared'])}", file=sys.stderr)
+            print(
+                f"~{tokens} tokens, 4+{negatives}: per row {t['per_row']} s (CPU {t['per_row_cpu']}), shared "
+                f"{t['shared']} s (CPU {t['shared_cpu']}), memory "
+                f"{_mib(cell['memory']['per_row'])} vs {_mib(cell['memory']['shared'])}",
+                file=sys.stderr,
+            )
     snippet = shared_prefix_markdown(cells, a, os.getloadavg()[0])
     print(snippet)
     if a.markdown:
         a.markdown.write_text(snippet + "\n", encoding="utf-8")
     at_12 = [c["times"] for (_, negatives), c in cells.items() if negatives >= 12]
-    worst = min((_median_ratio(t["per_row_cpu"], t["shared_cpu"]) for t in at_12), default=SHARED_PREFIX_TARGET)
+    worst = min(
+        (_median_ratio(t["per_row_cpu"], t["shared_cpu"]) for t in at_12), default=SHARED_PREFIX_TARGET
+    )
     return 0 if worst >= SHARED_PREFIX_TARGET else 1
 
 
@@ -542,7 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name-or-path", dest="model", default="builtin:minilm-decoder")
     from peft_diversity.cli import reject_renamed
 
-    reject_renamed(parser, {"--model": "--model-name-or-path"})  # one flag name per concept (docs/architecture.md)
+    reject_renamed(
+        parser, {"--model": "--model-name-or-path"}
+    )  # one flag name per concept (docs/architecture.md)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
@@ -551,10 +567,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-contexts", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--markdown", type=Path, default=None)
-    parser.add_argument("--shared-prefix", action="store_true",
-                        help="measure the shared-prefix path against the per-row path instead (issue 20)")
+    parser.add_argument(
+        "--shared-prefix",
+        action="store_true",
+        help="measure the shared-prefix path against the per-row path instead (issue 20)",
+    )
     parser.add_argument("--negatives", type=int, nargs="+", default=[4, 12], help="with --shared-prefix")
-    parser.add_argument("--context-tokens", type=int, nargs="+", default=[100, 200], help="with --shared-prefix")
+    parser.add_argument(
+        "--context-tokens", type=int, nargs="+", default=[100, 200], help="with --shared-prefix"
+    )
     a = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if a.threads:

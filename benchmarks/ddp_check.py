@@ -194,8 +194,10 @@ def main() -> int:
     print(f"launcher: {result['launcher']}")
     for name, cmd in result["commands"].items():
         print(f"  {name}: {cmd}")
-    print(f"label tokens (positive, negative) per process half: {result['half_batch_label_tokens']}; "
-          f"shared-prefix path throughout: {result['shared_prefix']}")
+    print(
+        f"label tokens (positive, negative) per process half: {result['half_batch_label_tokens']}; "
+        f"shared-prefix path throughout: {result['shared_prefix']}"
+    )
     print(
         f"max |grad| = {result['max_abs_grad']:.4g}; max |grad_2proc - grad_1proc| = "
         f"{result['max_abs_diff']:.3g} ({result['worst_tensor']}); tolerance {args.atol:g}: "

@@ -33,8 +33,17 @@ PAPER = {
 # LoRA adapter is made or loaded); ours use the new name, the property is peft's to rename: only this one is hidden
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
-_SCORING = ("semantic_diversity", "self_bleu", "distinct_n", "distinct_k", "vendi_score", "coherence",
-            "likelihood_coherence", "attribute_entropy", "score_predictions")
+_SCORING = (
+    "semantic_diversity",
+    "self_bleu",
+    "distinct_n",
+    "distinct_k",
+    "vendi_score",
+    "coherence",
+    "likelihood_coherence",
+    "attribute_entropy",
+    "score_predictions",
+)
 _LAZY = {
     "PossibilityConfig": "peft_diversity.trainer.config",
     "PossibilityTrainer": "peft_diversity.trainer.trainer",

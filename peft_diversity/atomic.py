@@ -21,8 +21,13 @@ from peft_diversity.errors import OutputPathError
 TEMP_DIR_TAG = ".partial-"  # `.<name>.partial-<host>-<pid>-<random>`: whose temp folder it is, found by name
 
 
-def check_output(path: str | os.PathLike, flag: str, *, folder: bool = False,
-                 inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+def check_output(
+    path: str | os.PathLike,
+    flag: str,
+    *,
+    folder: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
     """Refuse (OutputPathError, one line naming `flag` and `path`) an output that cannot be written or would
     destroy an input: a folder given as a file or a file as a folder, a path under an existing file, a folder
     that cannot be written, or a file that is one of `inputs` (any spelling, symlink or hard link of it)."""
@@ -34,8 +39,9 @@ def check_output(path: str | os.PathLike, flag: str, *, folder: bool = False,
         raise OutputPathError(f"{where}: is a folder; give a file path")
     for source in inputs:
         if source is not None and path.exists() and Path(source).exists() and os.path.samefile(path, source):
-            raise OutputPathError(f"{where}: is the input file {source}; writing it would replace the input, "
-                                  "give another path")
+            raise OutputPathError(
+                f"{where}: is the input file {source}; writing it would replace the input, give another path"
+            )
     existing = path if path.is_dir() else next(p for p in path.absolute().parents if p.exists())
     if not existing.is_dir():
         raise OutputPathError(f"{where}: {existing} is a file, so nothing can be written under it")
@@ -60,7 +66,9 @@ def output_errors(flag: str, path: str | os.PathLike) -> Iterator[None]:
         yield
     except OSError as err:
         reason = err.strerror or str(err)
-        raise OutputPathError(f"{flag} {path}: writing failed ({reason}); an earlier file there is unchanged") from err
+        raise OutputPathError(
+            f"{flag} {path}: writing failed ({reason}); an earlier file there is unchanged"
+        ) from err
 
 
 @contextmanager

@@ -103,8 +103,12 @@ class RetryPolicy:
 class RateLimiter:
     """At most `per_minute` request starts per minute, evenly spaced; shared by all threads of a client."""
 
-    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        per_minute: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if per_minute <= 0:
             raise ChatError(f"requests_per_minute must be > 0, got {per_minute}")
         self.interval = 60.0 / per_minute
@@ -143,11 +147,22 @@ class HttpChat:
     """An OpenAI-compatible `/chat/completions` endpoint; `base_url` includes the version prefix
     (e.g. `http://127.0.0.1:8000/v1`; default `$OPENAI_BASE_URL`, else OpenAI's)."""
 
-    def __init__(self, model: str, base_url: str | None = None, *, api_key: str | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", temperature: float = 0.0, max_tokens: int = 16,
-                 policy: RetryPolicy | None = None, requests_per_minute: float | None = None,
-                 concurrency: int = 4, seed: int | None = None, client: Client = "auto",
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        temperature: float = 0.0,
+        max_tokens: int = 16,
+        policy: RetryPolicy | None = None,
+        requests_per_minute: float | None = None,
+        concurrency: int = 4,
+        seed: int | None = None,
+        client: Client = "auto",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.model, self.api_key_env = model, api_key_env
         self.base_url = (base_url or default_base_url()).rstrip("/")
         self.shown_url = public_url(f"{self.base_url}/chat/completions")  # for messages: no credentials
@@ -157,8 +172,10 @@ class HttpChat:
             self.params["seed"] = seed
         self.policy = policy or RetryPolicy()
         if self.policy.max_retries < 0 or self.policy.timeout_s <= 0:
-            raise ChatError(f"max_retries must be >= 0 and timeout > 0, got {self.policy.max_retries} and "
-                            f"{self.policy.timeout_s}")
+            raise ChatError(
+                f"max_retries must be >= 0 and timeout > 0, got {self.policy.max_retries} and "
+                f"{self.policy.timeout_s}"
+            )
         self.limiter = RateLimiter(requests_per_minute, sleep=sleep) if requests_per_minute else None
         self.concurrency, self._sleep = max(1, concurrency), sleep
         self.client = _pick_client(client, self.shown_url)
@@ -189,9 +206,12 @@ class HttpChat:
             except _Transient as err:
                 if attempt + 1 == attempts:
                     raise ChatRetriesExhausted(
-                        f"{self.shown_url}: gave up after {attempts} attempts; last error: {err}") from None
+                        f"{self.shown_url}: gave up after {attempts} attempts; last error: {err}"
+                    ) from None
                 wait = self.policy.delay(attempt, err.retry_after)
-                logger.warning("%s: %s; retry %d/%d in %.1f s", self.shown_url, err, attempt + 1, attempts - 1, wait)
+                logger.warning(
+                    "%s: %s; retry %d/%d in %.1f s", self.shown_url, err, attempt + 1, attempts - 1, wait
+                )
                 self._sleep(wait)
         raise AssertionError("unreachable")
 
@@ -199,13 +219,19 @@ class HttpChat:
     def _openai(self) -> Any:
         import openai
 
-        return openai.OpenAI(base_url=self.base_url, api_key=self._key or NO_KEY, timeout=self.policy.timeout_s,
-                             max_retries=self.policy.max_retries)
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=self._key or NO_KEY,
+            timeout=self.policy.timeout_s,
+            max_retries=self.policy.max_retries,
+        )
 
     def _inference_client(self) -> Any:
         from huggingface_hub import InferenceClient
 
-        return InferenceClient(base_url=self.base_url, api_key=self._key or NO_KEY, timeout=self.policy.timeout_s)
+        return InferenceClient(
+            base_url=self.base_url, api_key=self._key or NO_KEY, timeout=self.policy.timeout_s
+        )
 
     def _send(self, messages: Conversation, params: dict[str, Any], attempts: int) -> str:
         if self.limiter is not None:
@@ -220,7 +246,9 @@ class HttpChat:
         try:
             return reply.choices[0].message.content or ""
         except (AttributeError, IndexError, TypeError) as err:
-            raise ChatRequestError(f"{self.shown_url}: unexpected response (not a chat completion: {err!r})") from None
+            raise ChatRequestError(
+                f"{self.shown_url}: unexpected response (not a chat completion: {err!r})"
+            ) from None
 
     def _sorted(self, err: Exception, attempts: int) -> Exception:
         """One of our errors (or `_Transient`, for the InferenceClient path to retry) for a client's exception."""
@@ -228,15 +256,21 @@ class HttpChat:
         status = getattr(response, "status_code", None)
         if status is None:  # no HTTP answer: a timeout or a dropped connection, or a body that is not JSON
             if isinstance(err, ValueError):
-                return ChatRequestError(f"{self.shown_url}: unexpected response ({self._redact(str(err))[:200]})")
+                return ChatRequestError(
+                    f"{self.shown_url}: unexpected response ({self._redact(str(err))[:200]})"
+                )
             reason = self._redact(f"{type(err).__name__}: {err}")[:200]
             if self.client == "openai":  # the SDK has retried already
-                return ChatRetriesExhausted(f"{self.shown_url}: gave up after {attempts} attempts; last error: "
-                                            f"connection failed ({reason})")
+                return ChatRetriesExhausted(
+                    f"{self.shown_url}: gave up after {attempts} attempts; last error: "
+                    f"connection failed ({reason})"
+                )
             return _Transient(f"connection failed ({reason})")
         sorted_err = self._classify(status, response)
         if isinstance(sorted_err, _Transient) and self.client == "openai":
-            return ChatRetriesExhausted(f"{self.shown_url}: gave up after {attempts} attempts; last error: {sorted_err}")
+            return ChatRetriesExhausted(
+                f"{self.shown_url}: gave up after {attempts} attempts; last error: {sorted_err}"
+            )
         return sorted_err
 
     def _classify(self, status: int, response: Any) -> Exception:
@@ -245,13 +279,19 @@ class HttpChat:
         where = f"HTTP {status} from {self.shown_url}"
         if status in (401, 403):
             sent = "the key" if self._key else "no key (it is empty)"
-            return ChatAuthError(f"{where}: not authorised ({detail}); {sent} in ${self.api_key_env} was sent: "
-                                 f"check {self.api_key_env} / --api-key-env and that the key may use {self.model!r}")
+            return ChatAuthError(
+                f"{where}: not authorised ({detail}); {sent} in ${self.api_key_env} was sent: "
+                f"check {self.api_key_env} / --api-key-env and that the key may use {self.model!r}"
+            )
         if status == 404:
-            return ChatModelNotFoundError(f"{where}: model {self.model!r} not found, or the base URL is wrong "
-                                          f"(it must end with the version prefix, e.g. /v1) ({detail})")
+            return ChatModelNotFoundError(
+                f"{where}: model {self.model!r} not found, or the base URL is wrong "
+                f"(it must end with the version prefix, e.g. /v1) ({detail})"
+            )
         if status == 429 and code == "insufficient_quota":
-            return ChatQuotaError(f"{where}: quota exhausted ({detail}); add credit or use another key/endpoint")
+            return ChatQuotaError(
+                f"{where}: quota exhausted ({detail}); add credit or use another key/endpoint"
+            )
         if status in RETRY_STATUSES:
             return _Transient(f"HTTP {status} ({detail})", _retry_after(response.headers.get("Retry-After")))
         return ChatRequestError(f"{where}: request rejected ({detail})")
@@ -272,9 +312,11 @@ def _pick_client(client: Client, shown_url: str) -> str:
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:  # huggingface_hub's session refuses every URL then, a local server's too
-            raise ChatError(f"{shown_url}: HF_HUB_OFFLINE=1 stops huggingface_hub's InferenceClient from reaching "
-                            "any endpoint; use client='openai' (installed with peft-diversity) or "
-                            "unset HF_HUB_OFFLINE")
+            raise ChatError(
+                f"{shown_url}: HF_HUB_OFFLINE=1 stops huggingface_hub's InferenceClient from reaching "
+                "any endpoint; use client='openai' (installed with peft-diversity) or "
+                "unset HF_HUB_OFFLINE"
+            )
     elif client != "openai":
         raise ChatError(f"unknown chat client {client!r}; choose auto, openai or huggingface_hub")
     return client
@@ -315,7 +357,9 @@ def _retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:  # "-0000" (UTC, per RFC 5322) parses to a naive time, which timestamp() takes as local
+    if (
+        when.tzinfo is None
+    ):  # "-0000" (UTC, per RFC 5322) parses to a naive time, which timestamp() takes as local
         when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - time.time())
 
@@ -326,13 +370,28 @@ class LocalChat:
     call when `seed` is given). The tokenizer's chat template is used when it has one, else a plain
     "role: content" transcript ending in "assistant:"."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, temperature: float = 0.0, max_tokens: int = 16,
-                 batch_size: int = 8, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 16,
+        batch_size: int = 8,
+        seed: int | None = None,
+    ) -> None:
         if temperature < 0 or max_tokens < 1 or batch_size < 1:
-            raise ChatError(f"temperature must be >= 0, max_tokens and batch_size >= 1, got {temperature}, "
-                            f"{max_tokens}, {batch_size}")
+            raise ChatError(
+                f"temperature must be >= 0, max_tokens and batch_size >= 1, got {temperature}, "
+                f"{max_tokens}, {batch_size}"
+            )
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.temperature, self.max_tokens, self.batch_size, self.seed = temperature, max_tokens, batch_size, seed
+        self.temperature, self.max_tokens, self.batch_size, self.seed = (
+            temperature,
+            max_tokens,
+            batch_size,
+            seed,
+        )
         self._calls = 0
 
     def __call__(self, conversations: Sequence[Conversation]) -> list[str]:
@@ -348,7 +407,9 @@ class LocalChat:
 
     def _render(self, conversation: Conversation) -> str:
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                conversation, tokenize=False, add_generation_prompt=True
+            )
         return "\n\n".join(f"{m['role']}: {m['content']}" for m in conversation) + "\n\nassistant:"
 
     def _generate(self, conversations: Sequence[Conversation]) -> list[str]:
@@ -357,16 +418,29 @@ class LocalChat:
         tokenizer = self.tokenizer
         side, tokenizer.padding_side = tokenizer.padding_side, "left"
         try:
-            batch = tokenizer([self._render(c) for c in conversations], return_tensors="pt", padding=True,
-                              add_special_tokens=False)
+            batch = tokenizer(
+                [self._render(c) for c in conversations],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            )
         finally:
             tokenizer.padding_side = side
         ids, mask = batch["input_ids"].to(self.model.device), batch["attention_mask"].to(self.model.device)
-        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": self.temperature}
+            if self.temperature > 0
+            else {"do_sample": False}
+        )
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         with torch.no_grad():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.max_tokens,
-                                      pad_token_id=pad_id, **sampling)
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=self.max_tokens,
+                pad_token_id=pad_id,
+                **sampling,
+            )
         return tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
 
 
@@ -395,21 +469,43 @@ def make_chat(
     if base_url:
         if not isinstance(model, str) or not model:
             raise ChatError("an endpoint (base URL) needs the name of its model")
-        policy = RetryPolicy(max_retries=5 if max_retries is None else max_retries,
-                             timeout_s=60.0 if timeout is None else timeout)
-        return HttpChat(model, base_url, api_key=api_key, api_key_env=api_key_env, temperature=temperature,
-                        max_tokens=max_tokens, policy=policy, requests_per_minute=requests_per_minute,
-                        concurrency=concurrency, seed=seed, client=client)
-    given = [name for name, value in (("max_retries", max_retries), ("timeout", timeout),
-                                      ("requests_per_minute", requests_per_minute)) if value is not None]
+        policy = RetryPolicy(
+            max_retries=5 if max_retries is None else max_retries,
+            timeout_s=60.0 if timeout is None else timeout,
+        )
+        return HttpChat(
+            model,
+            base_url,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            policy=policy,
+            requests_per_minute=requests_per_minute,
+            concurrency=concurrency,
+            seed=seed,
+            client=client,
+        )
+    given = [
+        name
+        for name, value in (
+            ("max_retries", max_retries),
+            ("timeout", timeout),
+            ("requests_per_minute", requests_per_minute),
+        )
+        if value is not None
+    ]
     if given:
-        raise ChatError(f"{', '.join(given)} apply to an HTTP endpoint only; give its base URL, or drop them for "
-                        "a local model")
+        raise ChatError(
+            f"{', '.join(given)} apply to an HTTP endpoint only; give its base URL, or drop them for "
+            "a local model"
+        )
     if isinstance(model, str | os.PathLike):
         from peft_diversity.models.loading import load_model_and_tokenizer
 
         model, tokenizer = load_model_and_tokenizer(os.fspath(model), dtype=dtype)
     elif tokenizer is None:
         raise ChatError("a local model given as an object needs its tokenizer")
-    return LocalChat(model, tokenizer, temperature=temperature, max_tokens=max_tokens, batch_size=batch_size,
-                     seed=seed)
+    return LocalChat(
+        model, tokenizer, temperature=temperature, max_tokens=max_tokens, batch_size=batch_size, seed=seed
+    )

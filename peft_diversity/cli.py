@@ -19,10 +19,22 @@ SUBCOMMANDS = {
     "generate": ("peft_diversity.generation.cli", "generate K diverse responses for a context"),
     "score": ("peft_diversity.scoring.cli", "score a responses.jsonl file with every diversity metric"),
     "experiment": ("peft_diversity.experiment.cli", "train, generate and score a comparison from a YAML"),
-    "demo": ("peft_diversity.experiment.cli", "the offline CPU demo: the experiment in recipes/experiments/demo-cpu.yaml"),
-    "push": ("peft_diversity.hub.cli", "upload a trained model (adapter or merged) with its template and model card"),
-    "build-data": ("peft_diversity.builder.cli", "build one-to-many training data from your prompts with a teacher model"),
-    "bias": ("peft_diversity.persona.cli", "persona demographic-bias test: interview models, compare attribute entropy"),
+    "demo": (
+        "peft_diversity.experiment.cli",
+        "the offline CPU demo: the experiment in recipes/experiments/demo-cpu.yaml",
+    ),
+    "push": (
+        "peft_diversity.hub.cli",
+        "upload a trained model (adapter or merged) with its template and model card",
+    ),
+    "build-data": (
+        "peft_diversity.builder.cli",
+        "build one-to-many training data from your prompts with a teacher model",
+    ),
+    "bias": (
+        "peft_diversity.persona.cli",
+        "persona demographic-bias test: interview models, compare attribute entropy",
+    ),
 }
 # subcommands sharing a module use a differently named flag setter
 ARGUMENT_SETTERS = {"demo": "add_demo_arguments"}
@@ -42,8 +54,13 @@ class _Renamed(argparse.Action):
     """An old spelling of a flag: refused with one line naming the new one (exit 2), never silently taken."""
 
     def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs) -> None:
-        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs="?", default=argparse.SUPPRESS,
-                         help=argparse.SUPPRESS)
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            nargs="?",
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
         self.new = new
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:

@@ -74,15 +74,26 @@ def load_one_to_many(
             records.append(record)
     report_for = source if isinstance(source, (str, Path)) and Path(source).is_file() else None
     if errors:
-        raise DataValidationError(_summary(errors, f"{origin}: {len(errors)} bad records", report, report_for))
+        raise DataValidationError(
+            _summary(errors, f"{origin}: {len(errors)} bad records", report, report_for)
+        )
     if repairs:
         message = f"{origin}: dropped duplicate candidates in {deduplicated} records"
         if num_candidates is not None:  # records are skipped only against a required number of candidates
-            message += f", skipped {len(rows) - len(records)} records with fewer than {num_candidates} candidates"
+            message += (
+                f", skipped {len(rows) - len(records)} records with fewer than {num_candidates} candidates"
+            )
         message += " (strict=True makes this an error)"
         if not records:
-            raise DataValidationError(_summary(repairs, f"{origin}: no usable records: all {len(rows)} have "
-                                               f"fewer than num_candidates={num_candidates}", report, report_for))
+            raise DataValidationError(
+                _summary(
+                    repairs,
+                    f"{origin}: no usable records: all {len(rows)} have "
+                    f"fewer than num_candidates={num_candidates}",
+                    report,
+                    report_for,
+                )
+            )
         logger.warning(_summary(repairs, message, report, report_for))
     return records
 
@@ -137,7 +148,9 @@ def _read_file(path: Path) -> list[tuple[str, Any]]:
         except UnicodeDecodeError as err:
             raise DataValidationError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
         except json.JSONDecodeError as err:
-            raise DataValidationError(f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno})") from err
+            raise DataValidationError(
+                f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno})"
+            ) from err
         if not isinstance(data, list):
             raise DataValidationError(f"{path}: a .json file must hold a list of records")
         return [(f"item {i}", row) for i, row in enumerate(data)]
@@ -167,8 +180,10 @@ def _read_hub(repo_id: str, split: str | None) -> list[tuple[str, Any]]:
     try:
         dataset = load_dataset(repo_id, split=split)
     except Exception as err:  # datasets raises many types; the message must name the source
-        raise DataValidationError(f"{repo_id!r} is not a local file/folder and could not be loaded as a "
-                                  f"Hub dataset (split {split!r}): {err}") from err
+        raise DataValidationError(
+            f"{repo_id!r} is not a local file/folder and could not be loaded as a "
+            f"Hub dataset (split {split!r}): {err}"
+        ) from err
     return _read_datasets_object(dataset, None)
 
 
@@ -180,10 +195,12 @@ def validate_record(row: Any, origin: str, where: str, num_candidates: int | Non
     return record
 
 
-def _check_record(row: Any, origin: str, where: str, num_candidates: int | None,
-                  strict: bool) -> tuple[dict[str, Any] | None, list[str]]:
+def _check_record(
+    row: Any, origin: str, where: str, num_candidates: int | None, strict: bool
+) -> tuple[dict[str, Any] | None, list[str]]:
     """(the normalised record, or None when skipped; the repairs made). Malformed records raise; duplicate
     candidates and too few candidates raise only when `strict`."""
+
     def fail(field: str, problem: str) -> DataValidationError:
         return DataValidationError(f"{origin}: {where}: field {field!r}: {problem}")
 
@@ -208,8 +225,9 @@ def _check_record(row: Any, origin: str, where: str, num_candidates: int | None,
         if norm in seen:
             if strict:
                 raise fail(f"candidates[{i}]", f"duplicate of candidates[{seen[norm]}]")
-            repairs.append(f"{origin}: {where}: field 'candidates[{i}]': duplicate of candidates[{seen[norm]}], "
-                           "dropped")
+            repairs.append(
+                f"{origin}: {where}: field 'candidates[{i}]': duplicate of candidates[{seen[norm]}], dropped"
+            )
             continue
         seen[norm] = i
         kept.append(cand.strip())

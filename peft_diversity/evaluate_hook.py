@@ -23,8 +23,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-METRIC_NAMES = ("diversity_sim", "self_bleu", "distinct_n", "vendi", "distinct_k", "coherence", "likelihood_coherence",
-                "demographic_bias")
+METRIC_NAMES = (
+    "diversity_sim",
+    "self_bleu",
+    "distinct_n",
+    "vendi",
+    "distinct_k",
+    "coherence",
+    "likelihood_coherence",
+    "demographic_bias",
+)
 _TARGET = "evaluate.loading"
 PTH_NAME = "peft_diversity_evaluate.pth"
 PTH_LINE = "import peft_diversity.evaluate_hook\n"

@@ -40,8 +40,9 @@ def read_jsonl(
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise error(f"{path}:{lineno}: line is not valid UTF-8 ({err.reason}); save the file as UTF-8{suffix}"
-                        ) from None
+            raise error(
+                f"{path}:{lineno}: line is not valid UTF-8 ({err.reason}); save the file as UTF-8{suffix}"
+            ) from None
         try:
             value = json.loads(line)
         except json.JSONDecodeError as err:

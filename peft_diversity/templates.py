@@ -112,7 +112,9 @@ class PossibilityTemplate:
             msgs.append({"role": "assistant", "content": response})
         return msgs
 
-    def prompt_text(self, tokenizer, record: dict[str, Any], k: int | None, sentence: str | None = None) -> str:
+    def prompt_text(
+        self, tokenizer, record: dict[str, Any], k: int | None, sentence: str | None = None
+    ) -> str:
         """The generation prompt string, rendered by the tokenizer's own chat template."""
         ensure_chat_template(tokenizer)
         return tokenizer.apply_chat_template(
@@ -126,7 +128,9 @@ class PossibilityTemplate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PossibilityTemplate:
         known = {f.name for f in fields(cls)}
-        data = {key: value for key, value in data.items() if key != TRAINED_KEY}  # not wording: see TRAINED_KEY
+        data = {
+            key: value for key, value in data.items() if key != TRAINED_KEY
+        }  # not wording: see TRAINED_KEY
         unknown = sorted(set(data) - known)
         if unknown:
             raise TemplateError(f"unknown template fields {unknown}; known: {sorted(known)}")
@@ -206,7 +210,9 @@ def default_decoder(name_or_path: str | os.PathLike) -> str:
 def _recorded_mode(name_or_path: str) -> str | None:
     path = Path(name_or_path) / TEMPLATE_FILENAME
     try:
-        data = json.loads((path if path.is_file() else _hub_file(name_or_path, TEMPLATE_FILENAME)).read_text("utf-8"))
+        data = json.loads(
+            (path if path.is_file() else _hub_file(name_or_path, TEMPLATE_FILENAME)).read_text("utf-8")
+        )
     except (OSError, ValueError):  # find_template already said a template exists; only the mode is optional
         return None
     mode = data.get(TRAINED_KEY, {}).get("mode") if isinstance(data.get(TRAINED_KEY), dict) else None

@@ -9,7 +9,6 @@ possibility tag) and stores the change as a delta: by default full fine-tuning o
     python scripts/build_minilm_warmup.py            # writes peft_diversity/resources/minilm_decoder_warmup.safetensors
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -46,13 +45,23 @@ def warmup_records(split: str = "train") -> list[dict]:
     from peft_diversity.data import load_one_to_many
 
     records = load_one_to_many("builtin:dialogue", split=split)
-    return [{"id": f"{r['id']}#{i}", "context": r["context"], "candidates": [c]}
-            for r in records for i, c in enumerate(r["candidates"])]
+    return [
+        {"id": f"{r['id']}#{i}", "context": r["context"], "candidates": [c]}
+        for r in records
+        for i, c in enumerate(r["candidates"])
+    ]
 
 
-def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rate: float = 1e-3,
-                 batch_size: int = 32, seed: int = 0, max_minutes: float | None = None,
-                 embedding_scale: float = 1.0) -> Path:
+def build_warmup(
+    output: Path,
+    epochs: float = 3.0,
+    rank: int = 64,
+    learning_rate: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+    max_minutes: float | None = None,
+    embedding_scale: float = 1.0,
+) -> Path:
     """Train the warm-up LoRA on the raw MiniLM decoder and write the delta file atomically.
 
     `max_minutes` stops training early (the schedule is constant after warm-up, so any stop point is a
@@ -69,8 +78,9 @@ def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rat
         model.get_input_embeddings().weight.mul_(embedding_scale)
         model.bert.embeddings.position_embeddings.weight.mul_(embedding_scale)
     if rank > 0:
-        lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS,
-                          task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
+        )
         model = get_peft_model(model, lora)
         for name, param in model.named_parameters():
             if "LayerNorm" in name or name.endswith("lm_head.bias") or "position_embeddings" in name:
@@ -79,23 +89,46 @@ def build_warmup(output: Path, epochs: float = 3.0, rank: int = 64, learning_rat
         model.get_input_embeddings().weight.requires_grad = False
     with tempfile.TemporaryDirectory() as out:
         args = PossibilityConfig(
-            output_dir=out, mode="oto", num_candidates=1, num_train_epochs=epochs, learning_rate=learning_rate,
-            per_device_train_batch_size=batch_size, lr_scheduler_type="constant_with_warmup", warmup_steps=20,
-            logging_steps=10, save_strategy="no", report_to=[], bf16=False, activation_checkpointing=False,
-            seed=seed, max_length=160,
+            output_dir=out,
+            mode="oto",
+            num_candidates=1,
+            num_train_epochs=epochs,
+            learning_rate=learning_rate,
+            per_device_train_batch_size=batch_size,
+            lr_scheduler_type="constant_with_warmup",
+            warmup_steps=20,
+            logging_steps=10,
+            save_strategy="no",
+            report_to=[],
+            bf16=False,
+            activation_checkpointing=False,
+            seed=seed,
+            max_length=160,
         )
-        trainer = PossibilityTrainer(model, args=args, train_dataset=warmup_records(), processing_class=tokenizer)
+        trainer = PossibilityTrainer(
+            model, args=args, train_dataset=warmup_records(), processing_class=tokenizer
+        )
         if max_minutes is not None:
             trainer.add_callback(_TimeLimit(max_minutes * 60))
         trainer.train()
         steps = trainer.state.global_step
-    delta = extract_delta(model) if rank > 0 else {
-        name: p.detach().clone().half() for name, p in model.named_parameters() if p.requires_grad
-    }
+    delta = (
+        extract_delta(model)
+        if rank > 0
+        else {name: p.detach().clone().half() for name, p in model.named_parameters() if p.requires_grad}
+    )
     with atomic_path(output) as tmp:
-        save_file(delta, str(tmp), metadata={"rank": str(rank), "steps": str(steps), "batch_size": str(batch_size),
-                                             "learning_rate": str(learning_rate),
-                                             "embedding_scale": str(embedding_scale)})
+        save_file(
+            delta,
+            str(tmp),
+            metadata={
+                "rank": str(rank),
+                "steps": str(steps),
+                "batch_size": str(batch_size),
+                "learning_rate": str(learning_rate),
+                "embedding_scale": str(embedding_scale),
+            },
+        )
     return output
 
 
@@ -133,8 +166,15 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    path = build_warmup(args.output, args.epochs, args.rank, args.learning_rate, args.batch_size,
-                        max_minutes=args.max_minutes, embedding_scale=args.embedding_scale)
+    path = build_warmup(
+        args.output,
+        args.epochs,
+        args.rank,
+        args.learning_rate,
+        args.batch_size,
+        max_minutes=args.max_minutes,
+        embedding_scale=args.embedding_scale,
+    )
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

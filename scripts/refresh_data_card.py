@@ -1,7 +1,7 @@
 """Maintainer script: print the bundled data's statistics, or refresh the table in peft_diversity/data/README.md.
 
-    python scripts/refresh_data_card.py            # print
-    python scripts/refresh_data_card.py --write    # refresh the card's table
+python scripts/refresh_data_card.py            # print
+python scripts/refresh_data_card.py --write    # refresh the card's table
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ def bundled_table(embedder: Any = None) -> str:
             stats = dataset_stats(load_one_to_many(f"builtin:{name}", split=split), embedder)
             rows.append((f"{name}/{split}", stats))
     keys = list(rows[0][1])
-    lines = ["| split | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
-             "|---|" + "---:|" * len(keys)]
+    lines = [
+        "| split | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+        "|---|" + "---:|" * len(keys),
+    ]
     lines += [f"| {name} | " + " | ".join(str(s[k]) for k in keys) + " |" for name, s in rows]
     return "\n".join(lines)
 
@@ -41,7 +43,9 @@ def write_card_table(table: str, card: Path = CARD) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--write", action="store_true", help=f"update the table in {CARD}")
     args = parser.parse_args()
     table = bundled_table()

@@ -32,24 +32,38 @@ BUNDLED_DIALOGUE_TRAIN = Path(__file__).parents[1] / "peft_diversity" / "data" /
 CHAT_FAMILIES: dict[str, dict] = {
     "llama": {
         "template": "llama3.jinja",
-        "special_tokens": ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                           "<|eot_id|>", "<|finetune_right_pad_id|>"],
-        "bos": "<|begin_of_text|>", "eos": "<|eot_id|>", "pad": "<|finetune_right_pad_id|>",
+        "special_tokens": [
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|finetune_right_pad_id|>",
+        ],
+        "bos": "<|begin_of_text|>",
+        "eos": "<|eot_id|>",
+        "pad": "<|finetune_right_pad_id|>",
     },
     "qwen2": {
         "template": "qwen2.5.jinja",
         "special_tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        "bos": None, "eos": "<|im_end|>", "pad": "<|endoftext|>",
+        "bos": None,
+        "eos": "<|im_end|>",
+        "pad": "<|endoftext|>",
     },
     "mistral": {
         "template": "mistral.jinja",
         "special_tokens": ["<unk>", "<s>", "</s>", "[INST]", "[/INST]"],
-        "bos": "<s>", "eos": "</s>", "pad": None,  # Mistral has no pad token: the base tokenizer's stays
+        "bos": "<s>",
+        "eos": "</s>",
+        "pad": None,  # Mistral has no pad token: the base tokenizer's stays
     },
     "gemma": {
         "template": "gemma.jinja",
         "special_tokens": ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],
-        "bos": "<bos>", "eos": "<end_of_turn>", "pad": "<pad>",
+        "bos": "<bos>",
+        "eos": "<end_of_turn>",
+        "pad": "<pad>",
     },
 }
 ARCHITECTURES = tuple(CHAT_FAMILIES)
@@ -107,7 +121,9 @@ def _bpe_tokenizer_session():
         show_progress=False,
     )
     backend.train_from_iterator(_bundled_dialogue_texts(), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
 
 
 @pytest.fixture

@@ -30,8 +30,13 @@ def _rows(n: int, fail_at: int | None = None, error: Exception | None = None):
     for i in range(n):
         if i == fail_at:
             raise error
-        yield Responses(texts=[f"response {i}"] * 3, context=f"context {i}", decoder="sampling",
-                        num_tokens=[2, 2, 2], wall_time_s=0.1)
+        yield Responses(
+            texts=[f"response {i}"] * 3,
+            context=f"context {i}",
+            decoder="sampling",
+            num_tokens=[2, 2, 2],
+            wall_time_s=0.1,
+        )
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -88,8 +93,13 @@ write_responses_jsonl(rows(), sys.argv[1])
 @pytest.mark.skipif(not hasattr(os, "kill") or sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_sigkill_midway_leaves_the_old_file(tmp_path):
     path = _old_file(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", KILL_MIDWAY, str(path)], cwd=ROOT, capture_output=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_MIDWAY, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == -9, proc.stderr.decode()
     assert path.read_bytes() == OLD
 

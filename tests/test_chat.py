@@ -53,7 +53,9 @@ def test_timeout_settings_and_params_are_sent(chat_double, client, monkeypatch):
     server, url = chat_double(lambda body: "late", delay=1.0)
     start = time.perf_counter()
     with pytest.raises(ChatRetriesExhausted, match="gave up after 1 attempts"):
-        make_chat("m", base_url=url, timeout=0.2, max_retries=0, client=client)([[{"role": "user", "content": "x"}]])
+        make_chat("m", base_url=url, timeout=0.2, max_retries=0, client=client)(
+            [[{"role": "user", "content": "x"}]]
+        )
     assert time.perf_counter() - start < 0.9  # the 0.2 s timeout, not the server's 1 s
     monkeypatch.setenv("HF_TOKEN", "hf_private")  # never sent to an endpoint
     server, url = chat_double(lambda body: "ok")
@@ -61,8 +63,13 @@ def test_timeout_settings_and_params_are_sent(chat_double, client, monkeypatch):
     shown = repr(make_chat("m", base_url="http://u:pw@example.test/v1?k=1", api_key="sk-1", client=client))
     assert "sk-1" not in shown and "pw" not in shown and "k=1" not in shown
     assert chat([[{"role": "user", "content": "x"}]]) == ["ok"]
-    (_, auth, body), = server.requests
-    assert auth == "Bearer EMPTY" and body["temperature"] == 0.7 and body["max_tokens"] == 5 and body["model"] == "m"
+    ((_, auth, body),) = server.requests
+    assert (
+        auth == "Bearer EMPTY"
+        and body["temperature"] == 0.7
+        and body["max_tokens"] == 5
+        and body["model"] == "m"
+    )
     assert body["seed"] == 4
 
 
@@ -82,7 +89,10 @@ def test_offline_huggingface_hub_client_and_local_network_settings_are_refused(m
 
 def test_local_chat_is_greedy_at_zero_and_samples_reproducibly_above(tiny_models):
     model, tokenizer = tiny_models("llama", seed=0)
-    conversations = [[{"role": "user", "content": "hello there"}], [{"role": "user", "content": "a longer prompt"}]]
+    conversations = [
+        [{"role": "user", "content": "hello there"}],
+        [{"role": "user", "content": "a longer prompt"}],
+    ]
     greedy = make_chat(model, tokenizer=tokenizer, max_tokens=4, batch_size=1)
     assert isinstance(greedy, LocalChat) and greedy(conversations) == greedy(conversations)
     first = make_chat(model, tokenizer=tokenizer, max_tokens=4, temperature=1.0, seed=3)(conversations)

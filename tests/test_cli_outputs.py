@@ -18,19 +18,34 @@ import pytest
 ROOT = Path(__file__).parents[1]
 RESPONSES = b'{"context": "a", "responses": ["the cat sat", "a dog ran off", "birds sing"]}\n' * 3
 OLD = b'{"old": "an earlier result"}\n' * 50
-MISSING_MODEL = "nobody/no-such-model"  # offline: loading it fails, so a check that runs first is the one seen
+MISSING_MODEL = (
+    "nobody/no-such-model"  # offline: loading it fails, so a check that runs first is the one seen
+)
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "HF_TOKEN": "hf_fake_for_tests", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_TOKEN": "hf_fake_for_tests",
+        "PYTHONWARNINGS": "ignore",
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 def _cli(argv: list, cwd: Path, prelude: str = "", **env: str) -> subprocess.CompletedProcess:
     """`peft-diversity ARGV`, after `prelude` (Python run first in the same process, to break a write)."""
     code = f"import sys\n{prelude}\nfrom peft_diversity.cli import main\nsys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True,
-                          env={**_env(), **env}, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env={**_env(), **env},
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def _one_line(proc: subprocess.CompletedProcess, command: str, *expected: str) -> str:
@@ -104,36 +119,86 @@ def test_generate_refuses_its_input_as_output(work, how):
     if how == "symlink":
         (work / "alias.jsonl").symlink_to(work / "records.jsonl")
         output = str(work / "alias.jsonl")
-    proc = _cli(["generate", "--model-name-or-path", MISSING_MODEL, "--input", work / "records.jsonl", "--output", output],
-                cwd=work)
+    proc = _cli(
+        [
+            "generate",
+            "--model-name-or-path",
+            MISSING_MODEL,
+            "--input",
+            work / "records.jsonl",
+            "--output",
+            output,
+        ],
+        cwd=work,
+    )
     _one_line(proc, "generate", "--output", output, "input")
     assert (work / "records.jsonl").read_bytes() == records
 
 
 # ----- output paths that cannot be written, checked before any work ------------------------------------------
 def _file_output(work: Path, readonly: Path, kind: str) -> str:
-    return {"folder": str(work / "a_folder"), "under-a-file": str(work / "a_file.txt" / "out.json"),
-            "read-only": str(readonly / "out.json")}[kind]
+    return {
+        "folder": str(work / "a_folder"),
+        "under-a-file": str(work / "a_file.txt" / "out.json"),
+        "read-only": str(readonly / "out.json"),
+    }[kind]
 
 
 def _folder_output(work: Path, readonly: Path, kind: str) -> str:
-    return {"file": str(work / "a_file.txt"), "under-a-file": str(work / "a_file.txt" / "run"),
-            "read-only": str(readonly / "run")}[kind]
+    return {
+        "file": str(work / "a_file.txt"),
+        "under-a-file": str(work / "a_file.txt" / "run"),
+        "read-only": str(readonly / "run"),
+    }[kind]
 
 
 FILE_CASES = {  # command -> argv given the output
-    "score": lambda work, out: ["score", work / "responses.jsonl", "--metrics", "distinct_n", "--output", out],
-    "generate": lambda work, out: ["generate", "--model-name-or-path", MISSING_MODEL, "--context", "hi", "--output", out],
+    "score": lambda work, out: [
+        "score",
+        work / "responses.jsonl",
+        "--metrics",
+        "distinct_n",
+        "--output",
+        out,
+    ],
+    "generate": lambda work, out: [
+        "generate",
+        "--model-name-or-path",
+        MISSING_MODEL,
+        "--context",
+        "hi",
+        "--output",
+        out,
+    ],
 }
 FOLDER_CASES = {  # (command, flag) -> argv given the output; each would fail differently if it ran first
     ("demo", "--output-dir"): lambda work, out: ["demo", "--output-dir", out],
-    ("train", "output_dir"): lambda work, out: ["train", "--model_name_or_path", MISSING_MODEL, "--dataset_name",
-                                                work / "missing.jsonl", "--output_dir", out],
+    ("train", "output_dir"): lambda work, out: [
+        "train",
+        "--model_name_or_path",
+        MISSING_MODEL,
+        "--dataset_name",
+        work / "missing.jsonl",
+        "--output_dir",
+        out,
+    ],
     ("bias", "--output-dir"): lambda work, out: ["bias", "--models", work / "no-model", "--output-dir", out],
-    ("build-data", "--output-dir"): lambda work, out: ["build-data", "--input", work / "missing.jsonl", "--output-dir",
-                                                     out],
-    ("push", "--save-only"): lambda work, out: ["push", "--model-name-or-path", work / "no-model", "--repo-id", "alice/x",
-                                                "--save-only", out],
+    ("build-data", "--output-dir"): lambda work, out: [
+        "build-data",
+        "--input",
+        work / "missing.jsonl",
+        "--output-dir",
+        out,
+    ],
+    ("push", "--save-only"): lambda work, out: [
+        "push",
+        "--model-name-or-path",
+        work / "no-model",
+        "--repo-id",
+        "alice/x",
+        "--save-only",
+        out,
+    ],
 }
 
 
@@ -147,8 +212,12 @@ def test_file_outputs_are_checked_first(work, readonly, command, kind):
 
 
 # every command with a file as its folder; the other kinds where the command starts fast (train imports TRL: 10 s)
-FOLDER_KINDS = [(case, kind) for case in FOLDER_CASES for kind in ("file", "under-a-file", "read-only")
-                if kind == "file" or case[0] != "train"]
+FOLDER_KINDS = [
+    (case, kind)
+    for case in FOLDER_CASES
+    for kind in ("file", "under-a-file", "read-only")
+    if kind == "file" or case[0] != "train"
+]
 
 
 @pytest.mark.parametrize(("case", "kind"), FOLDER_KINDS, ids=[f"{c[0]}-{k}" for c, k in FOLDER_KINDS])
@@ -198,8 +267,13 @@ def test_score_output_survives_a_dying_write(work, how):
     output = work / "out" / "scores.json"
     output.parent.mkdir()
     output.write_bytes(OLD)
-    proc = _cli(["score", work / "responses.jsonl", "--metrics", "distinct_n", "--output", output], cwd=work,
-                prelude=SCORE_WRITE_DIES, OUT_DIR=str(output.parent), HOW=how)
+    proc = _cli(
+        ["score", work / "responses.jsonl", "--metrics", "distinct_n", "--output", output],
+        cwd=work,
+        prelude=SCORE_WRITE_DIES,
+        OUT_DIR=str(output.parent),
+        HOW=how,
+    )
     if how == "kill":
         assert proc.returncode == -9, proc.stderr
     else:
@@ -209,11 +283,31 @@ def test_score_output_survives_a_dying_write(work, how):
 
 @pytest.mark.parametrize("how", ["kill", "disk-full"])
 def test_generate_output_survives_a_dying_write(work, tiny_dir, how):
-    (work / "records.jsonl").write_text("".join(json.dumps({"context": f"Maya: hello {i}"}) + "\n" for i in range(3)))
+    (work / "records.jsonl").write_text(
+        "".join(json.dumps({"context": f"Maya: hello {i}"}) + "\n" for i in range(3))
+    )
     output = work / "responses-old.jsonl"
     output.write_bytes(OLD)
-    proc = _cli(["generate", "--model-name-or-path", tiny_dir, "--input", work / "records.jsonl", "--output", output, "--num-responses", "2",
-                 "--decoder", "sampling", "--max-new-tokens", "3"], cwd=work, prelude=GENERATE_WRITE_DIES, HOW=how)
+    proc = _cli(
+        [
+            "generate",
+            "--model-name-or-path",
+            tiny_dir,
+            "--input",
+            work / "records.jsonl",
+            "--output",
+            output,
+            "--num-responses",
+            "2",
+            "--decoder",
+            "sampling",
+            "--max-new-tokens",
+            "3",
+        ],
+        cwd=work,
+        prelude=GENERATE_WRITE_DIES,
+        HOW=how,
+    )
     if how == "kill":
         assert proc.returncode == -9, proc.stderr
     else:

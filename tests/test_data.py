@@ -25,8 +25,11 @@ def _words(text: str) -> int:
 @pytest.fixture(scope="module")
 def bundled():
     """{(name, split): records} for both bundled sets, loaded (and so validated) through the public loader."""
-    return {(name, split): load_one_to_many(f"builtin:{name}", split=split)
-            for name in ("dialogue", "story") for split in ("train", "test")}
+    return {
+        (name, split): load_one_to_many(f"builtin:{name}", split=split)
+        for name in ("dialogue", "story")
+        for split in ("train", "test")
+    }
 
 
 def test_bundled_dialogue_meets_the_spec(bundled):
@@ -35,7 +38,9 @@ def test_bundled_dialogue_meets_the_spec(bundled):
     assert len(test) >= 60
     for record in train + test:
         assert 1 <= len(record["context"]) <= 6, record["id"]
-        assert all(turn["speaker"].strip() and turn["text"].strip() for turn in record["context"]), record["id"]
+        assert all(turn["speaker"].strip() and turn["text"].strip() for turn in record["context"]), record[
+            "id"
+        ]
         assert len(record["candidates"]) >= 6, record["id"]
         assert all(_words(c) <= 30 for c in record["candidates"]), record["id"]
 
@@ -88,23 +93,35 @@ def test_bundled_candidates_are_not_near_duplicates(bundled):
     for record in records:
         n = len(record["candidates"])
         sim = emb[start : start + n] @ emb[start : start + n].T
-        for i, j in (torch.triu(sim, diagonal=1) > NEAR_DUPLICATE - (0.01 if bf16 else 0.0)).nonzero().tolist():
-            suspects.append((record["id"], record["candidates"][i], record["candidates"][j], float(sim[i, j])))
+        for i, j in (
+            (torch.triu(sim, diagonal=1) > NEAR_DUPLICATE - (0.01 if bf16 else 0.0)).nonzero().tolist()
+        ):
+            suspects.append(
+                (record["id"], record["candidates"][i], record["candidates"][j], float(sim[i, j]))
+            )
         start += n
     assert start == len(texts)
     if bf16 and suspects:  # confirm borderline pairs at full precision
         exact = _sbert_encode(model, [t for _, a, b, _ in suspects for t in (a, b)], bf16=False)
-        suspects = [(rid, a, b, float(exact[2 * k] @ exact[2 * k + 1])) for k, (rid, a, b, _) in enumerate(suspects)]
+        suspects = [
+            (rid, a, b, float(exact[2 * k] @ exact[2 * k + 1])) for k, (rid, a, b, _) in enumerate(suspects)
+        ]
     offenders = [s for s in suspects if s[3] > NEAR_DUPLICATE]
     assert not offenders, offenders
 
 
 # ----- loading from every source ------------------------------------------------------------------------------
 RECORDS = [
-    {"id": "r1", "context": [{"speaker": "Ana", "text": "Lunch?"}, {"speaker": "Ben", "text": "Where?"}],
-     "candidates": ["  The noodle place.  ", "Anywhere with soup.", "I already ate, sorry."]},
-    {"id": "r2", "context": [{"speaker": "Ana", "text": "It's raining."}],
-     "candidates": ["Take my umbrella.", "Good, the garden needed it.", "Let's stay in then."]},
+    {
+        "id": "r1",
+        "context": [{"speaker": "Ana", "text": "Lunch?"}, {"speaker": "Ben", "text": "Where?"}],
+        "candidates": ["  The noodle place.  ", "Anywhere with soup.", "I already ate, sorry."],
+    },
+    {
+        "id": "r2",
+        "context": [{"speaker": "Ana", "text": "It's raining."}],
+        "candidates": ["Take my umbrella.", "Good, the garden needed it.", "Let's stay in then."],
+    },
 ]
 EXPECTED = [
     {**RECORDS[0], "candidates": ["The noodle place.", "Anywhere with soup.", "I already ate, sorry."]},
@@ -160,7 +177,9 @@ def test_load_folder_by_split(tmp_path):
     (tmp_path / "test.json").write_text(json.dumps(RECORDS[1:]), encoding="utf-8")
     assert load_one_to_many(tmp_path) == EXPECTED
     assert load_one_to_many(tmp_path, split="test") == EXPECTED[1:]
-    with pytest.raises(DataValidationError, match=r"no file for split 'dev' \(found: \['test.json', 'train.jsonl'\]\)"):
+    with pytest.raises(
+        DataValidationError, match=r"no file for split 'dev' \(found: \['test.json', 'train.jsonl'\]\)"
+    ):
         load_one_to_many(tmp_path, split="dev")
 
 
@@ -193,7 +212,9 @@ def test_num_candidates_requirement_at_load(tmp_path):
         f"{path}: 2 bad records: {path}: line 1: field 'candidates': has 3 candidates, fewer than "
         f"num_candidates=4 | {path}: line 2: field 'candidates': has 3 candidates, fewer than num_candidates=4"
     )
-    with pytest.raises(DataValidationError, match="no usable records: all 2 have fewer than num_candidates=4"):
+    with pytest.raises(
+        DataValidationError, match="no usable records: all 2 have fewer than num_candidates=4"
+    ):
         load_one_to_many(path, num_candidates=4)  # by default such records are skipped; none left is an error
 
 
@@ -206,31 +227,66 @@ GOOD = json.dumps(RECORDS[1])
     [
         ({"id": "x", "context": "Hi"}, "'candidates'", "missing"),
         ({"id": "x", "candidates": ["a", "b"]}, "'context'", "missing"),
-        ({"id": "x", "context": "Hi", "candidates": "Hello there"}, "'candidates'", "must be a list of strings, got str"),
+        (
+            {"id": "x", "context": "Hi", "candidates": "Hello there"},
+            "'candidates'",
+            "must be a list of strings, got str",
+        ),
         ({"id": "x", "context": "Hi", "candidates": ["ok", 3]}, "'candidates'", "must be a list of strings"),
-        ({"id": "x", "context": 42, "candidates": ["a"]}, "'context'", "must be a non-empty string or list of turns, got int"),
-        ({"id": "x", "context": [], "candidates": ["a"]}, "'context'", "must be a non-empty string or list of turns"),
+        (
+            {"id": "x", "context": 42, "candidates": ["a"]},
+            "'context'",
+            "must be a non-empty string or list of turns, got int",
+        ),
+        (
+            {"id": "x", "context": [], "candidates": ["a"]},
+            "'context'",
+            "must be a non-empty string or list of turns",
+        ),
         ({"id": "x", "context": "   ", "candidates": ["a"]}, "'context'", "empty"),
-        ({"id": "x", "context": [{"speaker": "A", "text": 5}], "candidates": ["a"]}, "'context[0]'", "a turn must"),
-        ({"id": "x", "context": ["Hi", {"text": "Yo"}], "candidates": ["a"]}, "'context[1].speaker'", "missing or empty"),
+        (
+            {"id": "x", "context": [{"speaker": "A", "text": 5}], "candidates": ["a"]},
+            "'context[0]'",
+            "a turn must",
+        ),
+        (
+            {"id": "x", "context": ["Hi", {"text": "Yo"}], "candidates": ["a"]},
+            "'context[1].speaker'",
+            "missing or empty",
+        ),
         ({"id": "x", "prompt": "", "candidates": ["a"]}, "'prompt'", "empty"),
-        ({"id": "x", "context": "Hi", "candidates": ["fine", "  \t "]}, "'candidates[1]'", "empty or whitespace-only"),
-        ({"id": "x", "context": "Hi", "candidates": ["fine", ""]}, "'candidates[1]'", "empty or whitespace-only"),
-        ({"id": "x", "context": "Hi", "candidates": ["Sure thing.", "No.", "sure  THING. "]}, "'candidates[2]'",
-         r"duplicate of candidates\[0\]"),
+        (
+            {"id": "x", "context": "Hi", "candidates": ["fine", "  \t "]},
+            "'candidates[1]'",
+            "empty or whitespace-only",
+        ),
+        (
+            {"id": "x", "context": "Hi", "candidates": ["fine", ""]},
+            "'candidates[1]'",
+            "empty or whitespace-only",
+        ),
+        (
+            {"id": "x", "context": "Hi", "candidates": ["Sure thing.", "No.", "sure  THING. "]},
+            "'candidates[2]'",
+            r"duplicate of candidates\[0\]",
+        ),
     ],
 )
 def test_invalid_record_names_file_line_and_field(tmp_path, bad, field, problem):
     path = tmp_path / "broken.jsonl"
     path.write_text(GOOD + "\n" + GOOD + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
-    with pytest.raises(DataValidationError, match=rf"^{re.escape(str(path))}: line 3: field {re.escape(field)}: {problem}"):
+    with pytest.raises(
+        DataValidationError, match=rf"^{re.escape(str(path))}: line 3: field {re.escape(field)}: {problem}"
+    ):
         load_one_to_many(path, strict=True)
 
 
 def test_record_that_is_not_an_object(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text(GOOD + "\n" + '["a", "b"]\n', encoding="utf-8")
-    with pytest.raises(DataValidationError, match=rf"^{re.escape(str(path))}: line 2: record must be an object, got list"):
+    with pytest.raises(
+        DataValidationError, match=rf"^{re.escape(str(path))}: line 2: record must be an object, got list"
+    ):
         load_one_to_many(path)
 
 
@@ -240,23 +296,33 @@ def test_invalid_rows_in_other_formats_are_located(tmp_path):
     bad = {**RECORDS[1], "candidates": ["same", "Same"]}
     path = tmp_path / "d.json"
     path.write_text(json.dumps([RECORDS[1], bad]), encoding="utf-8")
-    with pytest.raises(DataValidationError, match=rf"^{re.escape(str(path))}: item 1: field 'candidates\[1\]': duplicate"):
+    with pytest.raises(
+        DataValidationError, match=rf"^{re.escape(str(path))}: item 1: field 'candidates\[1\]': duplicate"
+    ):
         load_one_to_many(path, strict=True)
-    with pytest.raises(DataValidationError, match=r"^Dataset\[train\]: row 1: field 'candidates\[1\]': duplicate"):
+    with pytest.raises(
+        DataValidationError, match=r"^Dataset\[train\]: row 1: field 'candidates\[1\]': duplicate"
+    ):
         load_one_to_many(Dataset.from_list([RECORDS[1], bad]), strict=True)
 
 
 def test_non_utf8_line(tmp_path):
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(GOOD.encode() + b"\n" + '{"id": "x", "context": "Caf\u00e9", "candidates": ["a"]}'.encode("latin-1")
-                     + b"\n")
+    path.write_bytes(
+        GOOD.encode()
+        + b"\n"
+        + '{"id": "x", "context": "Caf\u00e9", "candidates": ["a"]}'.encode("latin-1")
+        + b"\n"
+    )
     with pytest.raises(DataValidationError, match=rf"^{re.escape(str(path))}:2: line is not valid UTF-8"):
         load_one_to_many(path)
 
 
 def test_invalid_json_line(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text(GOOD + "\n" + GOOD + "\n" + '{"id": "x", "context": "Hi", "candidates": ["a",]}\n', encoding="utf-8")
+    path.write_text(
+        GOOD + "\n" + GOOD + "\n" + '{"id": "x", "context": "Hi", "candidates": ["a",]}\n', encoding="utf-8"
+    )
     with pytest.raises(DataValidationError, match=rf"^{re.escape(str(path))}:3: not valid JSON"):
         load_one_to_many(path)
 
@@ -273,9 +339,14 @@ def test_invalid_json_file(tmp_path):
 
 # ----- training rows ------------------------------------------------------------------------------------------
 def _records(n: int = 6, candidates: int = 7) -> list[dict]:
-    return [{"id": f"c{i}", "context": f"context {i}",
-             "candidates": [f"reply {j} to context {i} with some extra words here" for j in range(candidates)]}
-            for i in range(n)]
+    return [
+        {
+            "id": f"c{i}",
+            "context": f"context {i}",
+            "candidates": [f"reply {j} to context {i} with some extra words here" for j in range(candidates)],
+        }
+        for i in range(n)
+    ]
 
 
 def _per_record(rows: list[TrainingRow]) -> dict[int, list[TrainingRow]]:
@@ -373,7 +444,9 @@ def test_bad_row_settings():
         build_training_rows(records, num_candidates=4, max_possibility=3)
     with pytest.raises(ValueError, match="num_candidates must be >= 1"):
         build_training_rows(records, num_candidates=0)
-    with pytest.raises(DataValidationError, match=r"record 'c0': field 'candidates': has 5, fewer than num_candidates=6"):
+    with pytest.raises(
+        DataValidationError, match=r"record 'c0': field 'candidates': has 5, fewer than num_candidates=6"
+    ):
         build_training_rows(records, num_candidates=6)
     # otm/oto draw no possibility numbers, so max_possibility does not bound them
     assert len(build_training_rows(records, mode="otm", num_candidates=5, max_possibility=3)) == 10
@@ -405,11 +478,15 @@ def test_all_bad_records_are_reported_at_once(tmp_path):
 
 
 def test_many_bad_records_go_to_a_report_file(tmp_path):
-    lines = [_record(i, ["a", "b", "c"]) if i % 2 else json.dumps({"id": f"r{i}", "context": "Hi"})
-             for i in range(20)]
+    lines = [
+        _record(i, ["a", "b", "c"]) if i % 2 else json.dumps({"id": f"r{i}", "context": "Hi"})
+        for i in range(20)
+    ]
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(DataValidationError, match=r"10 bad records: .* \(7 more; all 10 listed in .*problems\.txt\)"):
+    with pytest.raises(
+        DataValidationError, match=r"10 bad records: .* \(7 more; all 10 listed in .*problems\.txt\)"
+    ):
         load_one_to_many(path)
     report = Path(f"{path}.problems.txt").read_text().splitlines()
     assert len(report) == 10 and report[0] == f"{path}: line 1: field 'candidates': missing"

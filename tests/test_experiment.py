@@ -77,8 +77,9 @@ def test_runner_writes_every_output_and_resumes(tiny_setup, tmp_path):
     assert "| poexft | possibilities |" in table and "| human | candidates |" in table
     # the possibilities run against every other run, with a paired interval over the 2 contexts
     gaps = [line for line in table.splitlines() if line.startswith("| ") and "[" in line]
-    assert [line.split(" | ")[0] for line in gaps] == [f"| {r['model']}__{r['decoder']}" for r in ALL_RUNS
-                                                       if r["decoder"] != "possibilities"]
+    assert [line.split(" | ")[0] for line in gaps] == [
+        f"| {r['model']}__{r['decoder']}" for r in ALL_RUNS if r["decoder"] != "possibilities"
+    ]
     assert json.loads((run / "results.json").read_text())["results"][0]["decoder"] == "sampling"
     assert (run / "diversity_vs_coherence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -102,9 +103,13 @@ def test_changed_settings_redo_the_stages_they_touch(tiny_setup, tmp_path, caplo
     run_experiment(ExperimentConfig.from_dict(base), run)
 
     def stamps():
-        files = [run / "models" / "poexft" / "train_summary.json", run / "responses" / "base__sampling.jsonl",
-                 run / "responses" / "poexft__possibilities.jsonl", run / "scores" / "base__sampling.json",
-                 run / "scores" / "human__candidates.json"]
+        files = [
+            run / "models" / "poexft" / "train_summary.json",
+            run / "responses" / "base__sampling.jsonl",
+            run / "responses" / "poexft__possibilities.jsonl",
+            run / "scores" / "base__sampling.json",
+            run / "scores" / "human__candidates.json",
+        ]
         return [f.stat().st_mtime_ns for f in files]
 
     first = stamps()
@@ -113,15 +118,22 @@ def test_changed_settings_redo_the_stages_they_touch(tiny_setup, tmp_path, caplo
     assert stamps() == first and "redoing" not in caplog.text
 
     # generation changed: every responses file and score is redone, the trained model is not
-    changed = _config(tiny_setup, modes=["poexft"], runs=runs, metrics=["distinct_n"], num_responses=2,
-                      generation={"max_new_tokens": 3, "temperature": 1.0})
+    changed = _config(
+        tiny_setup,
+        modes=["poexft"],
+        runs=runs,
+        metrics=["distinct_n"],
+        num_responses=2,
+        generation={"max_new_tokens": 3, "temperature": 1.0},
+    )
     with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
         rows = run_experiment(ExperimentConfig.from_dict(changed), run)
     second = stamps()
     assert second[0] == first[0] and all(a != b for a, b in zip(first[1:], second[1:], strict=True))
     assert "generate base__sampling: settings changed" in caplog.text
-    assert all(len(json.loads(line)["responses"]) <= 2
-               for line in (run / "responses.jsonl").read_text().splitlines())
+    assert all(
+        len(json.loads(line)["responses"]) <= 2 for line in (run / "responses.jsonl").read_text().splitlines()
+    )
     assert rows[-1]["scores"]["responses_per_context"] == 2
 
     # training changed: the mode is retrained and its responses redone; the base model's are kept
@@ -136,16 +148,31 @@ def test_changed_settings_redo_the_stages_they_touch(tiny_setup, tmp_path, caplo
     assert summary["log_history"][-1]["step"] == 3
 
 
-def test_killed_training_stage_resumes_from_its_last_complete_checkpoint(tiny_setup, tmp_path, monkeypatch, caplog):
+def test_killed_training_stage_resumes_from_its_last_complete_checkpoint(
+    tiny_setup, tmp_path, monkeypatch, caplog
+):
     import logging
 
     from peft_diversity.trainer.trainer import PossibilityTrainer
 
     runs = [{"model": "poexft", "decoder": "possibilities"}]
-    config = ExperimentConfig.from_dict(_config(
-        tiny_setup, modes=["poexft"], runs=runs, metrics=["distinct_n"],
-        train={"max_steps": 4, "save_steps": 2, "save_total_limit": 3, "per_device_train_batch_size": 2,
-               "learning_rate": 1e-3, "max_length": 128, "logging_steps": 1}))
+    config = ExperimentConfig.from_dict(
+        _config(
+            tiny_setup,
+            modes=["poexft"],
+            runs=runs,
+            metrics=["distinct_n"],
+            train={
+                "max_steps": 4,
+                "save_steps": 2,
+                "save_total_limit": 3,
+                "per_device_train_batch_size": 2,
+                "learning_rate": 1e-3,
+                "max_length": 128,
+                "logging_steps": 1,
+            },
+        )
+    )
     run = tmp_path / "run"
     (run / "models" / ".poexft-x1y2").mkdir(parents=True)  # an older run's orphan temp folder
     original = PossibilityTrainer.training_step
@@ -159,7 +186,9 @@ def test_killed_training_stage_resumes_from_its_last_complete_checkpoint(tiny_se
     with pytest.raises(RuntimeError, match="killed"):
         run_experiment(config, run)
     work = run / "models" / ".poexft.partial"
-    assert (work / "checkpoint-2" / "trainer_state.json").is_file() and not (run / "models" / "poexft").exists()
+    assert (work / "checkpoint-2" / "trainer_state.json").is_file() and not (
+        run / "models" / "poexft"
+    ).exists()
     assert not (run / "models" / ".poexft-x1y2").exists()
     half = work / "checkpoint-3"  # a kill during the next save: weights written, trainer_state.json not
     half.mkdir()
@@ -223,13 +252,17 @@ def test_atomic_outputs_replace_whole_or_leave_the_old_file(tmp_path):
 
     target = tmp_path / "sub" / "results.png"
     with atomic_path(target) as tmp:
-        assert tmp.parent == target.parent and tmp.suffix == ".png"  # writers that go by the suffix still work
+        assert (
+            tmp.parent == target.parent and tmp.suffix == ".png"
+        )  # writers that go by the suffix still work
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new"
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:
         tmp.write_bytes(b"half")
         raise RuntimeError("killed mid-write")
-    assert target.read_bytes() == b"new" and sorted(p.name for p in target.parent.iterdir()) == ["results.png"]
+    assert target.read_bytes() == b"new" and sorted(p.name for p in target.parent.iterdir()) == [
+        "results.png"
+    ]
     assert atomic_write_text(tmp_path / "a.json", "{}").read_text() == "{}"
 
 
@@ -259,8 +292,14 @@ def test_yaml_judge_rates_coherence_and_is_checked_against_shuffled_replies(tiny
     from peft_diversity.cli import main
 
     runs = [{"model": "base", "decoder": "sampling"}]
-    config = _config(tiny_setup, modes=[], runs=runs, metrics=["coherence"], num_responses=2,
-                     judge={"model": str(tiny_setup / "tiny"), "max_new_tokens": 4})
+    config = _config(
+        tiny_setup,
+        modes=[],
+        runs=runs,
+        metrics=["coherence"],
+        num_responses=2,
+        judge={"model": str(tiny_setup / "tiny"), "max_new_tokens": 4},
+    )
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["experiment", "--config", str(path), "--output-dir", str(tmp_path / "run")]) == 0
@@ -292,11 +331,28 @@ def test_a_second_run_on_a_locked_run_folder_fails_at_once(tiny_setup, tmp_path)
     live.mkdir(parents=True)
     (live / "trainer_state.json").write_text("{}")
     with FileLock(run / LOCK_FILE):  # the first run, still going
-        done = subprocess.run([sys.executable, "-m", "peft_diversity.cli", "experiment", "--config", str(path),
-                               "--output-dir", str(run)], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "peft_diversity.cli",
+                "experiment",
+                "--config",
+                str(path),
+                "--output-dir",
+                str(run),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(run) in lines[0] and "another experiment run holds this run folder" in lines[0]
+    assert (
+        len(lines) == 1
+        and str(run) in lines[0]
+        and "another experiment run holds this run folder" in lines[0]
+    )
     assert (live / "trainer_state.json").read_text() == "{}" and not (run / "experiment.json").exists()
 
     rows = run_experiment(ExperimentConfig.from_yaml(path), run)  # the lock is free again: the run goes ahead
@@ -312,12 +368,16 @@ def test_rewritten_base_model_weights_redo_the_stages(tiny_setup, tmp_path, capl
     base = tmp_path / "base"
     shutil.copytree(tiny_setup / "tiny", base)
     runs = [{"model": "base", "decoder": "sampling"}, {"model": "poexft", "decoder": "possibilities"}]
-    config = ExperimentConfig.from_dict(_config(tiny_setup, base_model=str(base), modes=["poexft"], runs=runs,
-                                                metrics=["distinct_n"]))
+    config = ExperimentConfig.from_dict(
+        _config(tiny_setup, base_model=str(base), modes=["poexft"], runs=runs, metrics=["distinct_n"])
+    )
     run = tmp_path / "run"
     run_experiment(config, run)
-    outputs = [run / "models" / "poexft" / "train_summary.json", run / "responses" / "base__sampling.jsonl",
-               run / "responses" / "poexft__possibilities.jsonl"]
+    outputs = [
+        run / "models" / "poexft" / "train_summary.json",
+        run / "responses" / "base__sampling.jsonl",
+        run / "responses" / "poexft__possibilities.jsonl",
+    ]
     first = [f.stat().st_mtime_ns for f in outputs]
 
     model, _ = tiny_model_and_tokenizer("llama", seed=1)  # new weights, same architecture, same folder
@@ -341,7 +401,10 @@ def test_model_identity_is_the_content_hashed_once_or_the_hub_commit(tmp_path, m
     (folder / "config.json").write_text("{}")
     (folder / "README.md").write_text("notes")
     first = model_identity(str(folder))
-    assert sorted(first["files"]) == ["config.json", "model.safetensors"]  # what the model computes, not notes
+    assert sorted(first["files"]) == [
+        "config.json",
+        "model.safetensors",
+    ]  # what the model computes, not notes
     hits = builtin._content_hash.cache_info().hits
     assert model_identity(str(folder)) == first and builtin._content_hash.cache_info().hits == hits + 2
     (folder / "model.safetensors").write_bytes(b"b" * 64)  # same name, same size, new content
@@ -358,16 +421,22 @@ def test_model_identity_is_the_content_hashed_once_or_the_hub_commit(tmp_path, m
     assert model_identity("someone/tiny") == {"hub": "someone/tiny", "revision": "a" * 40}
     (repo / "refs" / "main").write_text("b" * 40)
     assert model_identity("someone/tiny")["revision"] == "b" * 40
-    assert model_identity(str(tmp_path / "no-such-model"))["revision"] is None  # the loader says what is wrong
+    assert (
+        model_identity(str(tmp_path / "no-such-model"))["revision"] is None
+    )  # the loader says what is wrong
 
     # online, the Hub's answer wins over the cache and is asked once per process (every stage stamp wants it)
     import huggingface_hub
 
     asked = []
     monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
-    monkeypatch.setattr(huggingface_hub, "model_info", lambda repo: asked.append(repo) or type("I", (), {"sha": "c" * 40}))
+    monkeypatch.setattr(
+        huggingface_hub, "model_info", lambda repo: asked.append(repo) or type("I", (), {"sha": "c" * 40})
+    )
     builtin._hub_commit.cache_clear()
-    assert [model_identity("someone/tiny")["revision"] for _ in range(2)] == ["c" * 40] * 2 and asked == ["someone/tiny"]
+    assert [model_identity("someone/tiny")["revision"] for _ in range(2)] == ["c" * 40] * 2 and asked == [
+        "someone/tiny"
+    ]
     builtin._hub_commit.cache_clear()
 
 
@@ -378,24 +447,48 @@ def test_model_identity_is_the_content_hashed_once_or_the_hub_commit(tmp_path, m
         ({"num_responses": "5"}, ["num_responses: must be an integer, got '5'"]),
         ({"train": [1, 2]}, ["train: must be a mapping, got [1, 2]"]),
         ({"train": {"max_stepz": 2}}, ["train.max_stepz: unknown key (did you mean 'max_steps'?)"]),
-        ({"train": {"max_steps": "2", "learning_rate": "1e-3"}},
-         ["train.learning_rate: must be a number, got '1e-3' (YAML", "train.max_steps: must be an integer, got '2'"]),
+        (
+            {"train": {"max_steps": "2", "learning_rate": "1e-3"}},
+            [
+                "train.learning_rate: must be a number, got '1e-3' (YAML",
+                "train.max_steps: must be an integer, got '2'",
+            ],
+        ),
         ({"train": {"mode": "otm"}}, ["train.mode: set by the experiment"]),
         ({"train": {"lr_scheduler_type": "sideways"}}, ["train: sideways is not a valid SchedulerType"]),
-        ({"generation": {"max_new_tokns": 4}}, ["generation.max_new_tokns: unknown key (did you mean 'max_new_tokens'?)"]),
-        ({"generation": {"possibilities": [1, 2]}}, ["generation.possibilities: not a setting of every run's decoder"]),
-        ({"generation": {"num_responses": 2, "seed": "x"}},
-         ["generation.num_responses: set by the experiment", "generation.seed: must be an integer"]),
+        (
+            {"generation": {"max_new_tokns": 4}},
+            ["generation.max_new_tokns: unknown key (did you mean 'max_new_tokens'?)"],
+        ),
+        (
+            {"generation": {"possibilities": [1, 2]}},
+            ["generation.possibilities: not a setting of every run's decoder"],
+        ),
+        (
+            {"generation": {"num_responses": 2, "seed": "x"}},
+            ["generation.num_responses: set by the experiment", "generation.seed: must be an integer"],
+        ),
         ({"generation": {"top_p": 2.0}}, ["generation: top_p must be in (0.0, 1.0], got 2.0"]),
-        ({"runs": [{"model": "base", "decoder": "sampling", "settings": {"temprature": 0.7}}]},
-         ["runs[0].settings.temprature: not a setting of the sampling decoder; unknown key (did you mean 'temperature'"]),
-        ({"runs": [{"model": "poexft", "decoder": "possibilities", "settings": {"shared_prefix": "yes"}}]},
-         ["runs[0].settings.shared_prefix: must be true or false or null, got 'yes'"]),
+        (
+            {"runs": [{"model": "base", "decoder": "sampling", "settings": {"temprature": 0.7}}]},
+            [
+                "runs[0].settings.temprature: not a setting of the sampling decoder; unknown key (did you mean 'temperature'"
+            ],
+        ),
+        (
+            {"runs": [{"model": "poexft", "decoder": "possibilities", "settings": {"shared_prefix": "yes"}}]},
+            ["runs[0].settings.shared_prefix: must be true or false or null, got 'yes'"],
+        ),
         ({"lora": {"lora_rr": 4}}, ["lora.lora_rr: unknown key (did you mean 'lora_r'?)"]),
-        ({"mode_overrides": {"oto": {"learning_rat": 0.1}}}, ["mode_overrides.oto.learning_rat: unknown key"]),
+        (
+            {"mode_overrides": {"oto": {"learning_rat": 0.1}}},
+            ["mode_overrides.oto.learning_rat: unknown key"],
+        ),
     ],
 )
-def test_every_problem_of_the_yaml_is_one_line_before_any_work(tiny_setup, tmp_path, capsys, change, expected):
+def test_every_problem_of_the_yaml_is_one_line_before_any_work(
+    tiny_setup, tmp_path, capsys, change, expected
+):
     from peft_diversity.cli import main
 
     path = tmp_path / "exp.yaml"
@@ -415,16 +508,42 @@ def test_all_problems_are_reported_at_once(tiny_setup, tmp_path):
     import sys
 
     path = tmp_path / "exp.yaml"
-    config = _config(tiny_setup, num_responses="5", seedd=1, lora={"lora_r": "4"},
-                     generation={"max_new_tokns": 4}, runs=[{"model": "base", "decoder": "magic"}, "sampling"])
+    config = _config(
+        tiny_setup,
+        num_responses="5",
+        seedd=1,
+        lora={"lora_r": "4"},
+        generation={"max_new_tokns": 4},
+        runs=[{"model": "base", "decoder": "magic"}, "sampling"],
+    )
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "peft_diversity.cli", "experiment", "--config", str(path),
-                           "--output-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "peft_diversity.cli",
+            "experiment",
+            "--config",
+            str(path),
+            "--output-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().removeprefix("peft-diversity experiment: ").splitlines()
     assert all(line.startswith(f"{path}: ") for line in lines), lines
     keys = [line.removeprefix(f"{path}: ").split(":")[0] for line in lines]
-    assert keys == ["seedd", "num_responses", "lora.lora_r", "generation.max_new_tokns", "runs[0].decoder", "runs[1]"]
+    assert keys == [
+        "seedd",
+        "num_responses",
+        "lora.lora_r",
+        "generation.max_new_tokns",
+        "runs[0].decoder",
+        "runs[1]",
+    ]
     assert not (tmp_path / "run").exists()
 
 
@@ -436,13 +555,22 @@ def test_likelihood_coherence_is_scored_with_the_experiments_reference_model(tin
     model.save_pretrained(other)
     tokenizer.save_pretrained(other)
     runs = [{"model": "base", "decoder": "sampling"}]
-    config = _config(tiny_setup, modes=[], runs=runs, metrics=["likelihood_coherence"],
-                     reference_model=str(tiny_setup / "tiny"))
+    config = _config(
+        tiny_setup,
+        modes=[],
+        runs=runs,
+        metrics=["likelihood_coherence"],
+        reference_model=str(tiny_setup / "tiny"),
+    )
     run = tmp_path / "run"
     first = run_experiment(ExperimentConfig.from_dict(config), run)
-    assert all({"likelihood_coherence", "likelihood_pmi", "likelihood_fluency"} <= set(r["scores"]) for r in first)
+    assert all(
+        {"likelihood_coherence", "likelihood_pmi", "likelihood_fluency"} <= set(r["scores"]) for r in first
+    )
     assert "coherence (likelihood PMI)" in (run / "results.md").read_text()
     with caplog.at_level(logging.WARNING, logger="peft_diversity.experiment.runner"):
         second = run_experiment(ExperimentConfig.from_dict(dict(config, reference_model=str(other))), run)
     assert "score base__sampling: settings changed" in caplog.text  # another reference model: scores redone
-    assert second[0]["scores"]["likelihood_fluency"] != pytest.approx(first[0]["scores"]["likelihood_fluency"])
+    assert second[0]["scores"]["likelihood_fluency"] != pytest.approx(
+        first[0]["scores"]["likelihood_fluency"]
+    )

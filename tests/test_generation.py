@@ -70,7 +70,9 @@ def test_shared_prefix_matches_plain_batched_path_under_greedy(tokenizer, arch, 
     # 12345 and 99999 tokenize into more pieces than 5: suffixes of different lengths (middle padding).
     model, tok = tiny(arch, tokenizer)
     template = PossibilityTemplate(max_possibility=99999)
-    settings = dict(possibilities=possibilities, template=template, temperature=0, max_new_tokens=6, clean=False)
+    settings = dict(
+        possibilities=possibilities, template=template, temperature=0, max_new_tokens=6, clean=False
+    )
     contexts = [DIALOGUE, STORY]  # prefixes of different lengths (left padding) in one batch
     shared = gen.generate_possibilities(model, tok, contexts=contexts, **settings)
     plain = gen.generate_possibilities(model, tok, contexts=contexts, shared_prefix=False, **settings)
@@ -84,7 +86,9 @@ def test_shared_prefix_matches_plain_batched_path_under_greedy(tokenizer, arch, 
 def test_k_possibilities_take_one_generate_call(monkeypatch, llama):
     model, tok = llama
     calls = count_generate_calls(monkeypatch, model)
-    result = gen.generate_possibilities(model, tok, DIALOGUE, num_responses=5, template=PossibilityTemplate(), max_new_tokens=4)
+    result = gen.generate_possibilities(
+        model, tok, DIALOGUE, num_responses=5, template=PossibilityTemplate(), max_new_tokens=4
+    )
     assert len(calls) == 1
     assert calls[0]["input_ids"].shape[0] == 5
     assert calls[0]["cache"].get_seq_length() > 0  # the prefix was prefilled once, outside generate
@@ -97,9 +101,18 @@ def test_k_possibilities_take_one_generate_call(monkeypatch, llama):
 def test_many_contexts_are_batched(monkeypatch, llama):
     model, tok = llama
     calls = count_generate_calls(monkeypatch, model)
-    records = [{"id": f"r{i}", "context": f"Line number {i} of a short chat about the weather today."} for i in range(5)]
+    records = [
+        {"id": f"r{i}", "context": f"Line number {i} of a short chat about the weather today."}
+        for i in range(5)
+    ]
     results = gen.generate_possibilities(
-        model, tok, contexts=records, num_responses=2, template=PossibilityTemplate(), max_new_tokens=3, batch_size=2
+        model,
+        tok,
+        contexts=records,
+        num_responses=2,
+        template=PossibilityTemplate(),
+        max_new_tokens=3,
+        batch_size=2,
     )
     assert len(calls) == 3
     assert [r.id for r in results] == [f"r{i}" for i in range(5)]
@@ -122,8 +135,16 @@ def test_random_possibilities_are_distinct_and_seeded(llama):
     model, tok = llama
     template = PossibilityTemplate(max_possibility=9)
     runs = [
-        gen.generate_possibilities(model, tok, DIALOGUE, num_responses=4, possibilities="random", template=template,
-                                   max_new_tokens=2, seed=3)
+        gen.generate_possibilities(
+            model,
+            tok,
+            DIALOGUE,
+            num_responses=4,
+            possibilities="random",
+            template=template,
+            max_new_tokens=2,
+            seed=3,
+        )
         for _ in range(2)
     ]
     numbers = runs[0].possibilities
@@ -173,8 +194,15 @@ class TableLM(torch.nn.Module):
 
 
 def run_table(penalty: float, beams: int, groups: int):
-    return diverse_beam_search(TableLM(), [START], num_beams=beams, num_beam_groups=groups,
-                               diversity_penalty=penalty, max_new_tokens=2, eos_token_id=EOS)
+    return diverse_beam_search(
+        TableLM(),
+        [START],
+        num_beams=beams,
+        num_beam_groups=groups,
+        diversity_penalty=penalty,
+        max_new_tokens=2,
+        eos_token_id=EOS,
+    )
 
 
 def test_diverse_beam_search_hand_worked_strong_penalty():
@@ -200,19 +228,23 @@ def test_diverse_beam_search_without_penalty_is_greedy_per_group_and_one_group_i
     # One group of two beams: step 1 keeps A, B; step 2 ranks A->B (ln .3) and B->C (ln .21) highest.
     (group,) = run_table(penalty=1.0, beams=2, groups=1)
     assert [h.tokens for h in group] == [[A, B], [B, C]]
-    assert gen.pick_diverse([[gen.Hypothesis([1], -1.0), gen.Hypothesis([2], -2.0)], [gen.Hypothesis([3], -0.5)]],
-                            3) == [gen.Hypothesis([1], -1.0), gen.Hypothesis([3], -0.5), gen.Hypothesis([2], -2.0)]
+    assert gen.pick_diverse(
+        [[gen.Hypothesis([1], -1.0), gen.Hypothesis([2], -2.0)], [gen.Hypothesis([3], -0.5)]], 3
+    ) == [gen.Hypothesis([1], -1.0), gen.Hypothesis([3], -0.5), gen.Hypothesis([2], -2.0)]
 
 
 def test_diverse_beam_search_cache_path_matches_full_recompute(llama, tokenizer):
     model, tok = llama
     prompt = gen.encode(tok, PossibilityTemplate().prompt_text(tok, {"context": DIALOGUE}, None))
-    kwargs = dict(num_beams=4, num_beam_groups=2, diversity_penalty=0.7, max_new_tokens=5,
-                  eos_token_id=tok.eos_token_id)
+    kwargs = dict(
+        num_beams=4, num_beam_groups=2, diversity_penalty=0.7, max_new_tokens=5, eos_token_id=tok.eos_token_id
+    )
     cached = diverse_beam_search(model, prompt, use_cache=True, **kwargs)
     full = diverse_beam_search(model, prompt, use_cache=False, **kwargs)
     assert [[h.tokens for h in g] for g in cached] == [[h.tokens for h in g] for g in full]
-    result = gen.generate_diverse_beam(model, tok, DIALOGUE, num_responses=3, max_new_tokens=4, diversity_penalty=2.0)
+    result = gen.generate_diverse_beam(
+        model, tok, DIALOGUE, num_responses=3, max_new_tokens=4, diversity_penalty=2.0
+    )
     assert result.decoder == "diverse_beam" and len(result.texts) == 3
     assert result.settings["num_beam_groups"] == 3
     with pytest.raises(GenerationError, match="multiple"):
@@ -238,7 +270,11 @@ def test_diverse_beam_search_cache_path_matches_full_recompute(llama, tokenizer)
 def test_listing_parse_formats(text):
     parsed = parse_numbered_list(text, 3)
     assert parsed.failures == []
-    assert [item.lower().rstrip(" .") for item in parsed.items] == ["the first one", "the second one", "the third one"]
+    assert [item.lower().rstrip(" .") for item in parsed.items] == [
+        "the first one",
+        "the second one",
+        "the third one",
+    ]
 
 
 def test_listing_parse_failures_and_stray_numbers():
@@ -290,8 +326,9 @@ def test_registry_names_and_common_shape(llama):
     model, tok = llama
     for name in DECODERS:
         extra = {"template": PossibilityTemplate()} if name == "possibilities" else {}
-        results = gen.generate_responses(name, model, tok, contexts=[DIALOGUE, STORY], num_responses=2, max_new_tokens=2,
-                                         **extra)
+        results = gen.generate_responses(
+            name, model, tok, contexts=[DIALOGUE, STORY], num_responses=2, max_new_tokens=2, **extra
+        )
         assert [r.decoder for r in results] == [name, name]
         assert json.loads(json.dumps([r.to_dict() for r in results]))[1]["context"] == STORY["prompt"]
         assert all(isinstance(r.wall_time_s, float) for r in results)
@@ -300,11 +337,27 @@ def test_registry_names_and_common_shape(llama):
 
 
 def test_responses_jsonl_round_trip(tmp_path):
-    result = Responses(texts=["a", "b"], num_tokens=[1, 1], wall_time_s=0.5, decoder="possibilities",
-                       context=DIALOGUE, possibilities=[1, 2], model="m", settings={"temperature": 1.0})
+    result = Responses(
+        texts=["a", "b"],
+        num_tokens=[1, 1],
+        wall_time_s=0.5,
+        decoder="possibilities",
+        context=DIALOGUE,
+        possibilities=[1, 2],
+        model="m",
+        settings={"temperature": 1.0},
+    )
     line = result.to_dict()
-    assert list(line)[:8] == ["context", "responses", "decoder", "model", "possibilities", "wall_time_s",
-                              "num_tokens", "settings"]
+    assert list(line)[:8] == [
+        "context",
+        "responses",
+        "decoder",
+        "model",
+        "possibilities",
+        "wall_time_s",
+        "num_tokens",
+        "settings",
+    ]
     path = gen.write_responses_jsonl([result, result], tmp_path / "responses.jsonl")
     assert gen.read_responses_jsonl(path) == [result, result]
 
@@ -352,18 +405,24 @@ def test_missing_template_suggests_template_option(llama):
     model, tok = llama
     with pytest.raises(GenerationError, match="--template"):
         gen.generate_possibilities(model, tok, DIALOGUE)
-    assert gen.generate_sampling(model, tok, STORY, num_responses=1, max_new_tokens=1).settings["template_task"] == "story"
+    assert (
+        gen.generate_sampling(model, tok, STORY, num_responses=1, max_new_tokens=1).settings["template_task"]
+        == "story"
+    )
 
 
 def test_long_context_is_truncated_from_the_left(monkeypatch, caplog, tokenizer):
     model, tok = tiny("llama", tokenizer)
     model.config.max_position_embeddings = 96
     calls = count_generate_calls(monkeypatch, model)
-    turns = [{"speaker": "Maya" if i % 2 else "Sam", "text": f"message {i} " + "blah " * 12} for i in range(30)]
+    turns = [
+        {"speaker": "Maya" if i % 2 else "Sam", "text": f"message {i} " + "blah " * 12} for i in range(30)
+    ]
     turns[-1]["text"] = "the very last message"
     with caplog.at_level(logging.WARNING, logger="peft_diversity.generation"):
-        result = gen.generate_possibilities(model, tok, turns, num_responses=2, template=PossibilityTemplate(),
-                                            max_new_tokens=6)
+        result = gen.generate_possibilities(
+            model, tok, turns, num_responses=2, template=PossibilityTemplate(), max_new_tokens=6
+        )
     assert "truncating" in caplog.text
     assert len(result.texts) == 2
     assert calls[0]["input_ids"].shape[1] <= 96 - 6
@@ -417,20 +476,51 @@ def model_folder(tmp_path_factory, tokenizer):
 
 def test_cli_prints_k_numbered_responses(model_folder, tmp_path, capsys):
     out = tmp_path / "responses.jsonl"
-    code = cli_main(["--model-name-or-path", str(model_folder), "--context", "Maya: hi there\\nSam: hello", "--num-responses", "3",
-                     "--max-new-tokens", "4", "--seed", "1", "--output", str(out)])
+    code = cli_main(
+        [
+            "--model-name-or-path",
+            str(model_folder),
+            "--context",
+            "Maya: hi there\\nSam: hello",
+            "--num-responses",
+            "3",
+            "--max-new-tokens",
+            "4",
+            "--seed",
+            "1",
+            "--output",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     lines = captured.out.strip().splitlines()
     assert [line.split(" ")[0] for line in lines] == ["1.", "2.", "3."]
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert row["decoder"] == "possibilities" and row["possibilities"] == [1, 2, 3] and len(row["responses"]) == 3
+    assert (
+        row["decoder"] == "possibilities" and row["possibilities"] == [1, 2, 3] and len(row["responses"]) == 3
+    )
     assert row["context"] == [{"speaker": "Maya", "text": "hi there"}, {"speaker": "Sam", "text": "hello"}]
 
 
 def test_cli_baseline_and_errors(model_folder, tmp_path, tokenizer, capsys):
-    assert cli_main(["--model-name-or-path", str(model_folder), "--prompt", "a dragon", "--decoder", "listing", "--num-responses", "2",
-                     "--max-new-tokens", "2"]) == 0
+    assert (
+        cli_main(
+            [
+                "--model-name-or-path",
+                str(model_folder),
+                "--prompt",
+                "a dragon",
+                "--decoder",
+                "listing",
+                "--num-responses",
+                "2",
+                "--max-new-tokens",
+                "2",
+            ]
+        )
+        == 0
+    )
     bare = tmp_path / "bare"
     model, tok = tiny_model_and_tokenizer("llama", tokenizer=tokenizer)
     model.save_pretrained(bare)
@@ -440,17 +530,60 @@ def test_cli_baseline_and_errors(model_folder, tmp_path, tokenizer, capsys):
     assert "--template" in capsys.readouterr().err
     template = tmp_path / "template.json"
     template.write_text(json.dumps(PossibilityTemplate(max_possibility=4).to_dict()))
-    assert cli_main(["--model-name-or-path", str(bare), "--context", "hi", "--num-responses", "2", "--template", str(template),
-                     "--max-new-tokens", "2"]) == 0
-    assert cli_main(["--model-name-or-path", str(bare), "--context", "hi", "--num-responses", "5", "--template", str(template)]) == 2
-    assert cli_main(["--model-name-or-path", str(model_folder), "--context", "hi", "--decoder", "sampling",
-                     "--possibilities", "1,2"]) == 2
+    assert (
+        cli_main(
+            [
+                "--model-name-or-path",
+                str(bare),
+                "--context",
+                "hi",
+                "--num-responses",
+                "2",
+                "--template",
+                str(template),
+                "--max-new-tokens",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli_main(
+            [
+                "--model-name-or-path",
+                str(bare),
+                "--context",
+                "hi",
+                "--num-responses",
+                "5",
+                "--template",
+                str(template),
+            ]
+        )
+        == 2
+    )
+    assert (
+        cli_main(
+            [
+                "--model-name-or-path",
+                str(model_folder),
+                "--context",
+                "hi",
+                "--decoder",
+                "sampling",
+                "--possibilities",
+                "1,2",
+            ]
+        )
+        == 2
+    )
     assert "--possibilities applies to the possibilities decoder" in capsys.readouterr().err
 
 
 def test_parse_context():
     assert parse_context("Maya: hi\nSam: hello there") == [
-        {"speaker": "Maya", "text": "hi"}, {"speaker": "Sam", "text": "hello there"}
+        {"speaker": "Maya", "text": "hi"},
+        {"speaker": "Sam", "text": "hello there"},
     ]
     assert parse_context("just a plain sentence") == "just a plain sentence"
 
@@ -467,11 +600,16 @@ def test_parse_context():
 def test_cli_bad_input_file_is_one_line(model_folder, tmp_path, capsys, content, message, monkeypatch):
     import re
 
-    monkeypatch.setattr("peft_diversity.models.loading.load_model_and_tokenizer",
-                        lambda *a, **k: pytest.fail("the model loaded before the input was checked"))
+    monkeypatch.setattr(
+        "peft_diversity.models.loading.load_model_and_tokenizer",
+        lambda *a, **k: pytest.fail("the model loaded before the input was checked"),
+    )
     path = tmp_path / "records.jsonl"
     path.write_bytes(content)
-    assert cli_main(["--model-name-or-path", str(model_folder), "--input", str(path), "--decoder", "sampling"]) == 2
+    assert (
+        cli_main(["--model-name-or-path", str(model_folder), "--input", str(path), "--decoder", "sampling"])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
 
@@ -488,9 +626,16 @@ def test_cli_bad_input_file_is_one_line(model_folder, tmp_path, capsys, content,
 def test_cli_out_of_range_sampling_settings(model_folder, capsys, flags, message, monkeypatch):
     import re
 
-    monkeypatch.setattr("peft_diversity.models.loading.load_model_and_tokenizer",
-                        lambda *a, **k: pytest.fail("the model loaded before the settings were checked"))
-    assert cli_main(["--model-name-or-path", str(model_folder), "--context", "hi", "--decoder", "sampling", *flags]) == 2
+    monkeypatch.setattr(
+        "peft_diversity.models.loading.load_model_and_tokenizer",
+        lambda *a, **k: pytest.fail("the model loaded before the settings were checked"),
+    )
+    assert (
+        cli_main(
+            ["--model-name-or-path", str(model_folder), "--context", "hi", "--decoder", "sampling", *flags]
+        )
+        == 2
+    )
     assert re.search(message, capsys.readouterr().err)
 
 

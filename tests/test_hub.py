@@ -18,12 +18,32 @@ from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
 CONTEXT = [{"speaker": "A", "text": "Any plans for the weekend?"}, {"speaker": "B", "text": "Not yet, you?"}]
 GREEDY = dict(temperature=0, max_new_tokens=6)
 RESULTS = [
-    {"model": "base", "decoder": "sampling", "name": "base__sampling",
-     "scores": {"semantic_diversity": 0.21, "self_bleu": 0.61, "distinct_1": 0.3, "distinct_2": 0.4,
-                "coherence_relevance": 0.7, "latency_s": 0.5}},
-    {"model": "poexft", "decoder": "possibilities", "name": "poexft__possibilities",
-     "scores": {"semantic_diversity": 0.4321, "self_bleu": 0.1234, "distinct_1": 0.5, "distinct_2": 0.8765,
-                "coherence_relevance": 0.6543, "latency_s": 0.25}},
+    {
+        "model": "base",
+        "decoder": "sampling",
+        "name": "base__sampling",
+        "scores": {
+            "semantic_diversity": 0.21,
+            "self_bleu": 0.61,
+            "distinct_1": 0.3,
+            "distinct_2": 0.4,
+            "coherence_relevance": 0.7,
+            "latency_s": 0.5,
+        },
+    },
+    {
+        "model": "poexft",
+        "decoder": "possibilities",
+        "name": "poexft__possibilities",
+        "scores": {
+            "semantic_diversity": 0.4321,
+            "self_bleu": 0.1234,
+            "distinct_1": 0.5,
+            "distinct_2": 0.8765,
+            "coherence_relevance": 0.6543,
+            "latency_s": 0.25,
+        },
+    },
 ]
 
 
@@ -43,7 +63,9 @@ class RecordingApi:
         from pathlib import Path
 
         folder = Path(kwargs["folder_path"])
-        self.uploaded = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        self.uploaded = {
+            p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+        }
         return "https://huggingface.co/commit/abc"
 
 
@@ -63,8 +85,15 @@ def trained(tmp_path_factory):
     model.save_pretrained(full)
     tokenizer.save_pretrained(full)
     template.save_pretrained(full)
-    args = PossibilityConfig(output_dir=str(root / "args"), mode="poexft", num_candidates=3, max_possibility=5,
-                             ul_weight=0.25, learning_rate=3e-4, report_to=[])
+    args = PossibilityConfig(
+        output_dir=str(root / "args"),
+        mode="poexft",
+        num_candidates=3,
+        max_possibility=5,
+        ul_weight=0.25,
+        learning_rate=3e-4,
+        report_to=[],
+    )
     torch.save(args, full / "training_args.bin")
     (full / "optimizer.pt").write_bytes(b"not for upload")
 
@@ -73,14 +102,22 @@ def trained(tmp_path_factory):
     tokenizer.save_pretrained(base)
     base_model = AutoModelForCausalLM.from_pretrained(base).eval()
     torch.manual_seed(2)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False
+    )
     peft_model = get_peft_model(base_model, lora).eval()
     adapter = root / "adapter"
     peft_model.save_pretrained(adapter)
     tokenizer.save_pretrained(adapter)
     template.save_pretrained(adapter)
-    return {"full": full, "adapter": adapter, "model": model, "peft_model": peft_model, "tokenizer": tokenizer,
-            "template": template}
+    return {
+        "full": full,
+        "adapter": adapter,
+        "model": model,
+        "peft_model": peft_model,
+        "tokenizer": tokenizer,
+        "template": template,
+    }
 
 
 def _generate(model, tokenizer, template):
@@ -93,27 +130,53 @@ def _generate(model, tokenizer, template):
 def test_save_for_hub_full_folder_and_card(trained, tmp_path):
     from huggingface_hub import ModelCard, metadata_load
 
-    out = hub.save_for_hub(trained["full"], tmp_path / "upload", results=RESULTS, base_model="Qwen/Qwen2.5-0.5B",
-                           dataset="user/one-to-many-dialogue", repo_id="alice/tiny-poexft")
+    out = hub.save_for_hub(
+        trained["full"],
+        tmp_path / "upload",
+        results=RESULTS,
+        base_model="Qwen/Qwen2.5-0.5B",
+        dataset="user/one-to-many-dialogue",
+        repo_id="alice/tiny-poexft",
+    )
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer_config.json", TEMPLATE_FILENAME, "README.md",
-            hub.TRAINING_CONFIG_FILENAME} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer_config.json",
+        TEMPLATE_FILENAME,
+        "README.md",
+        hub.TRAINING_CONFIG_FILENAME,
+    } <= names
     assert not names & {"training_args.bin", "optimizer.pt"}
     assert not list(tmp_path.glob(".upload*"))  # temp dir renamed away
     training = json.loads((out / hub.TRAINING_CONFIG_FILENAME).read_text())
     assert training["mode"] == "poexft" and training["ul_weight"] == 0.25
 
     text = (out / "README.md").read_text()
-    for snippet in ("poexft", "Qwen/Qwen2.5-0.5B", "0.432", "0.654", "PossibilityGenerator.from_pretrained",
-                    "# alice/tiny-poexft", "2412.03343", "Limitations", "ul_weight", "1..5"):
+    for snippet in (
+        "poexft",
+        "Qwen/Qwen2.5-0.5B",
+        "0.432",
+        "0.654",
+        "PossibilityGenerator.from_pretrained",
+        "# alice/tiny-poexft",
+        "2412.03343",
+        "Limitations",
+        "ul_weight",
+        "1..5",
+    ):
         assert snippet in text, snippet
     card = ModelCard.load(out / "README.md")
     data = card.data.to_dict()
     assert data["base_model"] == "Qwen/Qwen2.5-0.5B"
     assert data["datasets"] == ["user/one-to-many-dialogue"]
     metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
-    assert metrics == {"semantic_diversity": 0.4321, "self_bleu": 0.1234, "distinct_2": 0.8765,
-                       "coherence_relevance": 0.6543}
+    assert metrics == {
+        "semantic_diversity": 0.4321,
+        "self_bleu": 0.1234,
+        "distinct_2": 0.8765,
+        "coherence_relevance": 0.6543,
+    }
     assert data["model-index"][0]["results"][0]["task"]["type"] == "text-generation"
     assert metadata_load(out / "README.md")["model-index"] == data["model-index"]
     assert [r.metric_type for r in card.data.eval_results] == list(metrics)
@@ -181,10 +244,20 @@ def test_generator_from_pretrained_takes_the_download_options(trained, monkeypat
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
     gen = hub.PossibilityGenerator.from_pretrained(
-        "alice/model", revision="abc123", token="t", cache_dir="/tmp/c", local_files_only=True, dtype="float32"
+        "alice/model",
+        revision="abc123",
+        token="t",
+        cache_dir="/tmp/c",
+        local_files_only=True,
+        dtype="float32",
     )
-    assert seen == {"repo_id": "alice/model", "revision": "abc123", "token": "t", "cache_dir": "/tmp/c",
-                    "local_files_only": True}
+    assert seen == {
+        "repo_id": "alice/model",
+        "revision": "abc123",
+        "token": "t",
+        "cache_dir": "/tmp/c",
+        "local_files_only": True,
+    }
     assert gen.model.dtype == torch.float32 and gen.template.max_possibility == 5
 
 
@@ -220,7 +293,12 @@ def test_push_model_private_by_default(trained, logged_in, capsys):
     api = RecordingApi()
     hub.push_model(trained["full"], "alice/tiny-poexft", api=api, results=RESULTS)
     (create, repo, kwargs), (upload, repo2, up) = api.calls
-    assert (create, repo, upload, repo2) == ("create_repo", "alice/tiny-poexft", "upload_folder", "alice/tiny-poexft")
+    assert (create, repo, upload, repo2) == (
+        "create_repo",
+        "alice/tiny-poexft",
+        "upload_folder",
+        "alice/tiny-poexft",
+    )
     assert kwargs == {"private": True, "exist_ok": True, "repo_type": "model"}
     assert up["repo_type"] == "model" and up["commit_message"]
     assert {"model.safetensors", TEMPLATE_FILENAME, "README.md"} <= set(api.uploaded)
@@ -266,13 +344,23 @@ def test_cli_push_and_save_only(trained, logged_in, monkeypatch, tmp_path):
 
     parser = argparse.ArgumentParser()
     hub_cli.add_arguments(parser)
-    args = parser.parse_args(["--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--save-only",
-                              str(tmp_path / "folder")])
+    args = parser.parse_args(
+        [
+            "--model-name-or-path",
+            str(trained["full"]),
+            "--repo-id",
+            "alice/x",
+            "--save-only",
+            str(tmp_path / "folder"),
+        ]
+    )
     assert hub_cli.run(args) == 0 and (tmp_path / "folder" / "README.md").is_file()
 
     api = RecordingApi()
     monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: api)
-    args = parser.parse_args(["--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--public"])
+    args = parser.parse_args(
+        ["--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--public"]
+    )
     assert hub_cli.run(args) == 0
     assert api.calls[0][2]["private"] is False
     with pytest.raises(HubError, match="owner/name"):
@@ -290,9 +378,16 @@ def _hash_embedder(texts):
 
 
 STORY = [
-    {"id": "s1", "prompt": "A door appears in the desert.", "candidates": ["It was blue.", "Nobody saw it open."]},
-    {"id": "s2", "prompt": "The last train never arrives.", "candidates": ["We waited.", "The clock ran back.",
-                                                                          "A dog barked twice."]},
+    {
+        "id": "s1",
+        "prompt": "A door appears in the desert.",
+        "candidates": ["It was blue.", "Nobody saw it open."],
+    },
+    {
+        "id": "s2",
+        "prompt": "The last train never arrives.",
+        "candidates": ["We waited.", "The clock ran back.", "A dog barked twice."],
+    },
 ]
 PARQUET = "data/{}-00000-of-00001.parquet"
 
@@ -309,10 +404,15 @@ def test_save_dataset_builtin_dialogue(tmp_path):
 
     from peft_diversity.data import load_one_to_many
 
-    out = hub.save_dataset_for_hub("builtin:dialogue", tmp_path / "ds", embedder=_hash_embedder,
-                                   repo_id="alice/otm-dialogue")
+    out = hub.save_dataset_for_hub(
+        "builtin:dialogue", tmp_path / "ds", embedder=_hash_embedder, repo_id="alice/otm-dialogue"
+    )
     assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
-        "README.md", PARQUET.format("train"), PARQUET.format("test"), hub.SAVE_MARKER}
+        "README.md",
+        PARQUET.format("train"),
+        PARQUET.format("test"),
+        hub.SAVE_MARKER,
+    }
     assert not list(tmp_path.glob(".ds-*"))
     loaded = _read_back(out, ("train", "test"))
     for split in ("train", "test"):
@@ -323,21 +423,36 @@ def test_save_dataset_builtin_dialogue(tmp_path):
         assert rows[0]["context"] == records[0]["context"] and rows[0]["id"] == records[0]["id"]
     card = DatasetCard.load(out / "README.md")
     data = card.data.to_dict()
-    assert data["configs"] == [{"config_name": "default", "data_files": [
-        {"split": "train", "path": PARQUET.format("train")}, {"split": "test", "path": PARQUET.format("test")}]}]
+    assert data["configs"] == [
+        {
+            "config_name": "default",
+            "data_files": [
+                {"split": "train", "path": PARQUET.format("train")},
+                {"split": "test", "path": PARQUET.format("test")},
+            ],
+        }
+    ]
     assert data["license"] == "cc-by-4.0"
     from peft_diversity.datacard import dataset_stats
 
     train_stats = dataset_stats(load_one_to_many("builtin:dialogue", split="train"), _hash_embedder)
     text = card.text
-    for snippet in ("within context cosine mean", f"| train | {train_stats['contexts']} |",
-                    str(train_stats["within_context_cosine_mean"]), "builtin:dialogue", "{speaker: string",
-                    'load_dataset("alice/otm-dialogue")', "cc-by-4.0"):
+    for snippet in (
+        "within context cosine mean",
+        f"| train | {train_stats['contexts']} |",
+        str(train_stats["within_context_cosine_mean"]),
+        "builtin:dialogue",
+        "{speaker: string",
+        'load_dataset("alice/otm-dialogue")',
+        "cc-by-4.0",
+    ):
         assert snippet in text, snippet
     # the folder itself loads as a dataset through the card's configs
     import datasets
 
-    assert datasets.load_dataset(str(out), cache_dir=str(tmp_path / "c"))["test"].num_rows == len(load_one_to_many("builtin:dialogue", "test"))
+    assert datasets.load_dataset(str(out), cache_dir=str(tmp_path / "c"))["test"].num_rows == len(
+        load_one_to_many("builtin:dialogue", "test")
+    )
 
 
 def test_save_dataset_story_jsonl_missing_split(tmp_path, caplog):
@@ -345,7 +460,9 @@ def test_save_dataset_story_jsonl_missing_split(tmp_path, caplog):
     src.mkdir()
     (src / "train.jsonl").write_text("\n".join(json.dumps(r) for r in STORY) + "\n")
     with caplog.at_level("INFO", logger="peft_diversity.hub"):
-        out = hub.save_dataset_for_hub(src, tmp_path / "ds", embedder=_hash_embedder, pretty_name="Tiny stories")
+        out = hub.save_dataset_for_hub(
+            src, tmp_path / "ds", embedder=_hash_embedder, pretty_name="Tiny stories"
+        )
     assert "'test' split, skipped" in caplog.text
     assert not (out / PARQUET.format("test")).exists()
     rows = _read_back(out, ("train",))["train"]
@@ -359,21 +476,30 @@ def test_save_dataset_story_jsonl_missing_split(tmp_path, caplog):
 
 
 def test_save_dataset_mixed_contexts_one_schema(tmp_path):
-    records = [{"id": "1", "context": "Hi there", "candidates": ["Hello!", "Who are you?"]},
-               {"id": "2", "context": [{"speaker": "A", "text": "Lunch?"}, "Sure"], "candidates": ["Pizza", "No"]}]
+    records = [
+        {"id": "1", "context": "Hi there", "candidates": ["Hello!", "Who are you?"]},
+        {"id": "2", "context": [{"speaker": "A", "text": "Lunch?"}, "Sure"], "candidates": ["Pizza", "No"]},
+    ]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records))
     out = hub.save_dataset_for_hub(path, tmp_path / "ds", embedder=_hash_embedder)
     rows = _read_back(out, ("train",))["train"]
-    assert rows["context"] == [[{"speaker": "", "text": "Hi there"}],
-                               [{"speaker": "A", "text": "Lunch?"}, {"speaker": "", "text": "Sure"}]]
+    assert rows["context"] == [
+        [{"speaker": "", "text": "Hi there"}],
+        [{"speaker": "A", "text": "Lunch?"}, {"speaker": "", "text": "Sure"}],
+    ]
 
 
 def test_push_dataset_private_by_default(logged_in, capsys):
     api = RecordingApi()
     hub.push_dataset("builtin:story", "alice/otm-story", api=api, embedder=_hash_embedder)
     (create, repo, kwargs), (upload, repo2, up) = api.calls
-    assert (create, repo, upload, repo2) == ("create_repo", "alice/otm-story", "upload_folder", "alice/otm-story")
+    assert (create, repo, upload, repo2) == (
+        "create_repo",
+        "alice/otm-story",
+        "upload_folder",
+        "alice/otm-story",
+    )
     assert kwargs == {"private": True, "exist_ok": True, "repo_type": "dataset"}
     assert up["repo_type"] == "dataset" and up["commit_message"]
     assert set(api.uploaded) == {"README.md", PARQUET.format("train"), PARQUET.format("test")}
@@ -382,8 +508,9 @@ def test_push_dataset_private_by_default(logged_in, capsys):
     assert "hf_secret_test_token" not in out.out + out.err
 
     api = RecordingApi()
-    hub.push_dataset("builtin:story", "alice/otm-story", api=api, private=False, splits=("test",),
-                     embedder=_hash_embedder)
+    hub.push_dataset(
+        "builtin:story", "alice/otm-story", api=api, private=False, splits=("test",), embedder=_hash_embedder
+    )
     assert api.calls[0][2]["private"] is False and set(api.uploaded) == {"README.md", PARQUET.format("test")}
 
 
@@ -424,8 +551,11 @@ def test_push_metric_space(name, logged_in):
     assert kwargs == {"repo_type": "space", "space_sdk": "gradio", "private": False, "exist_ok": True}
     assert up["repo_type"] == "space"
     assert {f"{name}.py", "README.md", "app.py", "requirements.txt"} <= set(api.uploaded)
-    assert {"peft_diversity/__init__.py", "peft_diversity/errors.py", "peft_diversity/scoring/__init__.py"} <= set(
-        api.uploaded)
+    assert {
+        "peft_diversity/__init__.py",
+        "peft_diversity/errors.py",
+        "peft_diversity/scoring/__init__.py",
+    } <= set(api.uploaded)
     assert b"sdk: gradio" in api.uploaded["README.md"]
 
 
@@ -435,13 +565,21 @@ def test_staged_space_runs_its_metric_from_its_own_files(tmp_path):
 
     space = stage_metric_space("self_bleu", tmp_path / "space")
     # forget the copy this environment's start-up hook imported: a Space has only its own files
-    code = ("import sys; [sys.modules.pop(m) for m in list(sys.modules) if m.startswith('peft_diversity')]; "
-            "import evaluate, peft_diversity.scoring as s, json; "
-            "m = evaluate.load('self_bleu.py').compute(predictions=[['a b c d', 'a b c d']]); "
-            "print(json.dumps([s.__file__, m['self_bleu']]))")
+    code = (
+        "import sys; [sys.modules.pop(m) for m in list(sys.modules) if m.startswith('peft_diversity')]; "
+        "import evaluate, peft_diversity.scoring as s, json; "
+        "m = evaluate.load('self_bleu.py').compute(predictions=[['a b c d', 'a b c d']]); "
+        "print(json.dumps([s.__file__, m['self_bleu']]))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=space, env={**env, "HF_HUB_OFFLINE": "1"},
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=space,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     origin, value = json.loads(proc.stdout.strip().splitlines()[-1])
     assert Path(origin).resolve().is_relative_to(space.resolve()) and value == pytest.approx(1.0)
@@ -468,8 +606,18 @@ def test_cli_push_dataset_and_metric(logged_in, monkeypatch, tmp_path):
     monkeypatch.setattr("peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder)
     parser = argparse.ArgumentParser()
     hub_cli.add_arguments(parser)
-    args = parser.parse_args(["--dataset-name", "builtin:story", "--repo-id", "alice/s", "--save-only",
-                              str(tmp_path / "folder"), "--splits", "test"])
+    args = parser.parse_args(
+        [
+            "--dataset-name",
+            "builtin:story",
+            "--repo-id",
+            "alice/s",
+            "--save-only",
+            str(tmp_path / "folder"),
+            "--splits",
+            "test",
+        ]
+    )
     assert hub_cli.run(args) == 0
     assert (tmp_path / "folder" / PARQUET.format("test")).is_file()
 
@@ -529,7 +677,17 @@ def test_cli_save_only_refusal_is_one_line(trained, tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "keep.txt").write_text("x")
-    code = main(["push", "--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--save-only", str(mine)])
+    code = main(
+        [
+            "push",
+            "--model-name-or-path",
+            str(trained["full"]),
+            "--repo-id",
+            "alice/x",
+            "--save-only",
+            str(mine),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "refusing" in err and "Traceback" not in err
     assert (mine / "keep.txt").read_text() == "x"
@@ -555,8 +713,12 @@ def _http_error(status):
 
     from huggingface_hub.errors import HfHubHTTPError
 
-    response = SimpleNamespace(status_code=status, headers={}, request=None)  # the fields HfHubHTTPError reads
-    return HfHubHTTPError(f"{status} Client Error: for url https://huggingface.co/api/repos/create", response=response)
+    response = SimpleNamespace(
+        status_code=status, headers={}, request=None
+    )  # the fields HfHubHTTPError reads
+    return HfHubHTTPError(
+        f"{status} Client Error: for url https://huggingface.co/api/repos/create", response=response
+    )
 
 
 @pytest.mark.parametrize(
@@ -569,15 +731,22 @@ def _http_error(status):
         (lambda: __import__("huggingface_hub").errors.OfflineModeIsEnabled("offline"), "HF_HUB_OFFLINE"),
     ],
 )
-def test_push_network_and_auth_errors_are_one_line(trained, logged_in, monkeypatch, capsys, make_error, message):
+def test_push_network_and_auth_errors_are_one_line(
+    trained, logged_in, monkeypatch, capsys, make_error, message
+):
     import re
 
     from peft_diversity.cli import main
 
     monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: FailingApi(make_error()))
-    for argv in (["--model-name-or-path", str(trained["full"])], ["--dataset-name", "builtin:story", "--splits", "test"]):
+    for argv in (
+        ["--model-name-or-path", str(trained["full"])],
+        ["--dataset-name", "builtin:story", "--splits", "test"],
+    ):
         if "--dataset-name" in argv:
-            monkeypatch.setattr("peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder)
+            monkeypatch.setattr(
+                "peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder
+            )
         assert main(["push", *argv, "--repo-id", "alice/x"]) == 2
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if line.startswith("peft-diversity push:")]
@@ -589,8 +758,22 @@ def test_push_bad_results_file_is_one_line(trained, tmp_path, capsys):
 
     bad = tmp_path / "results.json"
     bad.write_text("{not json")
-    assert main(["push", "--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--results", str(bad),
-                 "--save-only", str(tmp_path / "up")]) == 2
+    assert (
+        main(
+            [
+                "push",
+                "--model-name-or-path",
+                str(trained["full"]),
+                "--repo-id",
+                "alice/x",
+                "--results",
+                str(bad),
+                "--save-only",
+                str(tmp_path / "up"),
+            ]
+        )
+        == 2
+    )
     assert "not a readable results.json" in capsys.readouterr().err
 
 
@@ -600,7 +783,9 @@ def test_save_dataset_refuses_split_names_that_are_paths(tmp_path):
     for splits in (("train", "../../x"), ("a/b",), (".",), ()):
         with pytest.raises(HubError, match="split name"):
             hub.save_dataset_for_hub("builtin:story", out, splits=splits, embedder=_hash_embedder)
-    assert hub.split_names(" train, test ,") == ("train", "test") and hub.split_names("test.v1") == ("test.v1",)
+    assert hub.split_names(" train, test ,") == ("train", "test") and hub.split_names("test.v1") == (
+        "test.v1",
+    )
     assert not list(tmp_path.rglob("*.parquet")) and not out.exists()
 
 
@@ -622,7 +807,20 @@ def test_push_refuses_pickle_only_weights_and_never_uploads_a_pickle(trained, tm
     pickled = _pickled_copy(trained, tmp_path, keep_safetensors=False)
     with pytest.raises(HubError, match=r"pytorch_model\.bin: pickled weights; only safetensors"):
         hub.save_for_hub(pickled, tmp_path / "up")
-    assert main(["push", "--model-name-or-path", str(pickled), "--repo-id", "alice/x", "--save-only", str(tmp_path / "up")]) == 2
+    assert (
+        main(
+            [
+                "push",
+                "--model-name-or-path",
+                str(pickled),
+                "--repo-id",
+                "alice/x",
+                "--save-only",
+                str(tmp_path / "up"),
+            ]
+        )
+        == 2
+    )
     assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "up").exists()
     both = _pickled_copy(trained, tmp_path, keep_safetensors=True)  # a pickled duplicate beside safetensors
     out = hub.save_for_hub(both, tmp_path / "up2")
@@ -652,9 +850,11 @@ def test_killed_save_only_leaves_no_temp_folder_for_good(trained, tmp_path):
     import signal
 
     out = tmp_path / "up"
-    code = ("import os, signal, sys\nfrom peft_diversity.atomic import atomic_directory\n"
-            "with atomic_directory(sys.argv[1]) as tmp:\n    (tmp / 'half.bin').write_bytes(b'x')\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys\nfrom peft_diversity.atomic import atomic_directory\n"
+        "with atomic_directory(sys.argv[1]) as tmp:\n    (tmp / 'half.bin').write_bytes(b'x')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL
     left = list(tmp_path.glob(".up.partial-*"))
@@ -666,4 +866,6 @@ def test_killed_save_only_leaves_no_temp_folder_for_good(trained, tmp_path):
     other_host = tmp_path / f".up{TEMP_DIR_TAG}elsewhere-1-0000abcd"
     other_host.mkdir()
     hub.save_for_hub(trained["full"], out)
-    assert sorted(tmp_path.glob(".up.partial-*")) == sorted([live, other_host]) and (out / "README.md").is_file()
+    assert (
+        sorted(tmp_path.glob(".up.partial-*")) == sorted([live, other_host]) and (out / "README.md").is_file()
+    )

@@ -22,8 +22,10 @@ from peft_diversity.scoring.likelihood import (
 )
 
 CONTEXTS = [
-    [{"speaker": "Ravi", "text": "I'm making dal tonight. Spicy or mild?"},
-     {"speaker": "Eleanor", "text": "How spicy is spicy in your world?"}],
+    [
+        {"speaker": "Ravi", "text": "I'm making dal tonight. Spicy or mild?"},
+        {"speaker": "Eleanor", "text": "How spicy is spicy in your world?"},
+    ],
     "A retired astronaut starts teaching a gardening class.",
     [{"speaker": "Ana", "text": "Did you see the game last night?"}],
     "A lighthouse keeper finds a letter in a bottle.",
@@ -63,12 +65,16 @@ def test_scores_do_not_depend_on_the_batch_size(tiny_llama):
     four = likelihood_coherence(PREDICTIONS, CONTEXTS, model, tokenizer, batch_size=4, return_per_prompt=True)
     assert [len(g) for g in one["likelihood_coherence_per_response"]] == [3, 1, 0, 3]
     assert one["likelihood_coherence_per_prompt"][2] is None  # K = 0: no score, counted in no mean
-    assert one["likelihood_coherence_per_response"][0][2] is None and one["num_unscored"] == 1  # "" has only eos
+    assert (
+        one["likelihood_coherence_per_response"][0][2] is None and one["num_unscored"] == 1
+    )  # "" has only eos
     flat_one = [v for g in one["likelihood_coherence_per_response"] for v in g if v is not None]
     flat_four = [v for g in four["likelihood_coherence_per_response"] for v in g if v is not None]
     assert len(flat_one) == 6 and flat_four == pytest.approx(flat_one, abs=BATCH_TOLERANCE)
     per_prompt = [v for v in one["likelihood_coherence_per_prompt"] if v is not None]
-    assert one["likelihood_coherence"] == pytest.approx(np.mean(per_prompt), abs=1e-12)  # exact up to summation
+    assert one["likelihood_coherence"] == pytest.approx(
+        np.mean(per_prompt), abs=1e-12
+    )  # exact up to summation
     assert one["likelihood_coherence_pooled"] == pytest.approx(np.mean(flat_one), abs=1e-12)
     assert one["num_prompts"] == 4
 
@@ -85,7 +91,9 @@ def test_fluency_weight_adds_the_no_context_log_prob(tiny_llama):
 
 def test_the_closing_eos_is_scored_only_when_asked(tiny_llama):
     model, tokenizer = tiny_llama
-    both = likelihood_coherence(PREDICTIONS, CONTEXTS, model, tokenizer, score_end=True, return_per_prompt=True)
+    both = likelihood_coherence(
+        PREDICTIONS, CONTEXTS, model, tokenizer, score_end=True, return_per_prompt=True
+    )
     assert both["num_unscored"] == 0 and both["likelihood_coherence_per_response"][0][2] is not None
     reply = reply_ids(tokenizer, "Medium, I promise.")
     prompt = context_prompt_ids(tokenizer, resolve_template(), CONTEXTS[0])
@@ -109,7 +117,9 @@ def test_copy_discount_zeroes_a_parrots_pmi(tiny_llama):
     parrot = CONTEXTS[0][-1]["text"]
     on = likelihood_coherence([[parrot]], [CONTEXTS[0]], model, tokenizer, copy_ngram=4)
     off = likelihood_coherence([[parrot]], [CONTEXTS[0]], model, tokenizer, copy_ngram=0)
-    flags = copied_tokens(context_prompt_ids(tokenizer, resolve_template(), CONTEXTS[0]), reply_ids(tokenizer, parrot), 4)
+    flags = copied_tokens(
+        context_prompt_ids(tokenizer, resolve_template(), CONTEXTS[0]), reply_ids(tokenizer, parrot), 4
+    )
     assert 0 < flags.sum() < len(flags)  # the turn is copied; the eos closing the reply is not
     assert on["likelihood_pmi"] != pytest.approx(off["likelihood_pmi"], abs=1e-6)
 
@@ -117,12 +127,18 @@ def test_copy_discount_zeroes_a_parrots_pmi(tiny_llama):
 def test_bad_input_is_one_clear_error(tiny_llama):
     model, tokenizer = tiny_llama
     cases = [
-        (dict(predictions=[["a"]], contexts=["x", "y"]), r"contexts needs one context per prompt \(1\), got 2"),
+        (
+            dict(predictions=[["a"]], contexts=["x", "y"]),
+            r"contexts needs one context per prompt \(1\), got 2",
+        ),
         (dict(predictions=[["a"]], contexts="x"), "got a string"),
         (dict(predictions=[["a"]], contexts=["x"], baseline="random"), "unknown baseline 'random'"),
         (dict(predictions=[["a"]], contexts=["x"], baseline="shuffled"), "at least two prompts"),
         (dict(predictions=[["a"]], contexts=["x"], copy_ngram=-1), "copy_ngram must be an integer >= 0"),
-        (dict(predictions=[["a"]], contexts=["x"], fluency_weight=float("nan")), "fluency_weight must be >= 0"),
+        (
+            dict(predictions=[["a"]], contexts=["x"], fluency_weight=float("nan")),
+            "fluency_weight must be >= 0",
+        ),
     ]
     for kwargs, message in cases:
         with pytest.raises(ScoringInputError, match=message) as err:
@@ -146,8 +162,9 @@ def test_check_reports_every_variant_with_intervals(tiny_llama):
 
     model, tokenizer = tiny_llama
     records = load_one_to_many("builtin:story", split="test")[:4]
-    result = check_likelihood_coherence(records, model, tokenizer, template="story", num_candidates=2,
-                                        num_samples=200)
+    result = check_likelihood_coherence(
+        records, model, tokenizer, template="story", num_candidates=2, num_samples=200
+    )
     assert result["num_contexts"] == 4 and result["num_comparisons"] == 8
     assert set(result["variants"]) == set(CHECK_VARIANTS)
     for variant in result["variants"].values():
@@ -162,16 +179,51 @@ def test_score_and_check_from_the_command_line(tiny_dir, tmp_path, capsys):
     from peft_diversity.cli import main
 
     path = tmp_path / "responses.jsonl"
-    path.write_text("".join(json.dumps({"context": c, "responses": r}) + "\n"
-                            for c, r in zip(CONTEXTS, PREDICTIONS, strict=True) if r), encoding="utf-8")
+    path.write_text(
+        "".join(
+            json.dumps({"context": c, "responses": r}) + "\n"
+            for c, r in zip(CONTEXTS, PREDICTIONS, strict=True)
+            if r
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "scores.json"
-    assert main(["score", str(path), "--metrics", "likelihood_coherence", "--reference-model", str(tiny_dir),
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(path),
+                "--metrics",
+                "likelihood_coherence",
+                "--reference-model",
+                str(tiny_dir),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     scores = json.loads(out.read_text())["groups"][0]["scores"]
     assert {"likelihood_coherence", "likelihood_pmi", "likelihood_fluency"} <= set(scores)
     check = tmp_path / "check.json"
-    assert main(["score", "--check-coherence", "builtin:story", "--task", "story", "--num-candidates", "1",
-                 "--reference-model", str(tiny_dir), "--output", str(check)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--check-coherence",
+                "builtin:story",
+                "--task",
+                "story",
+                "--num-candidates",
+                "1",
+                "--reference-model",
+                str(tiny_dir),
+                "--output",
+                str(check),
+            ]
+        )
+        == 0
+    )
     assert json.loads(check.read_text())["num_contexts"] == 16
     assert "| PMI + copy discount |" in capsys.readouterr().out
     assert main(["score"]) == 2
@@ -182,9 +234,16 @@ def test_score_and_check_from_the_command_line(tiny_dir, tmp_path, capsys):
 def test_experiment_accepts_the_metric():
     from peft_diversity.experiment.config import ExperimentConfig
 
-    config = ExperimentConfig.from_dict({"name": "x", "base_model": "builtin:minilm-decoder", "dataset": "builtin:story",
-                                         "runs": [{"model": "base", "decoder": "sampling"}],
-                                         "metrics": ["likelihood_coherence"], "reference_model": "builtin:smollm2-135m-instruct"})
+    config = ExperimentConfig.from_dict(
+        {
+            "name": "x",
+            "base_model": "builtin:minilm-decoder",
+            "dataset": "builtin:story",
+            "runs": [{"model": "base", "decoder": "sampling"}],
+            "metrics": ["likelihood_coherence"],
+            "reference_model": "builtin:smollm2-135m-instruct",
+        }
+    )
     assert config.reference_model == "builtin:smollm2-135m-instruct"
 
 
@@ -203,12 +262,16 @@ def test_pmi_prefers_the_reply_that_answers_the_context_on_smollm2():
     """Real model, crafted case: the answer to a question has a higher PMI than an unrelated line, and a
     verbatim copy of the last turn is not rewarded once copied tokens count zero."""
     context = [{"speaker": "Ravi", "text": "I'm making dal tonight. Do you want it spicy or mild?"}]
-    replies = ["Mild, please. I can't handle much heat.", "The quarterly report is due on Friday.",
-               "I'm making dal tonight. Do you want it spicy or mild?"]
+    replies = [
+        "Mild, please. I can't handle much heat.",
+        "The quarterly report is due on Friday.",
+        "I'm making dal tonight. Do you want it spicy or mild?",
+    ]
     out = likelihood_coherence([replies], [context], "builtin:smollm2-135m-instruct", return_per_prompt=True)
     answer, unrelated, parrot = out["likelihood_coherence_per_response"][0]
     assert answer > 0 > unrelated
     assert parrot < answer / 2  # measured: parrot -0.07, answer 0.88, unrelated -0.46
-    raw = likelihood_coherence([replies], [context], "builtin:smollm2-135m-instruct", copy_ngram=0,
-                               return_per_prompt=True)["likelihood_coherence_per_response"][0]
+    raw = likelihood_coherence(
+        [replies], [context], "builtin:smollm2-135m-instruct", copy_ngram=0, return_per_prompt=True
+    )["likelihood_coherence_per_response"][0]
     assert raw[2] > raw[0]  # without the discount the parrot wins: why the discount exists

@@ -33,15 +33,18 @@ def _softmax_prob(logits: list[float], label: int) -> float:
 
 
 def _hand_probs() -> list[list[float | None]]:
-    return [[_softmax_prob(z, y) if y != IGNORE else None for z, y in zip(row, labels, strict=True)]
-            for row, labels in zip(LOGITS, LABELS, strict=True)]
+    return [
+        [_softmax_prob(z, y) if y != IGNORE else None for z, y in zip(row, labels, strict=True)]
+        for row, labels in zip(LOGITS, LABELS, strict=True)
+    ]
 
 
 def _inputs(junk: float = -7.0):
     """(log_probs, label_mask, negative) as the trainer passes them; unlabelled positions hold junk."""
     probs = _hand_probs()
-    log_probs = torch.tensor([[math.log(p) if p is not None else junk for p in row] for row in probs],
-                             dtype=torch.float64)
+    log_probs = torch.tensor(
+        [[math.log(p) if p is not None else junk for p in row] for row in probs], dtype=torch.float64
+    )
     mask = torch.tensor([[y != IGNORE for y in row] for row in LABELS])
     return log_probs, mask, torch.tensor(NEGATIVE)
 
@@ -75,7 +78,9 @@ def test_global_token_counts_replace_batch_counts():
     p = _hand_probs()
     mle_sum = -math.log(p[0][0]) - math.log(p[0][1])
     ul_sum = -math.log(1 - p[1][0]) - math.log(1 - p[1][2])
-    loss, mle, ul = poexft_loss(*_inputs(), ul_weight=0.5, num_positive_tokens=5, num_negative_tokens=torch.tensor(8))
+    loss, mle, ul = poexft_loss(
+        *_inputs(), ul_weight=0.5, num_positive_tokens=5, num_negative_tokens=torch.tensor(8)
+    )
     assert mle.item() == pytest.approx(mle_sum / 5, abs=1e-6)
     assert ul.item() == pytest.approx(ul_sum / 8, abs=1e-6)
     assert loss.item() == pytest.approx(mle_sum / 5 + 0.5 * ul_sum / 8, abs=1e-6)
@@ -87,7 +92,10 @@ def test_gradient_wrt_log_probs():
     log_probs.requires_grad_(True)
     poexft_loss(log_probs, mask, negative, ul_weight=2.0)[0].backward()
     p = _hand_probs()
-    expected = [[-0.5, -0.5, 0.0], [2.0 * p[1][0] / (1 - p[1][0]) / 2, 0.0, 2.0 * p[1][2] / (1 - p[1][2]) / 2]]
+    expected = [
+        [-0.5, -0.5, 0.0],
+        [2.0 * p[1][0] / (1 - p[1][0]) / 2, 0.0, 2.0 * p[1][2] / (1 - p[1][2]) / 2],
+    ]
     assert log_probs.grad.tolist() == [[pytest.approx(g, abs=1e-6) for g in row] for row in expected]
 
 
@@ -105,8 +113,10 @@ def test_batches_with_only_one_kind_of_row():
 def test_unlikelihood_values_and_clamping():
     log_p = torch.tensor([math.log(0.3), math.log(0.999), -50.0, float("-inf")], dtype=torch.float64)
     assert unlikelihood(log_p).tolist() == [
-        pytest.approx(-math.log(0.7), abs=1e-9), pytest.approx(-math.log(0.001), abs=1e-9),
-        pytest.approx(math.exp(-50.0), rel=1e-6), 0.0,
+        pytest.approx(-math.log(0.7), abs=1e-9),
+        pytest.approx(-math.log(0.001), abs=1e-9),
+        pytest.approx(math.exp(-50.0), rel=1e-6),
+        0.0,
     ]
     # p -> 1: finite, capped at -log(clamp), with a finite gradient (float32 as in training)
     near_one = torch.tensor([0.0, -1e-12, -1e-7], requires_grad=True)
@@ -115,7 +125,9 @@ def test_unlikelihood_values_and_clamping():
     assert values.tolist() == [pytest.approx(-math.log(PROB_CLAMP), rel=1e-4)] * 3
     values.sum().backward()
     assert torch.isfinite(near_one.grad).all()
-    loss, _, ul = poexft_loss(near_one.detach()[None], torch.ones(1, 3, dtype=torch.bool), torch.tensor([True]), 1.0)
+    loss, _, ul = poexft_loss(
+        near_one.detach()[None], torch.ones(1, 3, dtype=torch.bool), torch.tensor([True]), 1.0
+    )
     assert torch.isfinite(loss) and ul.item() == pytest.approx(-math.log(PROB_CLAMP), rel=1e-4)
 
 
@@ -143,7 +155,9 @@ def test_label_log_probs_match_full_logits(tiny_models, bpe_tokenizer, arch):
     ref_loss.backward()
     ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
-    ref_ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
+    ref_ce = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
+    )
 
     add_label_log_probs(model)
     out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, label_log_probs=True)
@@ -163,18 +177,33 @@ def test_label_log_probs_match_full_logits(tiny_models, bpe_tokenizer, arch):
     with torch.no_grad():
         plain = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
         assert plain.loss.item() == pytest.approx(ref_ce.item(), abs=1e-5)
-        torch.testing.assert_close(model(input_ids=input_ids, attention_mask=attention_mask).logits.float(),
-                                   logits.detach())
+        torch.testing.assert_close(
+            model(input_ids=input_ids, attention_mask=attention_mask).logits.float(), logits.detach()
+        )
 
 
 # ----- content words and first sub-tokens ------------------------------------------------------------------------
 TRICKY = [
     ("...well, I'd say 42 sub-tokenization isn't 'hard'!", ["say", "42", "sub-tokenization", "hard"]),
-    ("\u201cDon\u2019t panic,\u201d she whispered\u2014twice\u2026 \u2018Soup\u2019?", ["panic", "whispered", "twice", "Soup"]),
-    ("(3-way) handshakes: it's well-known, y'know \u2014 1999's rainfall hit 800mm.",
-     ["3-way", "handshakes", "well-known", "y'know", "1999's", "rainfall", "hit", "800mm"]),
-    ("Antidisestablishmentarianism outlasted photosynthesis; the caf\u00e9's cr\u00e8me br\u00fbl\u00e9e didn't.",
-     ["Antidisestablishmentarianism", "outlasted", "photosynthesis", "caf\u00e9's", "cr\u00e8me", "br\u00fbl\u00e9e"]),
+    (
+        "\u201cDon\u2019t panic,\u201d she whispered\u2014twice\u2026 \u2018Soup\u2019?",
+        ["panic", "whispered", "twice", "Soup"],
+    ),
+    (
+        "(3-way) handshakes: it's well-known, y'know \u2014 1999's rainfall hit 800mm.",
+        ["3-way", "handshakes", "well-known", "y'know", "1999's", "rainfall", "hit", "800mm"],
+    ),
+    (
+        "Antidisestablishmentarianism outlasted photosynthesis; the caf\u00e9's cr\u00e8me br\u00fbl\u00e9e didn't.",
+        [
+            "Antidisestablishmentarianism",
+            "outlasted",
+            "photosynthesis",
+            "caf\u00e9's",
+            "cr\u00e8me",
+            "br\u00fbl\u00e9e",
+        ],
+    ),
     ("  --Yes. No! Maybe?? OK: pizza_party.", ["pizza", "party"]),
     ("I'm not, but... it's just that. Don\u2019t!", []),
 ]
@@ -207,7 +236,9 @@ def test_first_subtoken_mask_marks_exactly_the_first_token_of_each_content_word(
     mask = first_subtoken_mask(offsets, spans)
     assert len(mask) == len(offsets)
     marked = [i for i, m in enumerate(mask) if m]
-    assert len(marked) == len(words)  # with the spans checked above: no stopword or punctuation token is marked
+    assert len(marked) == len(
+        words
+    )  # with the spans checked above: no stopword or punctuation token is marked
     for i, (start, _end) in zip(marked, spans, strict=True):
         tok_start, tok_end = offsets[i]
         assert tok_start <= start < tok_end  # it holds the word's first character ...

@@ -80,8 +80,14 @@ def test_bare_name_load_offline_prints_no_warning(installed):
     """The user's exact command after a wheel install: no Hub look-up, no warning."""
     cwd, env, site_dir = installed
     code = 'import evaluate, json; print("RESULT" + json.dumps(evaluate.load("diversity_sim").compute(predictions=[["a b", "c d"]])))'
-    proc = subprocess.run([sys.executable, "-c", _with_site(code, site_dir)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _with_site(code, site_dir)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 0.0 < json.loads(proc.stdout.split("RESULT", 1)[1])["semantic_diversity"] <= 2.0
     # no evaluate warning ("Using the latest cached version ...") and no Hub error; a weights-loading progress
@@ -122,10 +128,18 @@ def test_hook_is_small_at_start_up_and_leaves_no_finder_behind(installed):
     """It runs in every interpreter: start-up imports nothing heavy, and once evaluate.loading is wrapped the
     import system is as it was."""
     cwd, env, site_dir = installed
-    code = ("import json, site, sys; before = set(sys.modules); site.addsitedir(sys.argv[1]); "
-            "print('RESULT' + json.dumps(sorted(set(sys.modules) - before)))")
-    proc = subprocess.run([sys.executable, "-S", "-c", code, str(site_dir)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60)  # -S: nothing else at start-up, so only the .pth's imports are new
+    code = (
+        "import json, site, sys; before = set(sys.modules); site.addsitedir(sys.argv[1]); "
+        "print('RESULT' + json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(site_dir)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # -S: nothing else at start-up, so only the .pth's imports are new
     assert proc.returncode == 0, proc.stderr[-3000:]
     new = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert "peft_diversity.evaluate_hook" in new
@@ -141,8 +155,13 @@ def test_load_metric_rejects_unknown_names():
 
 def test_all_metrics_load_by_bare_name_and_path(installed, tiny_dir):
     cwd, env, site_dir = installed
-    out = _run(_with_site(LOAD_ALL, site_dir), cwd, {**env, "HF_EVALUATE_OFFLINE": "1"}, str(ROOT / "metrics"),
-               str(tiny_dir))
+    out = _run(
+        _with_site(LOAD_ALL, site_dir),
+        cwd,
+        {**env, "HF_EVALUATE_OFFLINE": "1"},
+        str(ROOT / "metrics"),
+        str(tiny_dir),
+    )
     assert out["diversity_sim"]["semantic_diversity"] == pytest.approx(0.0, abs=1e-9)
     assert out["self_bleu"]["self_bleu"] == pytest.approx(1.0)
     assert out["distinct_n"]["distinct_1"] == pytest.approx(0.75)
@@ -152,7 +171,9 @@ def test_all_metrics_load_by_bare_name_and_path(installed, tiny_dir):
     assert -1.0 <= out["coherence_turns"]["coherence_relevance"] <= 1.0
     likelihood = out["likelihood_coherence"]
     assert likelihood["num_prompts"] == 1 and likelihood["likelihood_fluency"] < 0  # a mean log-probability
-    assert likelihood["likelihood_coherence"] == pytest.approx(likelihood["likelihood_pmi"], abs=1e-12)  # weight 0
+    assert likelihood["likelihood_coherence"] == pytest.approx(
+        likelihood["likelihood_pmi"], abs=1e-12
+    )  # weight 0
     assert out["demographic_bias"]["entropy"] == pytest.approx(0.9182958340544896)
     assert out["by_path"]["semantic_diversity"] == pytest.approx(0.0, abs=1e-9)
     assert out["load_metric"]["self_bleu"] == pytest.approx(1.0)
@@ -162,7 +183,9 @@ def test_all_metrics_load_by_bare_name_and_path(installed, tiny_dir):
 def test_coherence_wrong_shape_is_one_line_naming_the_fields(predictions, contexts):
     metric = load_metric("coherence")
     with pytest.raises(ValueError) as err:  # was KeyError: 'references' from inside evaluate
-        metric.compute(predictions=predictions, contexts=contexts, method="judge", judge=lambda c: ["Rating: 8"] * len(c))
+        metric.compute(
+            predictions=predictions, contexts=contexts, method="judge", judge=lambda c: ["Rating: 8"] * len(c)
+        )
     message = str(err.value)
     assert "\n" not in message and "predictions = one list of response strings per prompt" in message
     assert "contexts = one string (or list of turn strings) per prompt" in message

@@ -18,8 +18,10 @@ from peft_diversity.models.loading import load_model_and_tokenizer
 from peft_diversity.models.minilm import WARMUP_FILE
 from peft_diversity.models.tiny import tiny_model_and_tokenizer
 
-CONTEXT = [{"speaker": "Maya", "text": "I finally booked the trip to Lisbon!"},
-           {"speaker": "Tom", "text": "Nice! When do you leave?"}]
+CONTEXT = [
+    {"speaker": "Maya", "text": "I finally booked the trip to Lisbon!"},
+    {"speaker": "Tom", "text": "Nice! When do you leave?"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +105,12 @@ def test_saved_bert_tokenizer_does_not_emit_token_type_ids(tmp_path, default_gen
 
 @pytest.mark.parametrize("command", [[], *[[name] for name in cli.SUBCOMMANDS]])
 def test_every_subcommand_has_help(command):
-    result = subprocess.run([sys.executable, "-m", "peft_diversity.cli", *command, "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "peft_diversity.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower()
     if command == ["train"]:
@@ -113,8 +119,10 @@ def test_every_subcommand_has_help(command):
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nbase_model: builtin:minilm-decoder\ndataset: builtin:dialogue\n"
-                   "modes: [poexft, bogus]\nruns: [{model: base, decoder: sampling}]\n")
+    bad.write_text(
+        "name: x\nbase_model: builtin:minilm-decoder\ndataset: builtin:dialogue\n"
+        "modes: [poexft, bogus]\nruns: [{model: base, decoder: sampling}]\n"
+    )
     assert cli.main(["experiment", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "unknown modes ['bogus']" in err and "Traceback" not in err
@@ -131,5 +139,7 @@ def test_builtin_cache_folder_gets_umask_permissions(tmp_path):
         _materialise(target, lambda: tiny_model_and_tokenizer("llama"), "stamp")
     finally:
         os.umask(previous)
-    assert target.stat().st_mode & 0o777 == 0o755  # as mkdir under that umask: others may read the shared cache
+    assert (
+        target.stat().st_mode & 0o777 == 0o755
+    )  # as mkdir under that umask: others may read the shared cache
     assert (target / "builtin_stamp.json").is_file() and not list(target.parent.glob(".tiny-v1*"))

@@ -27,9 +27,7 @@ def test_every_package_directory_is_listed():
 
 
 def test_mapped_asset_folders_hold_what_the_code_reads():
-    mapping = dict(
-        line.split(" = ") for line in _setup_cfg()["options"]["package_dir"].strip().splitlines()
-    )
+    mapping = dict(line.split(" = ") for line in _setup_cfg()["options"]["package_dir"].strip().splitlines())
     assert mapping == {f"peft_diversity.assets.{name}": name for name in ASSETS}
     assert (asset_path("model_cards") / "model_card.md").is_file()
     assert (asset_path("recipes") / "experiments" / "demo-cpu.yaml").is_file()
@@ -44,7 +42,9 @@ def _pin_files() -> list[Path]:
 def _write_constraints():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("write_constraints", ROOT / "scripts" / "write_constraints.py")
+    spec = importlib.util.spec_from_file_location(
+        "write_constraints", ROOT / "scripts" / "write_constraints.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -62,8 +62,11 @@ def test_pin_files_hold_name_version_lines_only():
 
 
 def test_constraints_pin_every_install_requirement():
-    pinned = {_write_constraints().normalize(line.split("==")[0])
-              for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line}
+    pinned = {
+        _write_constraints().normalize(line.split("==")[0])
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
     for requirement in _setup_cfg()["options"]["install_requires"].split():
         name = _write_constraints().normalize(requirement.split(">")[0].split("<")[0].split("=")[0])
         assert name in pinned, f"constraints.txt has no pin for {name}"
@@ -71,8 +74,16 @@ def test_constraints_pin_every_install_requirement():
 
 def test_write_constraints_writes_plain_pins(tmp_path):
     module = _write_constraints()
-    lines = module.pin_lines([("torch", "2.13.0+cpu"), ("Jinja2", "3.1.6"), ("pip", "25.0"),
-                              ("peft_diversity", "0.1.0"), ("jinja2", "3.0.0"), ("gguf", "0.19.0")])
+    lines = module.pin_lines(
+        [
+            ("torch", "2.13.0+cpu"),
+            ("Jinja2", "3.1.6"),
+            ("pip", "25.0"),
+            ("peft_diversity", "0.1.0"),
+            ("jinja2", "3.0.0"),
+            ("gguf", "0.19.0"),
+        ]
+    )
     assert lines == ["gguf==0.19.0", "Jinja2==3.1.6", "torch==2.13.0"]
     out = tmp_path / "constraints.txt"
     assert module.main([str(out)]) == 0

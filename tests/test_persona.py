@@ -479,7 +479,9 @@ def test_attributes_without_known_answers_are_no_data_not_zero_spread(tmp_path):
     rows = [line for line in md.splitlines() if line.startswith("| m | sampling |")]
     interval_cells = [c.strip() for c in rows[1].strip("|").split("|")]
     assert interval_cells[2 + REPORTED.index("country")] == "- (0)"
-    assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\] \(\d+\)", interval_cells[2 + REPORTED.index("gender")])
+    assert re.fullmatch(
+        r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\] \(\d+\)", interval_cells[2 + REPORTED.index("gender")]
+    )
     kl_row = rows[3]
     kl_cells = [c.strip() for c in kl_row.strip("|").split("|")]
     assert kl_cells[2 + REPORTED.index("gender")] == "inf" and kl_cells[2 + REPORTED.index("country")] == "-"
@@ -828,9 +830,24 @@ def test_default_model_is_smollm2_and_template_reaches_models_without_one(tiny_f
     PossibilityTemplate(system_prompt="You are a person.", max_possibility=3).save_pretrained(wording)
     seen = []
     real = interview.run_interviews
-    monkeypatch.setattr(interview, "run_interviews", lambda *a, **kw: seen.append(kw["template"]) or real(*a, **kw))
-    argv = ["--models", f"{tiny_folder}@sampling", "--template", str(wording), "--num-conversations", "1",
-            "--max-new-tokens", "2", "--no-recap", "--max-followups", "0", "--output-dir", str(tmp_path / "out")]
+    monkeypatch.setattr(
+        interview, "run_interviews", lambda *a, **kw: seen.append(kw["template"]) or real(*a, **kw)
+    )
+    argv = [
+        "--models",
+        f"{tiny_folder}@sampling",
+        "--template",
+        str(wording),
+        "--num-conversations",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--no-recap",
+        "--max-followups",
+        "0",
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
     assert bias_cli.main(argv) == 0
     assert [(t.system_prompt, t.max_possibility) for t in seen] == [("You are a person.", 3)]
 
@@ -848,7 +865,9 @@ def test_check_extractor_on_a_labelled_file_of_ones_own(tmp_path, capsys):
     assert "all (3 snippets)" in printed and "heldout" not in printed
     accuracy = extractor_accuracy(load_labelled(labelled))
     assert accuracy["micro"]["correct"] == 1 and accuracy["micro"]["predicted"] == 2
-    labelled.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"attribute": "height", "text": "x", "label": "x"}))
+    labelled.write_text(
+        json.dumps(rows[0]) + "\n" + json.dumps({"attribute": "height", "text": "x", "label": "x"})
+    )
     assert bias_cli.main(["--check-extractor", "--labelled", str(labelled)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"peft-diversity bias: {labelled}:2: 'attribute' must be one of "
@@ -942,12 +961,17 @@ def test_entropy_interval_brackets_what_resampling_can_give():
     from peft_diversity.persona.score import entropy_interval
 
     assert entropy_interval([UNKNOWN] * 5, 3) is None
-    assert entropy_interval(["male"] * 20 + [UNKNOWN] * 5, 3) == [0.0, 0.0]  # one category: no spread in any resample
+    assert entropy_interval(["male"] * 20 + [UNKNOWN] * 5, 3) == [
+        0.0,
+        0.0,
+    ]  # one category: no spread in any resample
     even = ["female", "male", "non-binary"] * 40
     low, high = entropy_interval(even, 3)
     assert 0.9 < low <= high <= 1.0
     few = entropy_interval(["female", "male", UNKNOWN, UNKNOWN], 3)
-    assert few[0] == 0.0 and few[1] == pytest.approx(math.log2(2) / math.log2(3))  # 0 to two-of-three categories
+    assert few[0] == 0.0 and few[1] == pytest.approx(
+        math.log2(2) / math.log2(3)
+    )  # 0 to two-of-three categories
     assert entropy_interval(even, 3) == [low, high]  # seeded
     from peft_diversity.persona.extract import Extraction
 

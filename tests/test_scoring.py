@@ -397,13 +397,16 @@ def test_score_predictions_is_json_and_embeds_once(embedder):
 def test_score_predictions_per_prompt_lists_match_scoring_each_prompt_alone(embedder):
     """The study reads per-context values from the scoring pass itself: each list entry is what that prompt
     scored alone gives (one embedding pass for all, not one per prompt)."""
-    texts = {t for group in EDGE for t in group} | {drop_opening(t, OPENING_WORDS) for group in EDGE for t in group}
+    texts = {t for group in EDGE for t in group} | {
+        drop_opening(t, OPENING_WORDS) for group in EDGE for t in group
+    }
     table = {t: np.random.default_rng(sum(map(ord, t))).normal(size=4) for t in texts}
     contexts = ["c1", "c2", "c3", "c4", "c5"]
     table.update({c: np.ones(4) for c in contexts})
     metrics = ["semantic_diversity", "semantic_diversity_no_opening", "self_bleu", "coherence"]
-    together = score_predictions(EDGE, contexts, metrics=metrics, embedder=FakeEmbedder(table),
-                                 return_per_prompt=True)
+    together = score_predictions(
+        EDGE, contexts, metrics=metrics, embedder=FakeEmbedder(table), return_per_prompt=True
+    )
     lists = together.pop("per_prompt")
     assert json.dumps(together, allow_nan=False) and not any(isinstance(v, list) for v in together.values())
     for key in ("semantic_diversity", "semantic_diversity_no_opening", "self_bleu", "coherence_relevance"):
@@ -412,7 +415,9 @@ def test_score_predictions_per_prompt_lists_match_scoring_each_prompt_alone(embe
             alone = score_predictions([group], [contexts[i]], metrics=metrics, embedder=FakeEmbedder(table))
             # same arithmetic on the same vectors; only the summation order of a batched pass may differ
             assert lists[f"{key}_per_prompt"][i] == pytest.approx(alone[key], abs=1e-9), (key, i)
-    assert "per_prompt" not in score_predictions(EDGE, contexts, metrics=metrics, embedder=FakeEmbedder(table))
+    assert "per_prompt" not in score_predictions(
+        EDGE, contexts, metrics=metrics, embedder=FakeEmbedder(table)
+    )
 
 
 def test_cli_groups_by_model_and_decoder(tmp_path, capsys, embedder):
@@ -470,7 +475,9 @@ def test_score_bad_file_is_one_line(tmp_path, capsys, content, message):
     path.write_bytes(content)
     assert main(["score", str(path), "--metrics", "distinct_n"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("peft-diversity score:") and re.search(message, err), err
+    assert (
+        len(err.splitlines()) == 1 and err.startswith("peft-diversity score:") and re.search(message, err)
+    ), err
 
 
 def test_score_missing_file_is_one_line(tmp_path, capsys):
@@ -485,7 +492,9 @@ def test_identical_or_empty_responses_never_score_as_diverse():
         result = self_bleu([group], return_per_prompt=True)
         assert result["self_bleu_diversity"] <= 0.5 and result["self_bleu_diversity_pooled"] <= 0.5, group
     assert self_bleu([["", ""]])["self_bleu"] == 1.0
-    assert self_bleu([["a b c d", "", "e f g h"]], return_per_prompt=True)["self_bleu_per_response"][0][1] == 1.0
+    assert (
+        self_bleu([["a b c d", "", "e f g h"]], return_per_prompt=True)["self_bleu_per_response"][0][1] == 1.0
+    )
     assert self_bleu([["a b c d", "e f g h"]])["self_bleu"] == 0.0  # real diversity still scores 0
 
 
@@ -524,8 +533,13 @@ def test_judge_agreement_tells_a_reading_judge_from_a_blind_one():
 def test_openings_per_possibility_and_dropping_openings():
     from peft_diversity.scoring.openings import drop_opening, opening, openings_per_possibility
 
-    assert opening("Oh, wow! That is great.", 2) == "oh wow" and drop_opening("Oh, wow! That is great.", 2) == "That is great."
-    table = openings_per_possibility([[1, 2], [1, 2]], [["Oh wow, tea!", "Sure thing."], ["Oh wow, snow.", "No way."]])
+    assert (
+        opening("Oh, wow! That is great.", 2) == "oh wow"
+        and drop_opening("Oh, wow! That is great.", 2) == "That is great."
+    )
+    table = openings_per_possibility(
+        [[1, 2], [1, 2]], [["Oh wow, tea!", "Sure thing."], ["Oh wow, snow.", "No way."]]
+    )
     assert table[1] == {"responses": 2, "top": [("oh wow", 1.0)]}  # k=1 always opens alike: a style
     assert table[2]["top"] == [("sure thing", 0.5), ("no way", 0.5)]
 
@@ -533,13 +547,20 @@ def test_openings_per_possibility_and_dropping_openings():
 def test_diversity_without_openings_sees_through_a_shared_opening(embedder):
     from peft_diversity.scoring.report import score_predictions
 
-    same_idea = [["Oh wow, I love tea so much.", "Oh wow, I love tea very much.", "Oh wow, I love tea a lot."]]
-    scores = score_predictions(same_idea, metrics=["semantic_diversity", "semantic_diversity_no_opening"],
-                               embedder=embedder)
+    same_idea = [
+        ["Oh wow, I love tea so much.", "Oh wow, I love tea very much.", "Oh wow, I love tea a lot."]
+    ]
+    scores = score_predictions(
+        same_idea, metrics=["semantic_diversity", "semantic_diversity_no_opening"], embedder=embedder
+    )
     assert scores["semantic_diversity_no_opening"] < 0.2
     different = [["Oh wow, I love tea so much.", "Oh wow, the bus is late again.", "Oh wow, snow in May."]]
-    assert score_predictions(different, metrics=["semantic_diversity_no_opening"], embedder=embedder)[
-        "semantic_diversity_no_opening"] > 0.4
+    assert (
+        score_predictions(different, metrics=["semantic_diversity_no_opening"], embedder=embedder)[
+            "semantic_diversity_no_opening"
+        ]
+        > 0.4
+    )
 
 
 def test_paired_bootstrap_interval_and_share():
@@ -561,8 +582,12 @@ def test_paired_bootstrap_interval_and_share():
 
 
 # --- the empty-response rule (docs/metrics.md) on every metric -----------------------------------------------
-FOUR = ["I love hiking in the mountains.", "The stock market fell today.", "Pasta needs salted water.",
-        "My cat sleeps all day."]
+FOUR = [
+    "I love hiking in the mountains.",
+    "The stock market fell today.",
+    "Pasta needs salted water.",
+    "My cat sleeps all day.",
+]
 DIVERSITY = {  # metric -> (function of one prompt's responses, True when higher means more diverse)
     "semantic": (lambda g, e: semantic_diversity([g], e)["semantic_diversity"], True),
     "semantic_pooled": (lambda g, e: semantic_diversity([g], e)["semantic_diversity_pooled"], True),
@@ -573,12 +598,17 @@ DIVERSITY = {  # metric -> (function of one prompt's responses, True when higher
     "distinct_k_ngram": (lambda g, e: distinct_k([g], method="ngram")["distinct_k"], True),
     "distinct_k_ratio": (lambda g, e: distinct_k([g], embedder=e)["distinct_k_ratio"], True),
     "distinct_1": (lambda g, e: distinct_n([g])["distinct_1"], True),
-    "distinct_1_chars": (lambda g, e: distinct_n([g], tokenizer=list)["distinct_1"], True),  # "\n": a new char
+    "distinct_1_chars": (
+        lambda g, e: distinct_n([g], tokenizer=list)["distinct_1"],
+        True,
+    ),  # "\n": a new char
     "ead_1": (lambda g, e: distinct_n([g])["ead_1"], True),
     "self_bleu_diversity": (lambda g, e: self_bleu([g])["self_bleu_diversity"], True),
     "self_bleu_chars": (lambda g, e: self_bleu([g], tokenizer=list)["self_bleu_diversity"], True),
-    "top_opening_share": (lambda g, e: openings_per_possibility([[1] * len(g)], [g], num_words=1)[1]["top"][0][1],
-                          False),
+    "top_opening_share": (
+        lambda g, e: openings_per_possibility([[1] * len(g)], [g], num_words=1)[1]["top"][0][1],
+        False,
+    ),
 }
 
 
@@ -590,7 +620,11 @@ def test_adding_an_empty_response_never_raises_diversity(embedder, metric, empty
         before, after = score(group, embedder), score([*group, empty], embedder)
         # a fresh float computation on the larger set may differ by rounding (~1e-15); 1e-12 is far below any
         # real gain (the bug gave +0.12 semantic, +1 Vendi, +1 class)
-        assert (after <= before + 1e-12) if higher_is_diverse else (after >= before - 1e-12), (group, before, after)
+        assert (after <= before + 1e-12) if higher_is_diverse else (after >= before - 1e-12), (
+            group,
+            before,
+            after,
+        )
 
 
 def test_empty_response_rule_values(embedder):
@@ -598,9 +632,16 @@ def test_empty_response_rule_values(embedder):
     four = semantic_diversity([FOUR], embedder, return_per_prompt=True)["semantic_diversity_per_prompt"][0]
     # the empty response's 4 pairs count as cosine 1: diversity scales by 6 pairs / 10 pairs (up to rounding)
     assert semantic_diversity([with_empty], embedder)["semantic_diversity"] == pytest.approx(four * 6 / 10)
-    assert semantic_diversity([["a reply", ""]], embedder)["semantic_diversity"] == 0.0  # exact: cosine set to 1
+    assert (
+        semantic_diversity([["a reply", ""]], embedder)["semantic_diversity"] == 0.0
+    )  # exact: cosine set to 1
     res = distinct_k([with_empty, ["", " "]], embedder=embedder, return_per_prompt=True)
-    assert res["distinct_k_per_prompt"] == [4.0, 1.0] and res["distinct_k_classes"] == [[0, 1, 2, 3, 0], [0, 0]]
+    assert res["distinct_k_per_prompt"] == [4.0, 1.0] and res["distinct_k_classes"] == [
+        [0, 1, 2, 3, 0],
+        [0, 0],
+    ]
     vendi = vendi_score([with_empty, ["", ""]], embedder=embedder, return_per_prompt=True)
-    assert vendi["vendi_score_per_prompt"][0] == pytest.approx(vendi_score([FOUR], embedder=embedder)["vendi_score"])
+    assert vendi["vendi_score_per_prompt"][0] == pytest.approx(
+        vendi_score([FOUR], embedder=embedder)["vendi_score"]
+    )
     assert vendi["vendi_score_per_prompt"][1] == 1.0

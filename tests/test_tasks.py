@@ -25,10 +25,21 @@ from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate, Tem
 from peft_diversity.trainer.cli import make_parser, run_training
 
 CONFIGS = Path(__file__).parent.parent / "recipes" / "minilm-decoder" / "poexft"
-TASK_CONFIGS = {"dialogue": "config_dialogue.yaml", "story": "config_story.yaml", "custom": "config_custom.yaml"}
+TASK_CONFIGS = {
+    "dialogue": "config_dialogue.yaml",
+    "story": "config_story.yaml",
+    "custom": "config_custom.yaml",
+}
 TEST_OVERRIDES = {
-    "max_steps": 2, "per_device_train_batch_size": 1, "max_length": 96, "logging_steps": 1, "warmup_steps": 0,
-    "use_cpu": True, "disable_tqdm": True, "lora_r": 4, "lora_alpha": 8,
+    "max_steps": 2,
+    "per_device_train_batch_size": 1,
+    "max_length": 96,
+    "logging_steps": 1,
+    "warmup_steps": 0,
+    "use_cpu": True,
+    "disable_tqdm": True,
+    "lora_r": 4,
+    "lora_alpha": 8,
 }
 
 
@@ -38,12 +49,18 @@ def shipped_config(task: str) -> dict:
 
 @pytest.mark.parametrize("task", list(TASK_CONFIGS))
 def test_each_task_config_trains_two_steps_and_generates(task, tiny_dir, tmp_path):
-    config = {**shipped_config(task), **TEST_OVERRIDES, "model_name_or_path": str(tiny_dir),
-              "output_dir": str(tmp_path / "out")}
+    config = {
+        **shipped_config(task),
+        **TEST_OVERRIDES,
+        "model_name_or_path": str(tiny_dir),
+        "output_dir": str(tmp_path / "out"),
+    }
     assert config["task"] == task
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(config), encoding="utf-8")
-    script_args, training_args, model_args = make_parser().parse_args_and_config(args=["--config", str(recipe)])
+    script_args, training_args, model_args = make_parser().parse_args_and_config(
+        args=["--config", str(recipe)]
+    )
     trainer = run_training(script_args, training_args, model_args)
     assert trainer.state.global_step == 2
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -56,8 +73,16 @@ def test_each_task_config_trains_two_steps_and_generates(task, tiny_dir, tmp_pat
 
     held_out = load_one_to_many(config["dataset_name"], split="test")[0]
     model, tokenizer = load_model_and_tokenizer(str(tmp_path / "out"), dtype="float32")
-    result = generate_responses("possibilities", model, tokenizer, held_out, num_responses=3, max_new_tokens=4,
-                                temperature=0.0, template=str(tmp_path / "out"))
+    result = generate_responses(
+        "possibilities",
+        model,
+        tokenizer,
+        held_out,
+        num_responses=3,
+        max_new_tokens=4,
+        temperature=0.0,
+        template=str(tmp_path / "out"),
+    )
     assert result.possibilities == [1, 2, 3] and len(result.texts) == 3
     template = PossibilityTemplate.from_dict(saved)
     prompt = template.prompt_text(tokenizer, held_out, 2)
@@ -92,9 +117,26 @@ def test_generate_cli_task_flags_build_the_template_or_fail_clearly():
 
 def test_generate_cli_task_wording_on_a_base_model(tiny_dir, tmp_path, capsys):
     out = tmp_path / "responses.jsonl"
-    code = generate_main(["--model-name-or-path", str(tiny_dir), "--decoder", "sampling", "--prompt", "A door in the sea.",
-                          "--instruction", "Premise: {input}\nOpen the novel.", "--num-responses", "2", "--max-new-tokens", "3",
-                          "--seed", "0", "--output", str(out)])
+    code = generate_main(
+        [
+            "--model-name-or-path",
+            str(tiny_dir),
+            "--decoder",
+            "sampling",
+            "--prompt",
+            "A door in the sea.",
+            "--instruction",
+            "Premise: {input}\nOpen the novel.",
+            "--num-responses",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--seed",
+            "0",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     record = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
     assert len(record["responses"]) == 2 and record["settings"]["template_task"] == "custom"
@@ -110,12 +152,18 @@ def test_generate_cli_task_wording_on_a_base_model(tiny_dir, tmp_path, capsys):
 
 def test_experiment_base_runs_use_the_experiment_task_wording(tiny_dir, tmp_path, monkeypatch):
     instruction = "Premise: {input}\nOpen the novel."
-    config = ExperimentConfig.from_dict({
-        "name": "story", "base_model": str(tiny_dir), "dataset": "builtin:story", "num_responses": 2,
-        "train": {"task": "custom", "instruction": instruction}, "modes": ["poexft"],
-        "generation": {"max_new_tokens": 3},
-        "runs": [{"model": "base", "decoder": "sampling"}],
-    })
+    config = ExperimentConfig.from_dict(
+        {
+            "name": "story",
+            "base_model": str(tiny_dir),
+            "dataset": "builtin:story",
+            "num_responses": 2,
+            "train": {"task": "custom", "instruction": instruction},
+            "modes": ["poexft"],
+            "generation": {"max_new_tokens": 3},
+            "runs": [{"model": "base", "decoder": "sampling"}],
+        }
+    )
     assert config.template().instruction == instruction
     record = load_one_to_many("builtin:story", split="test")[0]
     seen = []
@@ -128,7 +176,16 @@ def test_experiment_base_runs_use_the_experiment_task_wording(tiny_dir, tmp_path
     monkeypatch.setattr(PossibilityTemplate, "prompt_text", spy)
     path = generate_run(config, config.runs[0], str(tiny_dir), [record], tmp_path, {})
     assert seen and set(seen) == {instruction}  # the base model was asked with the experiment's wording
-    assert json.loads(path.read_text(encoding="utf-8").splitlines()[0])["settings"]["template_task"] == "custom"
+    assert (
+        json.loads(path.read_text(encoding="utf-8").splitlines()[0])["settings"]["template_task"] == "custom"
+    )
     with pytest.raises(ExperimentConfigError, match="train:.*custom"):
-        ExperimentConfig.from_dict({"name": "x", "base_model": "m", "dataset": "d", "train": {"task": "custom"},
-                                    "runs": [{"model": "base", "decoder": "sampling"}]})
+        ExperimentConfig.from_dict(
+            {
+                "name": "x",
+                "base_model": "m",
+                "dataset": "d",
+                "train": {"task": "custom"},
+                "runs": [{"model": "base", "decoder": "sampling"}],
+            }
+        )

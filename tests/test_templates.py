@@ -38,7 +38,11 @@ DIALOGUE = {
     ],
     "candidates": ["The thin one.", "The big one."],
 }
-STORY = {"id": "s1", "prompt": "A lighthouse keeper finds a letter.", "candidates": ["It was dry.", "It was wet."]}
+STORY = {
+    "id": "s1",
+    "prompt": "A lighthouse keeper finds a letter.",
+    "candidates": ["It was dry.", "It was wet."],
+}
 NEGATIVE_RESPONSE = "Sadly, the parrot refused to sing again."
 NEGATIVE_CONTENT_WORDS = ["sadly", "parrot", "refused", "sing"]  # "the", "to", "again" are stopwords
 
@@ -128,7 +132,10 @@ def test_k_prompts_differ_only_in_the_possibility_token(chat_tokenizer, base, na
 # ----- persistence ------------------------------------------------------------------------------------
 def test_save_and_load_round_trip(tmp_path):
     template = PossibilityTemplate(
-        task="story", system_prompt="Be vivid.", max_possibility=5, plain_sentence="Write it.",
+        task="story",
+        system_prompt="Be vivid.",
+        max_possibility=5,
+        plain_sentence="Write it.",
         possibility_sentence="Give version {k}, please.",
     )
     path = template.save_pretrained(tmp_path / "out" / "model")  # parents are created
@@ -139,9 +146,12 @@ def test_save_and_load_round_trip(tmp_path):
     assert path.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data == {
-        "task": "story", "instruction": "Write the opening of a short story for this prompt:\n{input}",
-        "possibility_sentence": "Give version {k}, please.", "plain_sentence": "Write it.",
-        "max_possibility": 5, "system_prompt": "Be vivid.",
+        "task": "story",
+        "instruction": "Write the opening of a short story for this prompt:\n{input}",
+        "possibility_sentence": "Give version {k}, please.",
+        "plain_sentence": "Write it.",
+        "max_possibility": 5,
+        "system_prompt": "Be vivid.",
     }
     loaded = PossibilityTemplate.from_pretrained(path.parent)
     assert loaded == template
@@ -228,7 +238,9 @@ def test_encode_positive_row(arch_tokenizer, minilm_tokenizer, name):
     template = PossibilityTemplate()
     response = "Were you using the pot with the thin bottom? That one scorches everything."
     row = encode_example(tokenizer, template, DIALOGUE, 6, response, negative=False)
-    prompt_ids = tokenizer(template.prompt_text(tokenizer, DIALOGUE, 6), add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(template.prompt_text(tokenizer, DIALOGUE, 6), add_special_tokens=False)[
+        "input_ids"
+    ]
     n = len(prompt_ids)
     ids, labels = row["input_ids"], row["labels"]
     assert row["negative"] is False and len(ids) == len(labels) > n

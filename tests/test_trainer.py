@@ -403,8 +403,10 @@ def test_trl_card_of_a_checkpoint_names_poexft_and_its_paper(tmp_path, tiny_dir,
     trainer = train_from_config(config)
     card = ModelCard.load(tmp_path / "out" / "README.md")
     assert {"poexft", "peft-diversity", "trl"} <= set(card.data.tags)
-    assert ("trained with PoExFT, a method introduced in [Improving Linguistic Diversity of Large Language Models "
-            "with Possibility Exploration Fine-Tuning](https://huggingface.co/papers/2412.03343)") in card.text
+    assert (
+        "trained with PoExFT, a method introduced in [Improving Linguistic Diversity of Large Language Models "
+        "with Possibility Exploration Fine-Tuning](https://huggingface.co/papers/2412.03343)"
+    ) in card.text
     assert "Cite PoExFT as:" in card.text and "Long Mai and Julie Carson-Berndsen" in card.text
     assert "poexft" in trainer.model.model_tags  # what model.push_to_hub puts in the card's tags
 
@@ -413,7 +415,9 @@ def test_trl_card_of_a_baseline_says_which_baseline(tmp_path, tiny_dir, data_fil
     """An OTM model is trained by the same recipe but is not PoExFT: its card and tags must not claim it is."""
     from huggingface_hub import ModelCard
 
-    config = write_config(tmp_path, tiny_dir, data_file, max_steps=1, save_strategy="steps", save_steps=1, mode="otm")
+    config = write_config(
+        tmp_path, tiny_dir, data_file, max_steps=1, save_strategy="steps", save_steps=1, mode="otm"
+    )
     trainer = train_from_config(config)
     card = ModelCard.load(tmp_path / "out" / "README.md")
     assert "otmft" in card.data.tags and "poexft" not in card.data.tags
@@ -422,7 +426,9 @@ def test_trl_card_of_a_baseline_says_which_baseline(tmp_path, tiny_dir, data_fil
 
 
 @pytest.mark.parametrize("repo_id", ["not a repo id", ""])
-def test_push_to_hub_with_a_bad_repo_id_fails_before_training(tmp_path, tiny_dir, data_file, monkeypatch, repo_id):
+def test_push_to_hub_with_a_bad_repo_id_fails_before_training(
+    tmp_path, tiny_dir, data_file, monkeypatch, repo_id
+):
     monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
     config = write_config(tmp_path, tiny_dir, data_file, push_to_hub=True, hub_model_id=repo_id)
     with pytest.raises(ValueError):
@@ -459,14 +465,25 @@ def test_resume_last_picks_the_newest_complete_checkpoint(tmp_path, caplog):
     assert "skipping" in caplog.text and "checkpoint-12" in caplog.text and "resuming from" in caplog.text
 
 
-def test_resume_last_skips_a_checkpoint_whose_adapter_is_cut_short(tmp_path, tiny_dir, data_file, caplog,
-                                                                   monkeypatch):
+def test_resume_last_skips_a_checkpoint_whose_adapter_is_cut_short(
+    tmp_path, tiny_dir, data_file, caplog, monkeypatch
+):
     """A checkpoint with its trainer_state.json but a truncated adapter_model.safetensors (a damaged copy, a full
     disk) is skipped with one line saying why; training resumes from the newest one that loads."""
     import logging
 
-    config = write_config(tmp_path, tiny_dir, data_file, use_peft=True, lora_r=4, lora_alpha=8, max_steps=4,
-                          save_strategy="steps", save_steps=2, save_total_limit=3)
+    config = write_config(
+        tmp_path,
+        tiny_dir,
+        data_file,
+        use_peft=True,
+        lora_r=4,
+        lora_alpha=8,
+        max_steps=4,
+        save_strategy="steps",
+        save_steps=2,
+        save_total_limit=3,
+    )
     train_from_config(config)
     out = tmp_path / "out"
     weights = out / "checkpoint-4" / "adapter_model.safetensors"
@@ -488,12 +505,15 @@ def test_resume_last_skips_a_checkpoint_whose_adapter_is_cut_short(tmp_path, tin
     load_file(out / "adapter_model.safetensors")  # the finished model's adapter is whole
 
 
-def test_resume_from_nothing_or_a_half_checkpoint_fails_before_the_model_loads(tmp_path, tiny_dir, data_file,
-                                                                                 monkeypatch):
+def test_resume_from_nothing_or_a_half_checkpoint_fails_before_the_model_loads(
+    tmp_path, tiny_dir, data_file, monkeypatch
+):
     from peft_diversity.errors import TrainConfigError
 
-    monkeypatch.setattr("peft_diversity.trainer.cli.load_model_and_tokenizer",
-                        lambda *a, **k: pytest.fail("model loaded before the resume check"))
+    monkeypatch.setattr(
+        "peft_diversity.trainer.cli.load_model_and_tokenizer",
+        lambda *a, **k: pytest.fail("model loaded before the resume check"),
+    )
     _checkpoint(tmp_path / "out" / "checkpoint-3", complete=False)
     config = write_config(tmp_path, tiny_dir, data_file)
     with pytest.raises(TrainConfigError, match="no complete checkpoint"):
@@ -523,8 +543,10 @@ def _cli_train(config: Path, *extra: str) -> tuple[int, str]:
 
 
 def _no_model_load(monkeypatch):
-    monkeypatch.setattr("peft_diversity.trainer.cli.load_model_and_tokenizer",
-                        lambda *a, **k: pytest.fail("the model loaded before the settings were checked"))
+    monkeypatch.setattr(
+        "peft_diversity.trainer.cli.load_model_and_tokenizer",
+        lambda *a, **k: pytest.fail("the model loaded before the settings were checked"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -550,8 +572,9 @@ def _no_model_load(monkeypatch):
         ({"gradient_checkpointing": True, "activation_checkpointing": False}, (), "disagree"),
     ],
 )
-def test_bad_settings_are_one_line_before_the_model_loads(overrides, extra, message, tmp_path, tiny_dir, data_file,
-                                                          monkeypatch):
+def test_bad_settings_are_one_line_before_the_model_loads(
+    overrides, extra, message, tmp_path, tiny_dir, data_file, monkeypatch
+):
     import re
 
     _no_model_load(monkeypatch)
@@ -578,7 +601,9 @@ def test_empty_data_or_recipe_is_one_line(tmp_path, tiny_dir, monkeypatch):
 
 def test_hub_token_is_never_written_to_disk(tmp_path, tiny_dir, data_file):
     secret = "hf_doNotWriteMe1234567890"
-    config = write_config(tmp_path, tiny_dir, data_file, save_strategy="steps", save_steps=1, hub_token=secret)
+    config = write_config(
+        tmp_path, tiny_dir, data_file, save_strategy="steps", save_steps=1, hub_token=secret
+    )
     train_from_config(config)
     out = tmp_path / "out"
     assert (out / "training_args.bin").is_file() and (out / "checkpoint-1" / "training_args.bin").is_file()
@@ -601,11 +626,24 @@ def test_every_unsupported_setting_is_a_field_with_an_accepted_default():
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("loss_type", "dft"), ("truncation_mode", "keep_end"), ("packing", True), ("packing_strategy", "wrapped"),
-     ("eval_packing", True), ("padding_free", True), ("assistant_only_loss", True), ("completion_only_loss", False),
-     ("dataset_text_field", "prompt"), ("dataset_num_proc", 2), ("shuffle_dataset", True),
-     ("label_smoothing_factor", 0.1), ("router_aux_loss_coef", 0.01), ("use_liger_kernel", True),
-     ("chat_template_path", "t.jinja"), ("pad_token", "<pad>")],
+    [
+        ("loss_type", "dft"),
+        ("truncation_mode", "keep_end"),
+        ("packing", True),
+        ("packing_strategy", "wrapped"),
+        ("eval_packing", True),
+        ("padding_free", True),
+        ("assistant_only_loss", True),
+        ("completion_only_loss", False),
+        ("dataset_text_field", "prompt"),
+        ("dataset_num_proc", 2),
+        ("shuffle_dataset", True),
+        ("label_smoothing_factor", 0.1),
+        ("router_aux_loss_coef", 0.01),
+        ("use_liger_kernel", True),
+        ("chat_template_path", "t.jinja"),
+        ("pad_token", "<pad>"),
+    ],
 )
 def test_python_api_refuses_settings_the_trainer_would_ignore(name, value, tmp_path, recwarn):
     from peft_diversity.errors import TrainConfigError
@@ -617,8 +655,13 @@ def test_python_api_refuses_settings_the_trainer_would_ignore(name, value, tmp_p
 
 
 def test_settings_only_the_train_command_ignores_stay_open_to_the_python_api(tmp_path):
-    args = PossibilityConfig(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=1,
-                             model_init_kwargs={"revision": "main"}, completion_only_loss=True)
+    args = PossibilityConfig(
+        output_dir=str(tmp_path),
+        eval_strategy="steps",
+        eval_steps=1,
+        model_init_kwargs={"revision": "main"},
+        completion_only_loss=True,
+    )
     assert args.eval_strategy.value == "steps" and args.model_init_kwargs == {"revision": "main"}
 
 
@@ -627,24 +670,43 @@ def _train_cli(*argv: str, env: dict | None = None, cwd: Path | None = None):
     import subprocess
     import sys
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        **(env or {}),
+    }
     env.pop("PYTHONWARNINGS", None)
-    return subprocess.run([sys.executable, "-m", "peft_diversity.cli", "train", *argv], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "peft_diversity.cli", "train", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        pytest.param(("--load_in_8bit", "true"), "8-bit loading needs a CUDA GPU",
-                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="refused only without CUDA")),
+        pytest.param(
+            ("--load_in_8bit", "true"),
+            "8-bit loading needs a CUDA GPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="refused only without CUDA"),
+        ),
         (("--model_revision", "v1"), "model_revision='v1' names a Hub revision, but .* is a local folder"),
-        (("--eos_token", "[NOT-A-TOKEN]"), r"eos_token='\[NOT-A-TOKEN\]' is not in the tokenizer's vocabulary"),
+        (
+            ("--eos_token", "[NOT-A-TOKEN]"),
+            r"eos_token='\[NOT-A-TOKEN\]' is not in the tokenizer's vocabulary",
+        ),
     ],
 )
 def test_named_training_flags_are_refused_in_one_line(  # loss_type, truncation_mode: in the in-process list above
-    flags, message, tmp_path, tiny_dir, data_file):
+    flags, message, tmp_path, tiny_dir, data_file
+):
     import re
 
     proc = _train_cli("--config", str(write_config(tmp_path, tiny_dir, data_file, use_cpu=False)), *flags)
@@ -672,8 +734,14 @@ def _hub_cache_with_two_revisions(root: Path) -> tuple[Path, dict[str, Path]]:
 def test_model_revision_reaches_the_loader(tmp_path, data_file):
     cache, snapshots = _hub_cache_with_two_revisions(tmp_path / "hub")
     # learning_rate 0: the saved weights are exactly the ones loaded, so they tell which revision was used
-    config = write_config(tmp_path, Path("local/tiny"), data_file, learning_rate=0.0, max_steps=1,
-                          model_name_or_path="local/tiny")
+    config = write_config(
+        tmp_path,
+        Path("local/tiny"),
+        data_file,
+        learning_rate=0.0,
+        max_steps=1,
+        model_name_or_path="local/tiny",
+    )
     proc = _train_cli("--config", str(config), "--model_revision", "v1", env={"HF_HUB_CACHE": str(cache)})
     assert proc.returncode == 0, proc.stderr
     saved = load_file(str(tmp_path / "out" / "model.safetensors"))
@@ -695,7 +763,9 @@ def _positive_label_ends(trainer) -> set[int]:
 def test_eos_token_ends_the_rows_and_is_the_saved_tokenizers_eos(tmp_path, tiny_dir, data_file):
     from transformers import AutoTokenizer
 
-    trainer = train_from_config(write_config(tmp_path, tiny_dir, data_file, eos_token="[unused1]", max_steps=1))
+    trainer = train_from_config(
+        write_config(tmp_path, tiny_dir, data_file, eos_token="[unused1]", max_steps=1)
+    )
     saved = AutoTokenizer.from_pretrained(tmp_path / "out")
     assert saved.eos_token == "[unused1]"
     assert _positive_label_ends(trainer) == {saved.eos_token_id}  # the rows teach the model to stop at it
@@ -706,16 +776,33 @@ def test_eos_token_ends_the_rows_and_is_the_saved_tokenizers_eos(tmp_path, tiny_
 def test_eos_token_a_fixed_chat_template_cannot_end_with_is_refused(tmp_path, arch_model, records):
     from peft_diversity.errors import TrainConfigError
 
-    model, tokenizer = arch_model("llama")  # Llama 3's template ends the assistant turn with <|eot_id|>, always
-    args = PossibilityConfig(output_dir=str(tmp_path), eos_token="<|end_of_text|>", bf16=False, use_cpu=True,
-                             num_candidates=NUM_CANDIDATES, report_to=[])
-    with pytest.raises(TrainConfigError, match=r"eos_token='<\|end_of_text\|>': the tokenizer's chat template ends "):
+    model, tokenizer = arch_model(
+        "llama"
+    )  # Llama 3's template ends the assistant turn with <|eot_id|>, always
+    args = PossibilityConfig(
+        output_dir=str(tmp_path),
+        eos_token="<|end_of_text|>",
+        bf16=False,
+        use_cpu=True,
+        num_candidates=NUM_CANDIDATES,
+        report_to=[],
+    )
+    with pytest.raises(
+        TrainConfigError, match=r"eos_token='<\|end_of_text\|>': the tokenizer's chat template ends "
+    ):
         PossibilityTrainer(model, args=args, train_dataset=records, processing_class=tokenizer)
 
 
 # what a user sees on every run: none of these (each came from our code or our defaults, not from the user's input)
-NOISE = ("FutureWarning", "DeprecationWarning", "UserWarning", "is deprecated", "pin_memory", "past_key_values",
-         "fewer than None")
+NOISE = (
+    "FutureWarning",
+    "DeprecationWarning",
+    "UserWarning",
+    "is deprecated",
+    "pin_memory",
+    "past_key_values",
+    "fewer than None",
+)
 
 
 def test_a_tiny_train_and_generate_print_no_warnings(tmp_path, tiny_dir, data_file):
@@ -729,9 +816,24 @@ def test_a_tiny_train_and_generate_print_no_warnings(tmp_path, tiny_dir, data_fi
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     env.pop("PYTHONWARNINGS", None)
     generate = subprocess.run(
-        [sys.executable, "-m", "peft_diversity.cli", "generate", "--model-name-or-path", str(tmp_path / "out"), "--context",
-         "Ann: hi\nBen: hello", "--num-responses", "3", "--max-new-tokens", "4"],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "peft_diversity.cli",
+            "generate",
+            "--model-name-or-path",
+            str(tmp_path / "out"),
+            "--context",
+            "Ann: hi\nBen: hello",
+            "--num-responses",
+            "3",
+            "--max-new-tokens",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert generate.returncode == 0, generate.stderr
     assert "shared_prefix path" in generate.stderr  # the cached-prefix path, where the cache is handed over
@@ -739,12 +841,19 @@ def test_a_tiny_train_and_generate_print_no_warnings(tmp_path, tiny_dir, data_fi
         assert not [line for line in stderr.splitlines() if any(noise in line for noise in NOISE)], stderr
 
 
-@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(Path(__file__).parents[1]))
-                                          for p in (Path(__file__).parents[1] / "recipes").glob("*/*/config_*.yaml")))
+@pytest.mark.parametrize(
+    "recipe",
+    sorted(
+        str(p.relative_to(Path(__file__).parents[1]))
+        for p in (Path(__file__).parents[1] / "recipes").glob("*/*/config_*.yaml")
+    ),
+)
 def test_every_training_recipe_parses_without_warnings(recipe, recwarn):
     # bf16: the GPU recipes ask for it, which this parse on a CPU-only machine cannot check
     _, args, _ = make_parser().parse_args_and_config(
         args=["--config", str(Path(__file__).parents[1] / recipe), "--bf16", "false"]
     )
     assert args.activation_checkpointing in (True, False)
-    assert not [str(w.message) for w in recwarn if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert not [
+        str(w.message) for w in recwarn if issubclass(w.category, (FutureWarning, DeprecationWarning))
+    ]

@@ -47,7 +47,9 @@ class BuildSettings:
         if self.num_candidates < 1:
             raise BuildError(f"num_candidates must be >= 1, got {self.num_candidates}")
         if not 1 <= self.min_candidates <= self.num_candidates:
-            raise BuildError(f"min_candidates must be in 1..num_candidates={self.num_candidates}, got {self.min_candidates}")
+            raise BuildError(
+                f"min_candidates must be in 1..num_candidates={self.num_candidates}, got {self.min_candidates}"
+            )
         for name in ("max_retries", "batch_size", "max_consecutive_failures"):
             if getattr(self, name) < (0 if name == "max_retries" else 1):
                 raise BuildError(f"{name} is out of range: {getattr(self, name)}")
@@ -79,8 +81,14 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def build_config(template: PossibilityTemplate, teacher: Teacher, settings: BuildSettings, *,
-                 semantic: bool = True, **extra: Any) -> dict[str, Any]:
+def build_config(
+    template: PossibilityTemplate,
+    teacher: Teacher,
+    settings: BuildSettings,
+    *,
+    semantic: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
     """The settings saved in build_config.json; `extra`: input, column, id_column, split, sampling, ..."""
     return {
         **extra,
@@ -129,15 +137,18 @@ def build_dataset(
         # a bar on a terminal (tqdm stays silent when stderr is not one); the per-batch log line either way
         with tqdm(total=len(usable), desc="build-data", unit="prompt", disable=None) as bar:
             for begin in range(0, len(usable), settings.batch_size):
-                batch = usable[begin:begin + settings.batch_size]
+                batch = usable[begin : begin + settings.batch_size]
                 run.batch(batch)
                 bar.update(len(batch))
-                log(f"[{begin + len(batch)}/{len(usable)}] kept {summary.kept}, "
-                    f"rejected {sum(summary.rejected.values())}, unfinished {len(summary.unfinished)}")
+                log(
+                    f"[{begin + len(batch)}/{len(usable)}] kept {summary.kept}, "
+                    f"rejected {sum(summary.rejected.values())}, unfinished {len(summary.unfinished)}"
+                )
     finally:
         summary.wall_time_s = round(time.perf_counter() - start, 3)
-        out.write_progress({"inputs": summary.inputs, "unfinished": summary.unfinished,
-                            "last_run": summary.to_dict()})
+        out.write_progress(
+            {"inputs": summary.inputs, "unfinished": summary.unfinished, "last_run": summary.to_dict()}
+        )
         out.close()
     return summary
 
@@ -164,7 +175,9 @@ class _Run:
                 break
             replies = self.teacher([s.record for s in pending], n, attempt)
             if len(replies) != len(pending):
-                raise BuildError(f"teacher {self.teacher.name} returned {len(replies)} replies for {len(pending)} inputs")
+                raise BuildError(
+                    f"teacher {self.teacher.name} returned {len(replies)} replies for {len(pending)} inputs"
+                )
             fresh = []
             for state, reply in zip(pending, replies, strict=True):
                 state.attempts += 1
@@ -177,7 +190,9 @@ class _Run:
             self.dedup.keep(fresh, n)
         for state in states:
             self.finish(state)
-        if self.failures_in_a_row >= self.settings.max_consecutive_failures:  # only now: the batch is all written
+        if (
+            self.failures_in_a_row >= self.settings.max_consecutive_failures
+        ):  # only now: the batch is all written
             last = next(reversed(self.summary.unfinished.values()))
             raise BuildError(
                 f"the teacher failed {self.failures_in_a_row} inputs in a row (last: {last}); stopping. "
@@ -193,20 +208,31 @@ class _Run:
         self.failures_in_a_row = 0
         provenance = self.provenance(state)
         if short and state.error is not None:  # the teacher refused this input for good (e.g. HTTP 400)
-            self.reject(item, "teacher_rejected", state.error.message, candidates=state.kept, provenance=provenance)
+            self.reject(
+                item, "teacher_rejected", state.error.message, candidates=state.kept, provenance=provenance
+            )
             return
         if short:
-            detail = (f"{len(state.kept)} valid candidates after {state.attempts} attempts "
-                      f"(min_candidates={self.settings.min_candidates}); dropped: {dict(state.dropped) or 'none'}")
+            detail = (
+                f"{len(state.kept)} valid candidates after {state.attempts} attempts "
+                f"(min_candidates={self.settings.min_candidates}); dropped: {dict(state.dropped) or 'none'}"
+            )
             self.reject(item, "too_few_candidates", detail, candidates=state.kept, provenance=provenance)
             return
         key = "context" if "context" in state.record else "prompt"
         try:
-            self.out.write_record({"id": item.key, key: item.source, "candidates": state.kept,
-                                   "provenance": provenance})
-        except UnicodeEncodeError as err:  # inputs and candidates are checked; still, one record never stops a build
-            self.reject(item, "invalid_utf8", f"the record cannot be written as UTF-8 ({err.reason})",
-                        provenance=provenance)
+            self.out.write_record(
+                {"id": item.key, key: item.source, "candidates": state.kept, "provenance": provenance}
+            )
+        except (
+            UnicodeEncodeError
+        ) as err:  # inputs and candidates are checked; still, one record never stops a build
+            self.reject(
+                item,
+                "invalid_utf8",
+                f"the record cannot be written as UTF-8 ({err.reason})",
+                provenance=provenance,
+            )
             return
         self.summary.kept += 1
         if len(state.kept) < n:

@@ -38,7 +38,9 @@ class _State:
     error: TeacherFailure | None = None
 
 
-def parse_reply(raw: str, record: dict[str, Any], n: int, template: PossibilityTemplate) -> tuple[list[str], list[int]]:
+def parse_reply(
+    raw: str, record: dict[str, Any], n: int, template: PossibilityTemplate
+) -> tuple[list[str], list[int]]:
     """(cleaned items, numbers 1..N that were missing) of one listing reply; items may be empty after cleaning."""
     from peft_diversity.generation.text import clean_for_record, listing_text, parse_numbered_list
 
@@ -68,8 +70,17 @@ class CandidateFilter:
         seen = set(state.kept_norm)
         for item in items:
             norm = normalise(item)
-            reason = ("empty" if not norm else "invalid_utf8" if not _encodable(item) else "echo" if norm in echoes
-                      else "duplicate" if norm in seen else None)
+            reason = (
+                "empty"
+                if not norm
+                else "invalid_utf8"
+                if not _encodable(item)
+                else "echo"
+                if norm in echoes
+                else "duplicate"
+                if norm in seen
+                else None
+            )
             if reason:
                 state.dropped[reason] += 1
             else:
@@ -87,7 +98,11 @@ class CandidateFilter:
                 vector, row = (emb[row] if emb is not None else None), row + 1
                 if len(state.kept) >= n:
                     state.dropped["surplus"] += 1
-                elif vector is not None and state.kept_emb and max(float(k @ vector) for k in state.kept_emb) > self.threshold:
+                elif (
+                    vector is not None
+                    and state.kept_emb
+                    and max(float(k @ vector) for k in state.kept_emb) > self.threshold
+                ):
                     state.dropped["near_duplicate"] += 1
                 else:
                     state.kept.append(text)

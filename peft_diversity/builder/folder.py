@@ -47,8 +47,11 @@ def repair_jsonl(path: Path) -> list[dict[str, Any]]:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
-        logger.warning("%s: removing an incomplete last line (%d bytes) left by an interrupted run",
-                       path, len(data) - cut)
+        logger.warning(
+            "%s: removing an incomplete last line (%d bytes) left by an interrupted run",
+            path,
+            len(data) - cut,
+        )
         with open(path, "r+b") as handle:
             handle.truncate(cut)
             handle.flush()
@@ -82,14 +85,18 @@ class BuildFolder:
         self.train_path, self.rejected_path = self.folder / TRAIN_FILE, self.folder / REJECTED_FILE
         self.done: set[str] = set()
 
-    def open(self, config: dict[str, Any], items: Sequence[InputItem], force: bool = False) -> list[InputItem]:
+    def open(
+        self, config: dict[str, Any], items: Sequence[InputItem], force: bool = False
+    ) -> list[InputItem]:
         """Lock the folder, check/write build_config.json, repair torn lines; returns the items still to build."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
             self._check_config(config, force)
             todo = self._pending(items, force)
-            atomic_write_text(self.folder / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+            atomic_write_text(
+                self.folder / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+            )
             self._train = open(self.train_path, "ab")  # noqa: SIM115 - closed in close()
             self._rejected = open(self.rejected_path, "ab")  # noqa: SIM115
         except BaseException:
@@ -104,23 +111,32 @@ class BuildFolder:
             fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.close()
-            raise BuildError(f"{self.folder} is in use by another build (it holds {self.folder / LOCK_FILE}); wait "
-                             "for it to finish or use another --output-dir folder") from None
+            raise BuildError(
+                f"{self.folder} is in use by another build (it holds {self.folder / LOCK_FILE}); wait "
+                "for it to finish or use another --output-dir folder"
+            ) from None
 
     def _check_config(self, config: dict[str, Any], force: bool) -> None:
         path = self.folder / CONFIG_FILE
         if not path.is_file():
             if self.train_path.exists() or self.rejected_path.exists():
                 if not force:
-                    raise BuildError(f"{self.folder} holds build outputs but no {CONFIG_FILE}: use a new folder, or "
-                                     "--force to add to it")
+                    raise BuildError(
+                        f"{self.folder} holds build outputs but no {CONFIG_FILE}: use a new folder, or "
+                        "--force to add to it"
+                    )
             return
         old = _read_json(path)
-        changed = [f"{key}: {old.get(key)!r} -> {config.get(key)!r}" for key in CONTENT_KEYS
-                   if old.get(key) != config.get(key)]
+        changed = [
+            f"{key}: {old.get(key)!r} -> {config.get(key)!r}"
+            for key in CONTENT_KEYS
+            if old.get(key) != config.get(key)
+        ]
         if changed and not force:
-            raise BuildError(f"{self.folder} was built with different settings ({'; '.join(changed)}); resuming "
-                             "would mix them. Use a new --output-dir folder, or --force to continue anyway")
+            raise BuildError(
+                f"{self.folder} was built with different settings ({'; '.join(changed)}); resuming "
+                "would mix them. Use a new --output-dir folder, or --force to continue anyway"
+            )
         if changed:
             logger.warning("continuing %s with changed settings (%s)", self.folder, "; ".join(changed))
 
@@ -136,12 +152,16 @@ class BuildFolder:
                 raise BuildError(
                     f"{item.where}: id {item.key!r} holds a different input than the record built for it in "
                     f"{self.train_path}: the input changed since that run. Use a new --output-dir folder, or --force "
-                    "to keep the old records")
+                    "to keep the old records"
+                )
             if item.key in rejected and not _rejection_holds(rejected[item.key], item):
                 stale.add(item.key)
         if stale:
-            logger.warning("%s: %d rejected inputs changed since the last run; processing them again",
-                           self.rejected_path, len(stale))
+            logger.warning(
+                "%s: %d rejected inputs changed since the last run; processing them again",
+                self.rejected_path,
+                len(stale),
+            )
             self._drop_rejections(stale)
         self.done = (set(kept) | set(rejected)) - stale
         return [item for item in items if item.key not in self.done]
@@ -190,8 +210,16 @@ def _rejection_holds(entry: dict[str, Any], item: InputItem) -> bool:
     return same_reason and _stored_input(entry) == _input_of(item)
 
 
-CONTENT_KEYS = ("column", "id_column", "split", "teacher", "prompt_version", "num_candidates", "min_candidates",
-                "similarity_threshold")
+CONTENT_KEYS = (
+    "column",
+    "id_column",
+    "split",
+    "teacher",
+    "prompt_version",
+    "num_candidates",
+    "min_candidates",
+    "similarity_threshold",
+)
 """Settings that change what a record looks like: a resume must keep them (other settings may change). The input
 file's path is not one (a checkout may move): a resume compares each finished input's content instead."""
 
@@ -204,5 +232,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         data = err
     if not isinstance(data, dict):
-        raise BuildError(f"{path}: not a JSON object ({data}); the file was edited or damaged: fix or delete it")
+        raise BuildError(
+            f"{path}: not a JSON object ({data}); the file was edited or damaged: fix or delete it"
+        )
     return data

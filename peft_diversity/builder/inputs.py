@@ -91,10 +91,14 @@ def _raw_rows(source: str | os.PathLike, split: str) -> Iterator[tuple[str, str,
     if path.is_dir():  # a local dataset folder: datasets reads it like a Hub repo
         return _hub_rows(str(path), path.resolve().name, split)
     if isinstance(source, str) and HUB_ID.match(source):
-        logger.warning("%s is not a local file or folder: loading it as a Hub dataset (split %s)", source, split)
+        logger.warning(
+            "%s is not a local file or folder: loading it as a Hub dataset (split %s)", source, split
+        )
         return _hub_rows(source, source, split)
-    raise BuildError(f"{source}: no such input file or folder (inputs are .jsonl, .csv or .parquet files, "
-                     "dataset folders, or Hub dataset ids owner/name)")
+    raise BuildError(
+        f"{source}: no such input file or folder (inputs are .jsonl, .csv or .parquet files, "
+        "dataset folders, or Hub dataset ids owner/name)"
+    )
 
 
 @dataclass
@@ -113,7 +117,9 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, str, Any]]:
     with open(path, "rb") as handle:  # bytes: one bad line is reported, not fatal
         for lineno, raw in enumerate(handle, start=1):
             where, default_id = f"{path.name}:{lineno}", f"line-{lineno}"
-            raw = raw.removeprefix(codecs.BOM_UTF8) if lineno == 1 else raw  # some editors start files with one
+            raw = (
+                raw.removeprefix(codecs.BOM_UTF8) if lineno == 1 else raw
+            )  # some editors start files with one
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -125,9 +131,17 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, str, Any]]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as err:
-                yield where, default_id, _Problem("invalid_json", f"not valid JSON ({err.msg})", _digest(line.strip()))
+                yield (
+                    where,
+                    default_id,
+                    _Problem("invalid_json", f"not valid JSON ({err.msg})", _digest(line.strip())),
+                )
                 continue
-            yield where, default_id, {"prompt": value} if isinstance(value, str) else value  # a bare string: the prompt
+            yield (
+                where,
+                default_id,
+                {"prompt": value} if isinstance(value, str) else value,
+            )  # a bare string: the prompt
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, str, Any]]:
@@ -155,13 +169,17 @@ def _next_csv_row(reader: Any, path: Path) -> tuple[int, list[str] | None]:
     try:
         return start, next(reader, None)
     except csv.Error as err:
-        raise BuildError(f"{path}:{start}: malformed CSV ({err}; noticed at line {reader.line_num}): check the "
-                         "quotes of that row") from None
+        raise BuildError(
+            f"{path}:{start}: malformed CSV ({err}; noticed at line {reader.line_num}): check the "
+            "quotes of that row"
+        ) from None
 
 
 def _csv_record(header: list[str], row: list[str]) -> dict[str, Any] | _Problem:
     if len(row) != len(header):
-        return _Problem("invalid_row", f"{len(row)} fields, the header has {len(header)}", _digest("\x1f".join(row)))
+        return _Problem(
+            "invalid_row", f"{len(row)} fields, the header has {len(header)}", _digest("\x1f".join(row))
+        )
     bad = [name for name, cell in zip(header, row, strict=True) if _ESCAPED_BYTE.search(cell)]
     if bad:
         return _Problem("invalid_utf8", f"column {bad[0]!r} is not valid UTF-8", _digest("\x1f".join(row)))
@@ -189,11 +207,15 @@ def _hub_rows(repo_id: str, name: str, split: str) -> Iterator[tuple[str, str, A
         yield f"{name}[{split}] row {index}", f"row-{index}", row
 
 
-def _check_columns(source: Any, rows: list[dict[str, Any]], column: str | None, id_column: str | None) -> None:
+def _check_columns(
+    source: Any, rows: list[dict[str, Any]], column: str | None, id_column: str | None
+) -> None:
     """A column named by the user that no row has is a typo: one error, not a rejection per row."""
     for flag, name in (("--column", column), ("--id-column", id_column)):
         if name is not None and rows and not any(name in row for row in rows):
-            raise BuildError(f"{source}: no row has the column {name!r} ({flag}); the first row has {sorted(rows[0])}")
+            raise BuildError(
+                f"{source}: no row has the column {name!r} ({flag}); the first row has {sorted(rows[0])}"
+            )
 
 
 def _to_item(where: str, default_id: str, row: Any, column: str | None, id_column: str | None) -> InputItem:

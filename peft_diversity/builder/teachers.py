@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 PARSER_VERSION = "1"
 """Bump when parsing or cleaning changes what a teacher reply becomes: it is part of `prompt_version`."""
+
+
 # ----- teachers ------------------------------------------------------------------------------------------------
 @dataclass
 class TeacherFailure:
@@ -44,8 +46,9 @@ class Teacher(Protocol):
 
     name: str
 
-    def __call__(self, records: Sequence[dict[str, Any]], n: int, attempt: int) -> list[str | TeacherFailure]:
-        ...
+    def __call__(
+        self, records: Sequence[dict[str, Any]], n: int, attempt: int
+    ) -> list[str | TeacherFailure]: ...
 
 
 @dataclass
@@ -60,7 +63,10 @@ class Sampling:
     seed: int | None = 0
 
     def temperature_for(self, attempt: int) -> float:
-        return min(max(self.max_temperature, self.temperature), self.temperature + self.retry_temperature_step * attempt)
+        return min(
+            max(self.max_temperature, self.temperature),
+            self.temperature + self.retry_temperature_step * attempt,
+        )
 
     def seed_for(self, attempt: int) -> int | None:
         return None if self.seed is None else self.seed + attempt
@@ -73,22 +79,34 @@ def listing_messages(template: PossibilityTemplate, record: dict[str, Any], n: i
 
 def prompt_version(template: PossibilityTemplate) -> str:
     """Short hash of everything that shapes a teacher's prompt and how its reply is read."""
-    blob = json.dumps({"listing": LISTING_SENTENCE, "template": template.to_dict(), "parser": PARSER_VERSION},
-                      sort_keys=True)
+    blob = json.dumps(
+        {"listing": LISTING_SENTENCE, "template": template.to_dict(), "parser": PARSER_VERSION},
+        sort_keys=True,
+    )
     return "listing-" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:10]
 
 
 class LocalTeacher:
     """A transformers causal LM (Hub id, folder or `builtin:<name>`): one batched `generate_listing` per batch."""
 
-    def __init__(self, model: Any, template: PossibilityTemplate, sampling: Sampling | None = None, *,
-                 tokenizer: Any = None, batch_size: int = 8, dtype: str = "auto",
-                 trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        template: PossibilityTemplate,
+        sampling: Sampling | None = None,
+        *,
+        tokenizer: Any = None,
+        batch_size: int = 8,
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> None:
         if isinstance(model, str | os.PathLike):
             from peft_diversity.models.loading import load_model_and_tokenizer
 
             self.name = f"local:{display_name(model)}"
-            model, tokenizer = load_model_and_tokenizer(str(model), dtype=dtype, trust_remote_code=trust_remote_code)
+            model, tokenizer = load_model_and_tokenizer(
+                str(model), dtype=dtype, trust_remote_code=trust_remote_code
+            )
         else:
             from peft_diversity.generation.inputs import model_name
 
@@ -102,12 +120,22 @@ class LocalTeacher:
         from peft_diversity.generation.decoders import generate_listing
 
         generation_logger = logging.getLogger("peft_diversity.generation.decoders")
-        generation_logger.addFilter(_skip_parse_warnings)  # the builder records parse failures per record itself
+        generation_logger.addFilter(
+            _skip_parse_warnings
+        )  # the builder records parse failures per record itself
         try:
             results = generate_listing(
-                self.model, self.tokenizer, contexts=list(records), num_responses=n, template=self.template, clean=False,
-                temperature=self.sampling.temperature_for(attempt), max_new_tokens=self.sampling.max_new_tokens,
-                seed=self.sampling.seed_for(attempt), batch_size=self.batch_size, progress=False,
+                self.model,
+                self.tokenizer,
+                contexts=list(records),
+                num_responses=n,
+                template=self.template,
+                clean=False,
+                temperature=self.sampling.temperature_for(attempt),
+                max_new_tokens=self.sampling.max_new_tokens,
+                seed=self.sampling.seed_for(attempt),
+                batch_size=self.batch_size,
+                progress=False,
             )
         finally:
             generation_logger.removeFilter(_skip_parse_warnings)
@@ -123,14 +151,18 @@ class OpenAITeacher:
     (another 4xx, an unreadable reply) as a final one.
     """
 
-    def __init__(self, client: HttpChat, template: PossibilityTemplate, sampling: Sampling | None = None) -> None:
+    def __init__(
+        self, client: HttpChat, template: PossibilityTemplate, sampling: Sampling | None = None
+    ) -> None:
         self.client = client
         self.name = f"openai:{client.model}@{public_url(client.base_url)}"
         self.template, self.sampling, self.concurrency = template, sampling or Sampling(), client.concurrency
 
     def __call__(self, records: Sequence[dict[str, Any]], n: int, attempt: int) -> list[str | TeacherFailure]:
-        params = {"temperature": self.sampling.temperature_for(attempt),
-                  "max_tokens": self.sampling.max_new_tokens * n}
+        params = {
+            "temperature": self.sampling.temperature_for(attempt),
+            "max_tokens": self.sampling.max_new_tokens * n,
+        }
 
         def one(record: dict[str, Any]) -> str | TeacherFailure:
             try:
@@ -139,7 +171,9 @@ class OpenAITeacher:
                 raise
             except ChatRetriesExhausted as err:
                 return TeacherFailure(str(err))
-            except ChatRequestError as err:  # refused for this input (e.g. 400 prompt too long): asking again won't help
+            except (
+                ChatRequestError
+            ) as err:  # refused for this input (e.g. 400 prompt too long): asking again won't help
                 return TeacherFailure(str(err), retryable=False)
 
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(records)))

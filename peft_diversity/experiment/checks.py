@@ -18,7 +18,11 @@ from peft_diversity.errors import PeftDiversityError
 
 # keys of the experiment's training and model settings that the experiment sets itself
 SET_BY_EXPERIMENT = {
-    "train": {"output_dir": "run folder", "mode": "`modes:`", "resume_from_checkpoint": "the run folder's state"},
+    "train": {
+        "output_dir": "run folder",
+        "mode": "`modes:`",
+        "resume_from_checkpoint": "the run folder's state",
+    },
     "lora": {"model_name_or_path": "`base_model:`", "use_peft": "a non-empty `lora:`"},
 }
 REQUIRED = ("name", "base_model", "dataset", "runs")
@@ -40,9 +44,11 @@ def experiment_problems(data: dict[str, Any], config_class: type) -> list[str]:
                 problems.append(f"{key}: {problem}")
             else:
                 typed[key] = value
-    defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-                for f in dataclasses.fields(config_class)
-                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    defaults = {
+        f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        for f in dataclasses.fields(config_class)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
     config = {**defaults, **typed}
     problems += _value_problems(config)
     problems += _training_problems(config)
@@ -74,10 +80,15 @@ def _fits(value: Any, hint: Any) -> bool:
     if origin is typing.Literal:
         return value in args
     if origin is list:
-        return isinstance(value, list) and all(_fits(item, args[0]) for item in value) if args else isinstance(value, list)
+        return (
+            isinstance(value, list) and all(_fits(item, args[0]) for item in value)
+            if args
+            else isinstance(value, list)
+        )
     if origin is dict:
-        return isinstance(value, dict) and (not args or all(_fits(k, args[0]) and _fits(v, args[1])
-                                                            for k, v in value.items()))
+        return isinstance(value, dict) and (
+            not args or all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+        )
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
@@ -118,12 +129,19 @@ def _is_number(text: str) -> bool:
 def _unknown(key: str, known: Any, listing: str | None = None) -> str:
     """`unknown key (did you mean ...?); known: ...` (`listing` stands for a list too long for one line)."""
     close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
-    return (f"unknown key{f' (did you mean {close[0]!r}?)' if close else ''}; "
-            f"known: {listing or sorted(map(str, known))}")
+    return (
+        f"unknown key{f' (did you mean {close[0]!r}?)' if close else ''}; "
+        f"known: {listing or sorted(map(str, known))}"
+    )
 
 
-def _keys_problems(where: str, settings: dict[str, Any], hints: dict[str, Any], own: dict[str, str],
-                   listing: str | None = None) -> list[str]:
+def _keys_problems(
+    where: str,
+    settings: dict[str, Any],
+    hints: dict[str, Any],
+    own: dict[str, str],
+    listing: str | None = None,
+) -> list[str]:
     """Unknown keys, keys the experiment sets itself (`own`), and wrong types of a settings mapping."""
     problems = []
     for key, value in settings.items():
@@ -141,9 +159,14 @@ def _value_problems(config: dict[str, Any]) -> list[str]:
     from peft_diversity.scoring.report import KNOWN_METRICS
     from peft_diversity.trainer.rows import MODES
 
-    problems = [f"modes: unknown modes [{m!r}]; choose from {list(MODES)}" for m in config["modes"] if m not in MODES]
-    problems += [f"metrics: unknown metrics [{m!r}]; choose from {list(KNOWN_METRICS)}"
-                 for m in config["metrics"] if m not in KNOWN_METRICS]
+    problems = [
+        f"modes: unknown modes [{m!r}]; choose from {list(MODES)}" for m in config["modes"] if m not in MODES
+    ]
+    problems += [
+        f"metrics: unknown metrics [{m!r}]; choose from {list(KNOWN_METRICS)}"
+        for m in config["metrics"]
+        if m not in KNOWN_METRICS
+    ]
     for key in ("num_responses", "num_eval_contexts"):
         if config.get(key) is not None and config[key] < 1:
             problems.append(f"{key}: must be >= 1, got {config[key]}")
@@ -170,7 +193,9 @@ def _training_problems(config: dict[str, Any]) -> list[str]:
         try:
             with warnings.catch_warnings():  # the real run warns once; this trial build stays quiet
                 warnings.simplefilter("ignore")
-                PossibilityConfig(**{"report_to": [], "bf16": False, **settings, "output_dir": "unused", "mode": mode})
+                PossibilityConfig(
+                    **{"report_to": [], "bf16": False, **settings, "output_dir": "unused", "mode": mode}
+                )
         except (ValueError, TypeError) as err:  # TrainConfigError is a ValueError
             where = f"mode_overrides.{mode}" if mode in config["mode_overrides"] else "train"
             return [f"{where}: {' '.join(str(err).split())} (as mode {mode})"]
@@ -203,30 +228,43 @@ def _run_problems(runs: Any, config: dict[str, Any]) -> list[str]:
     unknown_shared: set[str] = set()
     for i, run in enumerate(runs):
         where = f"runs[{i}]"
-        if not isinstance(run, dict) or not isinstance(run.get("model"), str) or not isinstance(run.get("decoder"), str):
+        if (
+            not isinstance(run, dict)
+            or not isinstance(run.get("model"), str)
+            or not isinstance(run.get("decoder"), str)
+        ):
             problems.append(f"{where}: must be a mapping with 'model' and 'decoder' (text), got {run!r}")
             continue
         problems += [f"{where}.{key}: {_unknown(key, RUN_KEYS)}" for key in run if key not in RUN_KEYS]
         model, decoder, settings = run["model"], run["decoder"], run.get("settings") or {}
         name = f"{model}__{decoder}"
         if decoder not in DECODERS:
-            problems.append(f"{where}.decoder: run {name}: unknown decoder {decoder!r}; choose from {list(DECODERS)}")
+            problems.append(
+                f"{where}.decoder: run {name}: unknown decoder {decoder!r}; choose from {list(DECODERS)}"
+            )
             continue
         if model != BASE and model not in config["modes"]:
-            problems.append(f"{where}.model: run {name}: model {model!r} is neither 'base' nor a trained mode "
-                            f"{config['modes']}")
+            problems.append(
+                f"{where}.model: run {name}: model {model!r} is neither 'base' nor a trained mode "
+                f"{config['modes']}"
+            )
         if decoder == "possibilities" and model != "poexft":
             problems.append(f"{where}: run {name}: the possibilities decoder needs a PoExFT model")
         known = decoder_settings(decoder)
-        shared = [k for k in config["generation"] if not (decoder in DETERMINISTIC_DECODERS and k in SAMPLING_KEYS)]
+        shared = [
+            k for k in config["generation"] if not (decoder in DETERMINISTIC_DECODERS and k in SAMPLING_KEYS)
+        ]
         unknown_shared |= {k for k in shared if k not in known and k in any_decoder}
         if not isinstance(settings, dict):
             problems.append(f"{where}.settings: must be a mapping, got {settings!r}")
             continue
         problems += _generation_keys(f"{where}.settings", settings, known, decoder)
         problems += _generation_values(f"{where}.settings", settings)
-    problems += [f"generation.{key}: not a setting of every run's decoder (it reaches them all); move it to the "
-                 "runs[].settings of the runs whose decoder takes it" for key in sorted(unknown_shared)]
+    problems += [
+        f"generation.{key}: not a setting of every run's decoder (it reaches them all); move it to the "
+        "runs[].settings of the runs whose decoder takes it"
+        for key in sorted(unknown_shared)
+    ]
     return problems
 
 
@@ -250,22 +288,32 @@ def decoder_settings(decoder: str | None) -> dict[str, Any]:
     known.update(typing.get_type_hints(RunSettings))
     for name, function in DECODERS.items():
         if decoder in (None, name):
-            known.update({key: annotation for key, annotation in function.setting_types().items()
-                          if key not in EXPERIMENT_GENERATION_KEYS})
+            known.update(
+                {
+                    key: annotation
+                    for key, annotation in function.setting_types().items()
+                    if key not in EXPERIMENT_GENERATION_KEYS
+                }
+            )
     return known
 
 
-def _generation_keys(where: str, settings: dict[str, Any], known: dict[str, Any], decoder: str | None
-                     ) -> list[str]:
+def _generation_keys(
+    where: str, settings: dict[str, Any], known: dict[str, Any], decoder: str | None
+) -> list[str]:
     """Keys the experiment sets, unknown keys and wrong types of `generation:` (decoder None: known to any
     decoder) or of one run's `settings:`."""
     problems = []
     for key, value in settings.items():
         if key in EXPERIMENT_GENERATION_KEYS:
-            problems.append(f"{where}.{key}: set by the experiment ({EXPERIMENT_GENERATION_KEYS[key]}); remove it")
+            problems.append(
+                f"{where}.{key}: set by the experiment ({EXPERIMENT_GENERATION_KEYS[key]}); remove it"
+            )
         elif key not in known:
-            problems.append(f"{where}.{key}: {f'not a setting of the {decoder} decoder; ' if decoder else ''}"
-                            f"{_unknown(key, known, GENERATION_LISTING)}")
+            problems.append(
+                f"{where}.{key}: {f'not a setting of the {decoder} decoder; ' if decoder else ''}"
+                f"{_unknown(key, known, GENERATION_LISTING)}"
+            )
         elif known[key] is not inspect.Parameter.empty and (problem := type_problem(value, known[key])):
             problems.append(f"{where}.{key}: {problem}")
     return problems
@@ -281,9 +329,12 @@ def _generation_values(where: str, settings: dict[str, Any]) -> list[str]:
     )
 
     problems = []
-    for check in (lambda: check_sampling_settings(settings),
-                  lambda: _check_new_tokens(settings.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
-                                            settings.get("min_new_tokens"))):
+    for check in (
+        lambda: check_sampling_settings(settings),
+        lambda: _check_new_tokens(
+            settings.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), settings.get("min_new_tokens")
+        ),
+    ):
         try:
             check()
         except PeftDiversityError as err:

@@ -53,11 +53,16 @@ def run(args: argparse.Namespace) -> int:
     from peft_diversity.scoring.judges import make_judge
 
     with run_folder_lock(run_dir):  # a second run on the folder stops here, before loading a judge
-        judge = make_judge(**config.judge) if config.judge else None  # the coherence column's LLM judge, if named
+        judge = (
+            make_judge(**config.judge) if config.judge else None
+        )  # the coherence column's LLM judge, if named
         rows = run_study(config, run_dir, force=args.force, judge=judge)  # run_experiment unless `seeds:`
     print(f"\n{format_results_table(rows)}\n")
-    written = ("results.md, results.json, frontier.png (mean over seeds; each seed in seed-<s>/)" if config.seeds
-               else "results.md, results.json, responses.jsonl, diversity_vs_coherence.png")
+    written = (
+        "results.md, results.json, frontier.png (mean over seeds; each seed in seed-<s>/)"
+        if config.seeds
+        else "results.md, results.json, responses.jsonl, diversity_vs_coherence.png"
+    )
     print(f"wrote {run_dir}/{written} ({time.perf_counter() - start:.0f} s)")
     if config_path == DEMO_CONFIG:
         print("\n" + REAL_MODEL_NOTE.format(minutes=REAL_MODEL_MINUTES, config=REAL_MODEL_CONFIG))

@@ -17,7 +17,6 @@ from peft_diversity.trainer.rows import MODES
 logger = logging.getLogger(__name__)
 
 
-
 BASE = "base"
 DEFAULT_METRICS = ("semantic_diversity", "distinct_n", "self_bleu", "coherence")
 
@@ -66,7 +65,9 @@ class ExperimentConfig:
     generation: dict[str, Any] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     judge: dict[str, Any] | None = None
-    reference_model: str | None = None  # likelihood_coherence's reference LM (None: builtin:smollm2-135m-instruct)
+    reference_model: str | None = (
+        None  # likelihood_coherence's reference LM (None: builtin:smollm2-135m-instruct)
+    )
     seed: int = 42
     seeds: list[int] | None = None
     """Several training seeds: the whole experiment once per seed into run_dir/seed-<s>/, then a report over
@@ -88,7 +89,9 @@ class ExperimentConfig:
         try:
             return cls.from_dict(data)
         except ExperimentConfigError as err:  # one `file: key.path: message` line per problem
-            raise ExperimentConfigError("\n".join(f"{path}: {line}" for line in str(err).splitlines())) from None
+            raise ExperimentConfigError(
+                "\n".join(f"{path}: {line}" for line in str(err).splitlines())
+            ) from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
@@ -96,8 +99,10 @@ class ExperimentConfig:
         _raise_problems(data, cls)
         if "seed" in data and data.get("seeds") is not None:
             raise ExperimentConfigError("seed: give 'seed' (one run) or 'seeds' (a list), not both")
-        runs = [RunSpec(run["model"], run["decoder"], run.get("settings") or {}, run.get("variant") or {})
-                for run in data["runs"]]
+        runs = [
+            RunSpec(run["model"], run["decoder"], run.get("settings") or {}, run.get("variant") or {})
+            for run in data["runs"]
+        ]
         config = cls(**{**data, "runs": runs})
         config._validate_study()
         return config
@@ -107,8 +112,10 @@ class ExperimentConfig:
         any training (all of them in one ExperimentConfigError, one line each)."""
         from dataclasses import asdict
 
-        _raise_problems({f.name: getattr(self, f.name) for f in fields(self)} | {"runs": [asdict(r) for r in self.runs]},
-                        type(self))
+        _raise_problems(
+            {f.name: getattr(self, f.name) for f in fields(self)} | {"runs": [asdict(r) for r in self.runs]},
+            type(self),
+        )
         self._validate_study()
 
     def _validate_study(self) -> None:
@@ -117,25 +124,33 @@ class ExperimentConfig:
         from peft_diversity.scoring.report import KNOWN_METRICS
 
         if self.seeds is not None:
-            if (not isinstance(self.seeds, list) or not self.seeds
-                    or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)):
+            if (
+                not isinstance(self.seeds, list)
+                or not self.seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
+            ):
                 raise ExperimentConfigError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
             if len(set(self.seeds)) != len(self.seeds):
                 raise ExperimentConfigError(f"seeds must not repeat, got {self.seeds}")
         if self.sweep is not None:
             check_sweep(self.sweep)
         if self.coherence_metric not in KNOWN_METRICS:
-            raise ExperimentConfigError(f"coherence_metric {self.coherence_metric!r} is not a metric; choose "
-                                        f"from {list(KNOWN_METRICS)}")
+            raise ExperimentConfigError(
+                f"coherence_metric {self.coherence_metric!r} is not a metric; choose "
+                f"from {list(KNOWN_METRICS)}"
+            )
         names = [run.name for run in self.runs]
         for run in self.runs:
             bad = sorted(set(run.variant) - SAMPLING_KEYS)
             if bad:
-                raise ExperimentConfigError(f"run {run.name}: variant keys {bad} are not sampling settings "
-                                            f"{sorted(SAMPLING_KEYS)}")
+                raise ExperimentConfigError(
+                    f"run {run.name}: variant keys {bad} are not sampling settings {sorted(SAMPLING_KEYS)}"
+                )
             if names.count(run.name) > 1:
-                raise ExperimentConfigError(f"run {run.name} is listed twice: its files would overwrite each "
-                                            "other (give one of them a variant)")
+                raise ExperimentConfigError(
+                    f"run {run.name} is listed twice: its files would overwrite each "
+                    "other (give one of them a variant)"
+                )
 
     def template(self) -> PossibilityTemplate:
         """The task wording of every run: the `train` settings' task / instruction / sentences.
@@ -169,13 +184,16 @@ def read_experiment_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) 
         problem = getattr(err, "problem", None) or str(err)
         raise ExperimentConfigError(f"{where}: not valid YAML ({' '.join(str(problem).split())})") from None
     if not isinstance(data, dict):
-        raise ExperimentConfigError(f"{path}: an experiment must be a mapping of key: value, "
-                                    f"got {type(data).__name__}")
+        raise ExperimentConfigError(
+            f"{path}: an experiment must be a mapping of key: value, got {type(data).__name__}"
+        )
     parent = data.pop("extends", None)
     if parent is None:
         return data
     if not isinstance(parent, str):
-        raise ExperimentConfigError(f"{path}: 'extends' must be the path of another experiment YAML, got {parent!r}")
+        raise ExperimentConfigError(
+            f"{path}: 'extends' must be the path of another experiment YAML, got {parent!r}"
+        )
     base = read_experiment_yaml(resolved.parent / parent, (*_seen, resolved))
     for key, value in data.items():
         both = key in MERGED_KEYS and isinstance(base.get(key), dict) and isinstance(value, dict)
@@ -190,7 +208,6 @@ VARIANT_SHORT_NAMES = {"temperature": "t"}
 def variant_suffix(variant: dict[str, Any]) -> str:
     """`@t=0.8` for {"temperature": 0.8}; empty for a run that was not swept."""
     return "".join(f"@{VARIANT_SHORT_NAMES.get(key, key)}={value}" for key, value in sorted(variant.items()))
-
 
 
 def _raise_problems(data: dict[str, Any], config_class: type) -> None:

@@ -44,14 +44,16 @@ def interpolate_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return float(np.interp(x, xs, ys))
 
 
-def gaps_at_equal_coherence(ours_x: Sequence[float], ours_y: Sequence[float], base_x: Sequence[float],
-                            base_y: Sequence[float]) -> np.ndarray:
+def gaps_at_equal_coherence(
+    ours_x: Sequence[float], ours_y: Sequence[float], base_x: Sequence[float], base_y: Sequence[float]
+) -> np.ndarray:
     """Per point of ours: its diversity minus the baseline curve's at its coherence (NaN: outside the range)."""
     return np.array([y - interpolate_at(base_x, base_y, x) for x, y in zip(ours_x, ours_y, strict=True)])
 
 
-def compare_at_equal_coherence(means: np.ndarray, boot: np.ndarray, ours: Sequence[int], baseline: Sequence[int],
-                               level: float = 0.95) -> dict[str, Any]:
+def compare_at_equal_coherence(
+    means: np.ndarray, boot: np.ndarray, ours: Sequence[int], baseline: Sequence[int], level: float = 0.95
+) -> dict[str, Any]:
     """Ours (point indices) against one baseline curve (point indices) at equal coherence.
 
     `means` is (points, 2) = [coherence, diversity] per point; `boot` is (samples, points, 2), the same per
@@ -69,21 +71,36 @@ def compare_at_equal_coherence(means: np.ndarray, boot: np.ndarray, ours: Sequen
     points = []
     for j, index in enumerate(ours):
         kept = samples[:, j][~np.isnan(samples[:, j])] if inside[j] else np.array([])
-        points.append({
-            "coherence": float(means[index, 0]), "diversity": float(means[index, 1]), "inside": bool(inside[j]),
-            "baseline_diversity": float(means[index, 1] - point[j]) if inside[j] else None,
-            "gap": float(point[j]) if inside[j] else None,
-            "interval": percentile_interval(kept, level) if kept.size else None,
-        })
-    result = {"points": points, "baseline_range": _range(means[baseline, 0]), "ours_range": _range(means[ours, 0]),
-              "num_inside": int(inside.sum()), "level": level, "gap": None, "interval": None,
-              "samples_kept": 0, "num_samples": len(boot)}
+        points.append(
+            {
+                "coherence": float(means[index, 0]),
+                "diversity": float(means[index, 1]),
+                "inside": bool(inside[j]),
+                "baseline_diversity": float(means[index, 1] - point[j]) if inside[j] else None,
+                "gap": float(point[j]) if inside[j] else None,
+                "interval": percentile_interval(kept, level) if kept.size else None,
+            }
+        )
+    result = {
+        "points": points,
+        "baseline_range": _range(means[baseline, 0]),
+        "ours_range": _range(means[ours, 0]),
+        "num_inside": int(inside.sum()),
+        "level": level,
+        "gap": None,
+        "interval": None,
+        "samples_kept": 0,
+        "num_samples": len(boot),
+    }
     if inside.any():
         chosen = samples[:, inside]
         usable = ~np.isnan(chosen).all(axis=1)
         summary = np.nanmean(chosen[usable], axis=1)
-        result.update(gap=float(point[inside].mean()), samples_kept=int(usable.sum()),
-                      interval=percentile_interval(summary, level) if summary.size else None)
+        result.update(
+            gap=float(point[inside].mean()),
+            samples_kept=int(usable.sum()),
+            interval=percentile_interval(summary, level) if summary.size else None,
+        )
     return result
 
 
@@ -96,18 +113,26 @@ def verdict(ours: str, baseline: str, comparison: dict[str, Any]) -> str:
     if comparison["gap"] is None or comparison["interval"] is None:
         lo, hi = comparison["ours_range"]
         blo, bhi = comparison["baseline_range"]
-        return (f"{ours} cannot be compared with {baseline} at equal coherence: its coherence "
-                f"[{lo:.3f}, {hi:.3f}] lies outside {baseline}'s range [{blo:.3f}, {bhi:.3f}].")
+        return (
+            f"{ours} cannot be compared with {baseline} at equal coherence: its coherence "
+            f"[{lo:.3f}, {hi:.3f}] lies outside {baseline}'s range [{blo:.3f}, {bhi:.3f}]."
+        )
     gap, (low, high) = comparison["gap"], comparison["interval"]
-    where = f"({comparison['num_inside']} of {len(comparison['points'])} {ours} points inside {baseline}'s range)"
+    where = (
+        f"({comparison['num_inside']} of {len(comparison['points'])} {ours} points inside {baseline}'s range)"
+    )
     if low > 0:
         return f"{ours} beats {baseline} at equal coherence by {gap:+.3f} [{low:+.3f}, {high:+.3f}] {where}."
     if high < 0:
-        return (f"{ours} does not beat {baseline} at equal coherence: it is lower by {-gap:.3f} "
-                f"[{low:+.3f}, {high:+.3f}] {where}.")
+        return (
+            f"{ours} does not beat {baseline} at equal coherence: it is lower by {-gap:.3f} "
+            f"[{low:+.3f}, {high:+.3f}] {where}."
+        )
     within = max(abs(low), abs(high))
-    return (f"{ours} does not beat {baseline} at equal coherence, within ±{within:.3f}: gap {gap:+.3f} "
-            f"[{low:+.3f}, {high:+.3f}] {where}.")
+    return (
+        f"{ours} does not beat {baseline} at equal coherence, within ±{within:.3f}: gap {gap:+.3f} "
+        f"[{low:+.3f}, {high:+.3f}] {where}."
+    )
 
 
 def plot_frontier(curves: Sequence[dict[str, Any]], path: Path, x_label: str) -> Path:
@@ -124,8 +149,17 @@ def plot_frontier(curves: Sequence[dict[str, Any]], path: Path, x_label: str) ->
         x, y = np.asarray(curve["x"])[order], np.asarray(curve["y"])[order]
         x_err, y_err = np.asarray(curve["x_err"])[:, order], np.asarray(curve["y_err"])[:, order]
         bold = curve.get("highlight", False)
-        ax.errorbar(x, y, xerr=x_err, yerr=y_err, marker="*" if bold else "o", markersize=10 if bold else 5,
-                    linewidth=2.2 if bold else 1.2, capsize=2, label=curve["label"])
+        ax.errorbar(
+            x,
+            y,
+            xerr=x_err,
+            yerr=y_err,
+            marker="*" if bold else "o",
+            markersize=10 if bold else 5,
+            linewidth=2.2 if bold else 1.2,
+            capsize=2,
+            label=curve["label"],
+        )
         for xi, yi, tag in zip(x, y, np.asarray(curve["tags"], dtype=object)[order], strict=True):
             if tag:
                 ax.annotate(str(tag), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)

@@ -15,12 +15,16 @@ logger = logging.getLogger(__name__)
 
 
 # ----- reports -------------------------------------------------------------------------------------------------
-def write_reports(rows: list[dict[str, Any]], response_files: list[Path], run_dir: Path,
-                  config: ExperimentConfig) -> None:
-    atomic_write_text(run_dir / "results.md", f"# {config.name}\n\n{format_results_table(rows)}\n\n"
-                f"K = {config.num_responses} responses per context, {rows[0]['scores'].get('num_prompts', '?')} held-out "
-                f"contexts of `{config.dataset}` ({config.eval_split}); base model `{config.base_model}`.\n"
-                f"{_judge_line(run_dir, config)}{_paired_section(response_files)}{_openings_section(response_files)}")
+def write_reports(
+    rows: list[dict[str, Any]], response_files: list[Path], run_dir: Path, config: ExperimentConfig
+) -> None:
+    atomic_write_text(
+        run_dir / "results.md",
+        f"# {config.name}\n\n{format_results_table(rows)}\n\n"
+        f"K = {config.num_responses} responses per context, {rows[0]['scores'].get('num_prompts', '?')} held-out "
+        f"contexts of `{config.dataset}` ({config.eval_split}); base model `{config.base_model}`.\n"
+        f"{_judge_line(run_dir, config)}{_paired_section(response_files)}{_openings_section(response_files)}",
+    )
     _write_json(run_dir / "results.json", {"experiment": config.name, "results": rows})
     lines = [line for path in response_files for line in Path(path).read_text(encoding="utf-8").splitlines()]
     atomic_write_text(run_dir / "responses.jsonl", "\n".join(lines) + "\n")
@@ -38,10 +42,17 @@ def _openings_section(response_files: list[Path]) -> str:
         if not results or results[0].decoder != "possibilities":
             continue
         table = openings_per_possibility([r.possibilities for r in results], [r.texts for r in results])
-        lines = [f"\n## Openings per possibility number ({Path(path).stem})\n",
-                 "| k | responses | most frequent first two words (share of k's responses) |", "|---:|---:|---|"]
-        lines += [f"| {k} | {row['responses']} | " + "; ".join(f"{w or '∅'} ({share:.0%})" for w, share in row["top"])
-                  + " |" for k, row in table.items()]
+        lines = [
+            f"\n## Openings per possibility number ({Path(path).stem})\n",
+            "| k | responses | most frequent first two words (share of k's responses) |",
+            "|---:|---:|---|",
+        ]
+        lines += [
+            f"| {k} | {row['responses']} | "
+            + "; ".join(f"{w or '∅'} ({share:.0%})" for w, share in row["top"])
+            + " |"
+            for k, row in table.items()
+        ]
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
 
@@ -57,18 +68,27 @@ def _paired_section(response_files: list[Path]) -> str:
     ours = [name for name, results in runs.items() if results and results[0].decoder == "possibilities"]
     if not ours:
         return ""
-    per_context = {name: semantic_diversity([r.texts for r in results], return_per_prompt=True)
-                   ["semantic_diversity_per_prompt"] for name, results in runs.items()}
-    lines = [f"\n## {ours[0]} vs each run: semantic diversity per context\n",
-             f"| run | semantic diversity | {ours[0]} minus run | 95% interval (paired bootstrap over contexts) "
-             f"| contexts where {ours[0]} is higher |", "|---|---:|---:|---|---:|"]
+    per_context = {
+        name: semantic_diversity([r.texts for r in results], return_per_prompt=True)[
+            "semantic_diversity_per_prompt"
+        ]
+        for name, results in runs.items()
+    }
+    lines = [
+        f"\n## {ours[0]} vs each run: semantic diversity per context\n",
+        f"| run | semantic diversity | {ours[0]} minus run | 95% interval (paired bootstrap over contexts) "
+        f"| contexts where {ours[0]} is higher |",
+        "|---|---:|---:|---|---:|",
+    ]
     for name, scores in per_context.items():
         if name == ours[0]:
             continue
         gap = paired_bootstrap(per_context[ours[0]], scores)
         low, high = gap["interval"]
-        lines.append(f"| {name} | {sum(scores) / len(scores):.3f} | {gap['mean_difference']:+.3f} | "
-                     f"[{low:+.3f}, {high:+.3f}] | {gap['share_higher']:.0%} |")
+        lines.append(
+            f"| {name} | {sum(scores) / len(scores):.3f} | {gap['mean_difference']:+.3f} | "
+            f"[{low:+.3f}, {high:+.3f}] | {gap['share_higher']:.0%} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -79,9 +99,11 @@ def _judge_line(run_dir: Path, config: ExperimentConfig) -> str:
         return ""
     check = json.loads(path.read_text(encoding="utf-8"))
     prefers = "-" if check["prefers_own"] is None else f"{check['prefers_own']:.2f}"
-    return (f"\nJudge `{config.judge['model']}`: a context's own human reply rated {_num(check['own_rating'])} vs "
-            f"{_num(check['other_rating'])} for a reply from another context; own preferred in {prefers} of "
-            f"{check['num_pairs']} contexts (0.5 = chance), {check['num_unparsed']} replies unparsed.\n")
+    return (
+        f"\nJudge `{config.judge['model']}`: a context's own human reply rated {_num(check['own_rating'])} vs "
+        f"{_num(check['other_rating'])} for a reply from another context; own preferred in {prefers} of "
+        f"{check['num_pairs']} contexts (0.5 = chance), {check['num_unparsed']} replies unparsed.\n"
+    )
 
 
 def _num(value: Any) -> str:
@@ -103,8 +125,7 @@ def plot_diversity_vs_coherence(rows: list[dict[str, Any]], path: Path) -> Path:
         marker = "*" if row["decoder"] == "possibilities" else "o"
         ax.scatter([x], [y], s=140 if marker == "*" else 60, marker=marker)
         label = f"{row['model']}/{row['decoder']}" + (f"@{row['variant']}" if row.get("variant") else "")
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5),
-                    fontsize=8)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xlabel("semantic diversity (1 - mean pairwise SBERT cosine) →")
     ax.set_ylabel("coherence (SBERT relevance to context) →")
     ax.set_title("Diversity vs coherence per method")

@@ -42,21 +42,35 @@ def load_eval_records(config: ExperimentConfig) -> list[dict[str, Any]]:
     return records[: config.num_eval_contexts] if config.num_eval_contexts else records
 
 
-def train_settings(config: ExperimentConfig, mode: str, train_records: list[dict[str, Any]]) -> dict[str, Any]:
+def train_settings(
+    config: ExperimentConfig, mode: str, train_records: list[dict[str, Any]]
+) -> dict[str, Any]:
     """What a trained mode depends on: base model (name and content), data (content), training and LoRA
     settings, seed."""
     from peft_diversity.models.builtin import model_identity
 
     return {
-        "stage": "train", "mode": mode, "base_model": config.base_model,
-        "base_model_content": model_identity(config.base_model), "dataset": config.dataset,
-        "train_split": config.train_split, "train_data": _digest(train_records), "train": config.train,
-        "mode_overrides": config.mode_overrides.get(mode, {}), "lora": config.lora, "seed": config.seed,
+        "stage": "train",
+        "mode": mode,
+        "base_model": config.base_model,
+        "base_model_content": model_identity(config.base_model),
+        "dataset": config.dataset,
+        "train_split": config.train_split,
+        "train_data": _digest(train_records),
+        "train": config.train,
+        "mode_overrides": config.mode_overrides.get(mode, {}),
+        "lora": config.lora,
+        "seed": config.seed,
     }
 
 
-def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool = False,
-               train_records: list[dict[str, Any]] | None = None) -> Path:
+def train_mode(
+    config: ExperimentConfig,
+    mode: str,
+    run_dir: Path,
+    force: bool = False,
+    train_records: list[dict[str, Any]] | None = None,
+) -> Path:
     """Train one mode into run_dir/models/<mode> (skipped when already there, made with the same settings)."""
     from trl import ModelConfig, ScriptArguments
 
@@ -73,8 +87,12 @@ def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool =
     _stamp_path(target).unlink(missing_ok=True)
     work = _training_folder(target, settings, force)
     train_args = {
-        "report_to": [], "bf16": False, "seed": config.seed,
-        **CHECKPOINTING, **config.train, **config.mode_overrides.get(mode, {}),
+        "report_to": [],
+        "bf16": False,
+        "seed": config.seed,
+        **CHECKPOINTING,
+        **config.train,
+        **config.mode_overrides.get(mode, {}),
     }
     resume = last_complete_checkpoint(work)
     if resume:
@@ -87,10 +105,15 @@ def train_mode(config: ExperimentConfig, mode: str, run_dir: Path, force: bool =
     trainer = run_training(script_args, args, model_args)
     for checkpoint in work.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
-    _write_json(work / "train_summary.json", {
-        "mode": mode, "train_seconds": time.perf_counter() - start, "resumed_from": resume,
-        "log_history": trainer.state.log_history,
-    })
+    _write_json(
+        work / "train_summary.json",
+        {
+            "mode": mode,
+            "train_seconds": time.perf_counter() - start,
+            "resumed_from": resume,
+            "log_history": trainer.state.log_history,
+        },
+    )
     if target.exists():
         shutil.rmtree(target)
     os.replace(work, target)
@@ -121,8 +144,15 @@ def _training_folder(target: Path, settings: dict[str, Any], force: bool) -> Pat
     return work
 
 
-def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, records: list[dict[str, Any]],
-                 run_dir: Path, loaded: dict, force: bool = False) -> Path:
+def generate_run(
+    config: ExperimentConfig,
+    run: RunSpec,
+    model_path: str,
+    records: list[dict[str, Any]],
+    run_dir: Path,
+    loaded: dict,
+    force: bool = False,
+) -> Path:
     """Generate K responses per held-out context with one (model, decoder) pair."""
     from peft_diversity.generation.decoders import generate_responses
     from peft_diversity.generation.responses import write_responses_jsonl
@@ -147,7 +177,9 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
         settings.setdefault("template", config.template())
     results = []
     for record in records:  # one context per call: the latency column is per context
-        result = generate_responses(run.decoder, model, tokenizer, record, num_responses=config.num_responses, **settings)
+        result = generate_responses(
+            run.decoder, model, tokenizer, record, num_responses=config.num_responses, **settings
+        )
         result.model = run.model
         results.append(result)
     with atomic_path(target) as tmp:
@@ -157,42 +189,78 @@ def generate_run(config: ExperimentConfig, run: RunSpec, model_path: str, record
 
 
 # the experiment's fields that do not change what a (model, decoder) run generates
-NOT_GENERATION_FIELDS = ("name", "runs", "modes", "train_split", "train", "mode_overrides", "lora", "metrics", "judge",
-                         "seeds", "sweep", "coherence_metric", "reference_model")
+NOT_GENERATION_FIELDS = (
+    "name",
+    "runs",
+    "modes",
+    "train_split",
+    "train",
+    "mode_overrides",
+    "lora",
+    "metrics",
+    "judge",
+    "seeds",
+    "sweep",
+    "coherence_metric",
+    "reference_model",
+)
 
 
-def generation_settings(config: ExperimentConfig, run: RunSpec, model_path: str,
-                        records: list[dict[str, Any]]) -> dict[str, Any]:
+def generation_settings(
+    config: ExperimentConfig, run: RunSpec, model_path: str, records: list[dict[str, Any]]
+) -> dict[str, Any]:
     """What a responses file depends on: the model (a trained mode's own settings), the decoder and its
     settings, the shared generation settings, the template, the held-out contexts and the seed."""
     shared = {key: value for key, value in _config_dict(config).items() if key not in NOT_GENERATION_FIELDS}
     from peft_diversity.models.builtin import model_identity
 
-    model = (_read_stamp(Path(model_path)) if run.model != BASE
-             else {"base_model": config.base_model, "content": model_identity(config.base_model)})
+    model = (
+        _read_stamp(Path(model_path))
+        if run.model != BASE
+        else {"base_model": config.base_model, "content": model_identity(config.base_model)}
+    )
     return {
-        "stage": "generate", "run": _config_dict(run), "model": _digest(model), **shared,
+        "stage": "generate",
+        "run": _config_dict(run),
+        "model": _digest(model),
+        **shared,
         "generation_seed": generation_seed(config.seed, run.name),
-        "template": config.template().to_dict(), "eval_data": _digest(records),
+        "template": config.template().to_dict(),
+        "eval_data": _digest(records),
     }
 
 
-def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_dir: Path,
-              judge: Any = None, force: bool = False) -> dict[str, Any]:
+def score_run(
+    config: ExperimentConfig,
+    run: RunSpec,
+    responses_path: Path,
+    run_dir: Path,
+    judge: Any = None,
+    force: bool = False,
+) -> dict[str, Any]:
     from peft_diversity.generation.responses import read_responses_jsonl
     from peft_diversity.scoring.report import score_predictions
 
     target = run_dir / "scores" / f"{run.name}.json"
-    stamp = {"stage": "score", "responses": _digest(_read_stamp(responses_path)), "metrics": config.metrics,
-             "judge": config.judge, **reference_stamp(config)}
+    stamp = {
+        "stage": "score",
+        "responses": _digest(_read_stamp(responses_path)),
+        "metrics": config.metrics,
+        "judge": config.judge,
+        **reference_stamp(config),
+    }
     if _fresh(target, stamp, force, f"score {run.name}"):
         logger.info("score %s: done already (%s)", run.name, target)
         return json.loads(target.read_text())
     _stamp_path(target).unlink(missing_ok=True)
     results = read_responses_jsonl(responses_path)
     scores = score_predictions(
-        [r.texts for r in results], [r.context for r in results], metrics=config.metrics, judge=judge,
-        return_per_prompt=True, **likelihood_options(config),
+        [r.texts for r in results],
+        [r.context for r in results],
+        metrics=config.metrics,
+        judge=judge,
+        return_per_prompt=True,
+        **likelihood_options(config),
     )
     per_prompt = scores.pop("per_prompt")
     if set(context_metrics(config)) <= set(config.metrics):  # the study's unit, without a second scoring pass
@@ -200,7 +268,9 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
     scores["latency_s"] = sum(r.wall_time_s for r in results) / max(len(results), 1)
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
     scores["parse_failures"] = sum(len(r.parse_failures) for r in results)
-    scores["mean_tokens"] = sum(sum(r.num_tokens) for r in results) / max(sum(len(r.num_tokens) for r in results), 1)
+    scores["mean_tokens"] = sum(sum(r.num_tokens) for r in results) / max(
+        sum(len(r.num_tokens) for r in results), 1
+    )
     row = {"model": run.model, "decoder": run.decoder, "name": run.name, "scores": scores}
     if run.variant:
         row["variant"] = variant_suffix(run.variant)[1:]  # "t=0.8": the results table tells swept runs apart
@@ -209,23 +279,35 @@ def score_run(config: ExperimentConfig, run: RunSpec, responses_path: Path, run_
     return row
 
 
-def score_reference(config: ExperimentConfig, records: list[dict[str, Any]], run_dir: Path,
-                    judge: Any = None, force: bool = False) -> dict[str, Any]:
+def score_reference(
+    config: ExperimentConfig,
+    records: list[dict[str, Any]],
+    run_dir: Path,
+    judge: Any = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """The human-written candidates (first K per held-out context) scored like a method: the yardstick."""
     from peft_diversity.scoring.report import score_predictions
 
     target = run_dir / "scores" / "human__candidates.json"
-    stamp = {"stage": "score", "responses": "human candidates", "eval_data": _digest(records),
-             "num_candidates": config.num_responses, "metrics": config.metrics, "judge": config.judge,
-             **reference_stamp(config)}
+    stamp = {
+        "stage": "score",
+        "responses": "human candidates",
+        "eval_data": _digest(records),
+        "num_candidates": config.num_responses,
+        "metrics": config.metrics,
+        "judge": config.judge,
+        **reference_stamp(config),
+    }
     if _fresh(target, stamp, force, "score human__candidates"):
         logger.info("score human__candidates: done already (%s)", target)
         return json.loads(target.read_text())
     _stamp_path(target).unlink(missing_ok=True)
     predictions = [r["candidates"][: config.num_responses] for r in records]
     contexts = [r.get("context", r.get("prompt")) for r in records]
-    scores = score_predictions(predictions, contexts, metrics=config.metrics, judge=judge,
-                               **likelihood_options(config))
+    scores = score_predictions(
+        predictions, contexts, metrics=config.metrics, judge=judge, **likelihood_options(config)
+    )
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
     row = {"model": "human", "decoder": "candidates", "name": "human__candidates", "scores": scores}
     _write_json(target, row)
@@ -249,18 +331,32 @@ def context_key(metric: str) -> str:
 
 def context_stamp(config: ExperimentConfig, responses_path: Path) -> dict[str, Any]:
     metrics = context_metrics(config)
-    return {"stage": "per_context", "responses": _digest(_read_stamp(responses_path)), "metrics": metrics,
-            **reference_stamp(replace(config, metrics=metrics))}
+    return {
+        "stage": "per_context",
+        "responses": _digest(_read_stamp(responses_path)),
+        "metrics": metrics,
+        **reference_stamp(replace(config, metrics=metrics)),
+    }
 
 
-def write_context_scores(config: ExperimentConfig, run: RunSpec, run_dir: Path, responses_path: Path,
-                         ids: list[str], per_prompt: dict[str, list]) -> dict[str, Any]:
+def write_context_scores(
+    config: ExperimentConfig,
+    run: RunSpec,
+    run_dir: Path,
+    responses_path: Path,
+    ids: list[str],
+    per_prompt: dict[str, list],
+) -> dict[str, Any]:
     """per_context/<run>.json from `score_predictions(..., return_per_prompt=True)`'s lists (stamped)."""
     metrics = context_metrics(config)
     target = run_dir / "per_context" / f"{run.name}.json"
     _stamp_path(target).unlink(missing_ok=True)
-    data = {"run": run.name, "ids": ids, "score_keys": {m: context_key(m) for m in metrics},
-            **{m: per_prompt[f"{context_key(m)}_per_prompt"] for m in metrics}}
+    data = {
+        "run": run.name,
+        "ids": ids,
+        "score_keys": {m: context_key(m) for m in metrics},
+        **{m: per_prompt[f"{context_key(m)}_per_prompt"] for m in metrics},
+    }
     _write_json(target, data)
     _write_stamp(target, context_stamp(config, responses_path))
     return data
@@ -276,8 +372,9 @@ def reference_stamp(config: ExperimentConfig) -> dict[str, Any]:
     return {"reference_model": config.reference_model} if "likelihood_coherence" in config.metrics else {}
 
 
-def run_experiment(config: ExperimentConfig, run_dir: str | os.PathLike, force: bool = False,
-                   judge: Any = None) -> list[dict[str, Any]]:
+def run_experiment(
+    config: ExperimentConfig, run_dir: str | os.PathLike, force: bool = False, judge: Any = None
+) -> list[dict[str, Any]]:
     """All stages; returns one result row per (model, decoder) pair and writes the reports. The run folder is
     locked for the whole run: a second run on it fails at once instead of deleting the first one's work."""
     run_dir = Path(run_dir)
@@ -299,8 +396,10 @@ def run_folder_lock(run_dir: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise ExperimentConfigError(f"{run_dir}: another experiment run holds this run folder (lock "
-                                    f"{run_dir / LOCK_FILE}); wait for it to finish or pass another --output-dir") from None
+        raise ExperimentConfigError(
+            f"{run_dir}: another experiment run holds this run folder (lock "
+            f"{run_dir / LOCK_FILE}); wait for it to finish or pass another --output-dir"
+        ) from None
     try:
         yield
     finally:
@@ -320,7 +419,9 @@ def _run_stages(config: ExperimentConfig, run_dir: Path, force: bool, judge: Any
     response_files = {}
     for run in config.runs:
         logger.info("generate %s", run.name)
-        response_files[run.name] = generate_run(config, run, paths[run.model], records, run_dir, loaded, force)
+        response_files[run.name] = generate_run(
+            config, run, paths[run.model], records, run_dir, loaded, force
+        )
     loaded.clear()
     rows = [score_run(config, run, response_files[run.name], run_dir, judge, force) for run in config.runs]
     rows.append(score_reference(config, records, run_dir, judge, force))
@@ -330,14 +431,20 @@ def _run_stages(config: ExperimentConfig, run_dir: Path, force: bool, judge: Any
     return rows
 
 
-def check_judge(config: ExperimentConfig, records: list[dict[str, Any]], run_dir: Path, judge: Any,
-                force: bool = False) -> dict[str, Any]:
+def check_judge(
+    config: ExperimentConfig, records: list[dict[str, Any]], run_dir: Path, judge: Any, force: bool = False
+) -> dict[str, Any]:
     """judge_check.json: the judge's rating of each context's first human candidate vs one from another
     context (`scoring.coherence.judge_agreement`), so the coherence column says what it is worth."""
     from peft_diversity.scoring.coherence import judge_agreement
 
     target = run_dir / "judge_check.json"
-    stamp = {"stage": "judge_check", "eval_data": _digest(records), "judge": config.judge, "seed": config.seed}
+    stamp = {
+        "stage": "judge_check",
+        "eval_data": _digest(records),
+        "judge": config.judge,
+        "seed": config.seed,
+    }
     if _fresh(target, stamp, force, "judge check"):
         logger.info("judge check: done already (%s)", target)
         return json.loads(target.read_text())
@@ -380,7 +487,9 @@ def _fresh(target: Path, settings: dict[str, Any], force: bool, stage: str) -> b
         logger.warning("%s: %s has no record of the settings it was made with: redoing it", stage, target)
     else:
         changed = sorted(k for k in set(made_with) | set(wanted) if made_with.get(k) != wanted.get(k))
-        logger.warning("%s: settings changed since %s was made (%s): redoing it", stage, target, ", ".join(changed))
+        logger.warning(
+            "%s: settings changed since %s was made (%s): redoing it", stage, target, ", ".join(changed)
+        )
     return False
 
 

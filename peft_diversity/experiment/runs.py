@@ -34,13 +34,20 @@ def check_sweep(sweep: Any) -> tuple[str, list[Any]]:
     from peft_diversity.experiment.config import SAMPLING_KEYS
 
     if not isinstance(sweep, dict) or len(sweep) != 1:
-        raise ExperimentConfigError(f"sweep must map ONE sampling setting to a list of values, e.g. "
-                                    f"{{temperature: [0.6, 0.8, 1.0]}}, got {sweep!r}")
-    (key, values), = sweep.items()
+        raise ExperimentConfigError(
+            f"sweep must map ONE sampling setting to a list of values, e.g. "
+            f"{{temperature: [0.6, 0.8, 1.0]}}, got {sweep!r}"
+        )
+    ((key, values),) = sweep.items()
     if key not in SAMPLING_KEYS:
-        raise ExperimentConfigError(f"sweep: {key!r} is not a sampling setting; choose from {sorted(SAMPLING_KEYS)}")
-    if (not isinstance(values, list) or not values
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)):
+        raise ExperimentConfigError(
+            f"sweep: {key!r} is not a sampling setting; choose from {sorted(SAMPLING_KEYS)}"
+        )
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    ):
         raise ExperimentConfigError(f"sweep: {key} must be a non-empty list of numbers, got {values!r}")
     if len(set(values)) != len(values):
         raise ExperimentConfigError(f"sweep: {key} repeats a value: {values}")
@@ -61,5 +68,9 @@ def expand_sweep(runs: list[RunSpec], sweep: dict[str, list[Any]] | None) -> lis
     key, values = check_sweep(sweep)
     out: list[RunSpec] = []
     for run in runs:
-        out.extend([replace(run, settings=dict(run.settings), variant={key: v}) for v in values] if is_swept(run, key) else [run])
+        out.extend(
+            [replace(run, settings=dict(run.settings), variant={key: v}) for v in values]
+            if is_swept(run, key)
+            else [run]
+        )
     return out

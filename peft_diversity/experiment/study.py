@@ -63,8 +63,9 @@ def seed_dir(run_dir: Path, seed: int) -> Path:
     return run_dir / f"seed-{seed}"
 
 
-def run_study(config: ExperimentConfig, run_dir: str | os.PathLike, force: bool = False,
-              judge: Any = None) -> list[dict[str, Any]]:
+def run_study(
+    config: ExperimentConfig, run_dir: str | os.PathLike, force: bool = False, judge: Any = None
+) -> list[dict[str, Any]]:
     """Every seed's experiment, its per-context scores, then the report over seeds; returns the mean rows."""
     run_dir = Path(run_dir)
     if not config.seeds:
@@ -76,7 +77,9 @@ def run_study(config: ExperimentConfig, run_dir: str | os.PathLike, force: bool 
         logger.info("seed %s: %s", seed, seed_dir(run_dir, seed))
         seed_config = replace(config, seed=seed, seeds=None)
         rows = run_experiment(seed_config, seed_dir(run_dir, seed), force=force, judge=judge)
-        values = {run.name: context_scores(seed_config, run, seed_dir(run_dir, seed), force) for run in config.runs}
+        values = {
+            run.name: context_scores(seed_config, run, seed_dir(run_dir, seed), force) for run in config.runs
+        }
         per_seed[seed] = (rows, values)
     report = aggregate(config, per_seed)
     write_study_reports(report, config, run_dir)
@@ -84,7 +87,9 @@ def run_study(config: ExperimentConfig, run_dir: str | os.PathLike, force: bool 
 
 
 # ----- per-context scores: the bootstrap's unit ------------------------------------------------------------------
-def context_scores(config: ExperimentConfig, run: RunSpec, folder: Path, force: bool = False) -> dict[str, Any]:
+def context_scores(
+    config: ExperimentConfig, run: RunSpec, folder: Path, force: bool = False
+) -> dict[str, Any]:
     """per_context/<run>.json: semantic diversity and the coherence metric of each held-out context. The score
     stage writes it as it scores; here it is only (re)computed where that file is missing or stale."""
     from peft_diversity.generation.responses import read_responses_jsonl
@@ -96,8 +101,13 @@ def context_scores(config: ExperimentConfig, run: RunSpec, folder: Path, force: 
         logger.info("per-context scores %s: done already (%s)", run.name, target)
         return json.loads(target.read_text(encoding="utf-8"))
     results = read_responses_jsonl(responses)
-    scores = score_predictions([r.texts for r in results], [r.context for r in results],
-                               metrics=context_metrics(config), return_per_prompt=True, **likelihood_options(config))
+    scores = score_predictions(
+        [r.texts for r in results],
+        [r.context for r in results],
+        metrics=context_metrics(config),
+        return_per_prompt=True,
+        **likelihood_options(config),
+    )
     return write_context_scores(config, run, folder, responses, [r.id for r in results], scores["per_prompt"])
 
 
@@ -110,11 +120,16 @@ def mean_rows(rows_per_seed: dict[int, list[dict[str, Any]]]) -> list[dict[str, 
     out = []
     for row in first:
         same = [next(r for r in rows_per_seed[s] if r["name"] == row["name"]) for s in seeds]
-        keys = [k for k, v in row["scores"].items()
-                if all(_number(r["scores"].get(k)) for r in same) and _number(v)]
+        keys = [
+            k
+            for k, v in row["scores"].items()
+            if all(_number(r["scores"].get(k)) for r in same) and _number(v)
+        ]
         scores = {k: float(np.mean([r["scores"][k] for r in same])) for k in keys}
         per_seed = {k: {str(s): r["scores"][k] for s, r in zip(seeds, same, strict=True)} for k in keys}
-        out.append({**{k: v for k, v in row.items() if k != "scores"}, "scores": scores, "per_seed": per_seed})
+        out.append(
+            {**{k: v for k, v in row.items() if k != "scores"}, "scores": scores, "per_seed": per_seed}
+        )
     return out
 
 
@@ -122,21 +137,34 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and not np.isnan(value)
 
 
-def aggregate(config: ExperimentConfig, per_seed: dict[int, tuple[list[dict], dict[str, dict]]],
-              num_samples: int = BOOTSTRAP_SAMPLES) -> dict[str, Any]:
+def aggregate(
+    config: ExperimentConfig,
+    per_seed: dict[int, tuple[list[dict], dict[str, dict]]],
+    num_samples: int = BOOTSTRAP_SAMPLES,
+) -> dict[str, Any]:
     """The report over seeds (results.json's content): mean rows, paired gaps and the frontier."""
     seeds = list(per_seed)
     runs = config.runs
     # values[run] = (2, seeds, contexts): [coherence, diversity]
-    values = {run.name: np.array([[_floats(per_seed[s][1][run.name][m]) for s in seeds]
-                                  for m in (config.coherence_metric, DIVERSITY)]) for run in runs}
+    values = {
+        run.name: np.array(
+            [
+                [_floats(per_seed[s][1][run.name][m]) for s in seeds]
+                for m in (config.coherence_metric, DIVERSITY)
+            ]
+        )
+        for run in runs
+    }
     num_contexts = values[runs[0].name].shape[-1]
     indices = two_level_indices(len(seeds), num_contexts, num_samples, BOOTSTRAP_SEED)
     means = np.stack([values[r.name].mean(axis=(1, 2)) for r in runs])  # (runs, 2)
     boot = np.stack([two_level_means(values[r.name], indices) for r in runs], axis=1)  # (samples, runs, 2)
     return {
-        "experiment": config.name, "seeds": seeds, "num_contexts": num_contexts,
-        "coherence_metric": config.coherence_metric, "coherence_key": context_key(config.coherence_metric),
+        "experiment": config.name,
+        "seeds": seeds,
+        "num_contexts": num_contexts,
+        "coherence_metric": config.coherence_metric,
+        "coherence_key": context_key(config.coherence_metric),
         "bootstrap": {"samples": num_samples, "seed": BOOTSTRAP_SEED, "levels": "seeds, then contexts"},
         "results": mean_rows({s: per_seed[s][0] for s in seeds}),
         "points": {r.name: _point(r, means[i], boot[:, i]) for i, r in enumerate(runs)},
@@ -150,13 +178,21 @@ def _floats(scores: list[float | None]) -> list[float]:
 
 
 def _point(run: RunSpec, mean: np.ndarray, boot: np.ndarray) -> dict[str, Any]:
-    return {"method": run.method, "variant": run.variant, "coherence": float(mean[0]), "diversity": float(mean[1]),
-            "coherence_interval": percentile_interval(boot[:, 0]), "diversity_interval": percentile_interval(boot[:, 1])}
+    return {
+        "method": run.method,
+        "variant": run.variant,
+        "coherence": float(mean[0]),
+        "diversity": float(mean[1]),
+        "coherence_interval": percentile_interval(boot[:, 0]),
+        "diversity_interval": percentile_interval(boot[:, 1]),
+    }
 
 
 def comparable(ours: RunSpec, other: RunSpec) -> bool:
     """A possibilities run is set against every other run at the same sweep value, and against unswept runs."""
-    return other.name != ours.name and (not ours.variant or not other.variant or ours.variant == other.variant)
+    return other.name != ours.name and (
+        not ours.variant or not other.variant or ours.variant == other.variant
+    )
 
 
 def paired_gaps(runs: list[RunSpec], values: dict[str, np.ndarray], num_samples: int) -> list[dict[str, Any]]:
@@ -164,9 +200,17 @@ def paired_gaps(runs: list[RunSpec], values: dict[str, np.ndarray], num_samples:
     out = []
     for ours in (r for r in runs if r.decoder == "possibilities"):
         for other in (r for r in runs if comparable(ours, r)):
-            gap = two_level_paired_bootstrap(values[ours.name][1], values[other.name][1], num_samples, BOOTSTRAP_SEED)
-            out.append({"ours": ours.name, "run": other.name,
-                        "run_diversity": float(np.mean(values[other.name][1])), **gap})
+            gap = two_level_paired_bootstrap(
+                values[ours.name][1], values[other.name][1], num_samples, BOOTSTRAP_SEED
+            )
+            out.append(
+                {
+                    "ours": ours.name,
+                    "run": other.name,
+                    "run_diversity": float(np.mean(values[other.name][1])),
+                    **gap,
+                }
+            )
     return out
 
 
@@ -188,8 +232,13 @@ def frontier_comparisons(runs: list[RunSpec], means: np.ndarray, boot: np.ndarra
         result = compare_at_equal_coherence(means, boot, ours, members)
         for point, index in zip(result["points"], ours, strict=True):
             point["run"] = runs[index].name
-        comparisons.append({"baseline": method, **result,
-                            "verdict": verdict(method_label(runs[ours[0]]), method_label(runs[members[0]]), result)})
+        comparisons.append(
+            {
+                "baseline": method,
+                **result,
+                "verdict": verdict(method_label(runs[ours[0]]), method_label(runs[members[0]]), result),
+            }
+        )
     return {"definition": DEFINITION, "comparisons": comparisons}
 
 
@@ -201,13 +250,15 @@ def write_study_reports(report: dict[str, Any], config: ExperimentConfig, run_di
     plot_frontier(_curves(report, config.runs), run_dir / "frontier.png", x_label)
     seeds = report["seeds"]
     links = ", ".join(f"[seed {s}](seed-{s}/results.md)" for s in seeds)
-    text = (f"# {config.name}: {len(seeds)} training seeds\n\n"
-            f"## Mean over seeds {seeds}\n\n{format_results_table(report['results'])}\n\n"
-            f"K = {config.num_responses} responses per context, {report['num_contexts']} held-out contexts of "
-            f"`{config.dataset}` ({config.eval_split}); base model `{config.base_model}`. Each seed trains and "
-            f"samples on its own (training seed = the seed; every run's generation seed is derived from the seed "
-            f"and the run's name). Per-seed reports (per-k openings, the per-context paired gaps): {links}.\n"
-            f"{_paired_md(report)}{_frontier_md(report)}")
+    text = (
+        f"# {config.name}: {len(seeds)} training seeds\n\n"
+        f"## Mean over seeds {seeds}\n\n{format_results_table(report['results'])}\n\n"
+        f"K = {config.num_responses} responses per context, {report['num_contexts']} held-out contexts of "
+        f"`{config.dataset}` ({config.eval_split}); base model `{config.base_model}`. Each seed trains and "
+        f"samples on its own (training seed = the seed; every run's generation seed is derived from the seed "
+        f"and the run's name). Per-seed reports (per-k openings, the per-context paired gaps): {links}.\n"
+        f"{_paired_md(report)}{_frontier_md(report)}"
+    )
     atomic_write_text(run_dir / "results.md", text)
 
 
@@ -218,15 +269,19 @@ def _interval(interval: list[float] | None) -> str:
 def _paired_md(report: dict[str, Any]) -> str:
     if not report["paired"]:
         return ""
-    lines = ["\n## PoExFT possibilities minus each run: semantic diversity\n",
-             "95% interval: two-level bootstrap (seeds resampled, then contexts within each seed; "
-             f"{report['bootstrap']['samples']} samples). A swept possibilities run is set against the runs at "
-             "the same sweep value and the unswept runs.\n",
-             "| PoExFT run | run | run's semantic div. | PoExFT minus run | 95% interval | per seed |",
-             "|---|---|---:|---:|---|---|"]
-    lines += [f"| {g['ours']} | {g['run']} | {g['run_diversity']:.3f} | {g['mean_difference']:+.3f} | "
-              f"{_interval(g['interval'])} | " + ", ".join(f"{d:+.3f}" for d in g["per_seed_difference"]) + " |"
-              for g in report["paired"]]
+    lines = [
+        "\n## PoExFT possibilities minus each run: semantic diversity\n",
+        "95% interval: two-level bootstrap (seeds resampled, then contexts within each seed; "
+        f"{report['bootstrap']['samples']} samples). A swept possibilities run is set against the runs at "
+        "the same sweep value and the unswept runs.\n",
+        "| PoExFT run | run | run's semantic div. | PoExFT minus run | 95% interval | per seed |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    lines += [
+        f"| {g['ours']} | {g['run']} | {g['run_diversity']:.3f} | {g['mean_difference']:+.3f} | "
+        f"{_interval(g['interval'])} | " + ", ".join(f"{d:+.3f}" for d in g["per_seed_difference"]) + " |"
+        for g in report["paired"]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -238,22 +293,34 @@ def _coherence_name(report: dict[str, Any], quote: str = "") -> str:
 
 def _frontier_md(report: dict[str, Any]) -> str:
     frontier = report["frontier"]
-    lines = [f"\n## The frontier: semantic diversity against {_coherence_name(report, '`')}\n",
-             "![frontier](frontier.png)\n", frontier["definition"] + "\n"]
+    lines = [
+        f"\n## The frontier: semantic diversity against {_coherence_name(report, '`')}\n",
+        "![frontier](frontier.png)\n",
+        frontier["definition"] + "\n",
+    ]
     if not frontier["comparisons"]:
-        lines.append("No comparison: the frontier needs PoExFT possibilities runs and a baseline swept over at "
-                     "least two values (`sweep:`).\n")
+        lines.append(
+            "No comparison: the frontier needs PoExFT possibilities runs and a baseline swept over at "
+            "least two values (`sweep:`).\n"
+        )
         return "\n".join(lines)
     lines.append("### Verdicts\n")
     lines += [f"* {c['verdict']}" for c in frontier["comparisons"]]
-    lines += ["", "### Per PoExFT point\n", "| PoExFT point | coherence | semantic div. | baseline | baseline's div. "
-              "at that coherence | gap | 95% interval |", "|---|---:|---:|---|---:|---:|---|"]
+    lines += [
+        "",
+        "### Per PoExFT point\n",
+        "| PoExFT point | coherence | semantic div. | baseline | baseline's div. "
+        "at that coherence | gap | 95% interval |",
+        "|---|---:|---:|---|---:|---:|---|",
+    ]
     for comp in frontier["comparisons"]:
         for p in comp["points"]:
             base = "outside its range" if not p["inside"] else f"{p['baseline_diversity']:.3f}"
             gap = "-" if p["gap"] is None else f"{p['gap']:+.3f}"
-            lines.append(f"| {p['run']} | {p['coherence']:.3f} | {p['diversity']:.3f} | {comp['baseline']} | {base} "
-                         f"| {gap} | {_interval(p['interval'])} |")
+            lines.append(
+                f"| {p['run']} | {p['coherence']:.3f} | {p['diversity']:.3f} | {comp['baseline']} | {base} "
+                f"| {gap} | {_interval(p['interval'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -261,13 +328,24 @@ def _curves(report: dict[str, Any], runs: list[RunSpec]) -> list[dict[str, Any]]
     curves: dict[str, dict[str, Any]] = {}
     for run in runs:
         point = report["points"][run.name]
-        curve = curves.setdefault(run.method, {"label": method_label(run), "x": [], "y": [], "x_err": [[], []],
-                                               "y_err": [[], []], "tags": [],
-                                               "highlight": run.decoder == "possibilities"})
+        curve = curves.setdefault(
+            run.method,
+            {
+                "label": method_label(run),
+                "x": [],
+                "y": [],
+                "x_err": [[], []],
+                "y_err": [[], []],
+                "tags": [],
+                "highlight": run.decoder == "possibilities",
+            },
+        )
         curve["x"].append(point["coherence"])
         curve["y"].append(point["diversity"])
-        for err, value, (low, high) in ((curve["x_err"], point["coherence"], point["coherence_interval"]),
-                                        (curve["y_err"], point["diversity"], point["diversity_interval"])):
+        for err, value, (low, high) in (
+            (curve["x_err"], point["coherence"], point["coherence_interval"]),
+            (curve["y_err"], point["diversity"], point["diversity_interval"]),
+        ):
             err[0].append(max(value - low, 0.0))
             err[1].append(max(high - value, 0.0))
         curve["tags"].append(variant_suffix(run.variant)[1:])  # "t=0.8"

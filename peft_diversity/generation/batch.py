@@ -50,7 +50,9 @@ class RunSettings:
 
     seed: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    progress: Any = None  # None: a bar only for more than one batch (and a terminal); True / False: always / never
+    progress: Any = (
+        None  # None: a bar only for more than one batch (and a terminal); True / False: always / never
+    )
     clean: bool = True  # clean_response on every text
 
 
@@ -82,7 +84,7 @@ class DecoderRun:
         """Chunks of `batch_size`, with a progress bar when there is more than one chunk (and a terminal)."""
         from tqdm.auto import tqdm
 
-        chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        chunks = [items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size)]
         disable = (not self.progress) if self.progress is not None else (True if len(chunks) < 2 else None)
         return tqdm(chunks, desc=desc, disable=disable, unit="batch")
 
@@ -93,11 +95,15 @@ class DecoderRun:
     def eos_ids(self) -> list[int]:
         return self.gen_kwargs.get("eos_token_id", [])
 
-    def fitted(self, record: dict[str, Any], render: Callable[[dict[str, Any]], list[str]]) -> list[list[int]]:
+    def fitted(
+        self, record: dict[str, Any], render: Callable[[dict[str, Any]], list[str]]
+    ) -> list[list[int]]:
         """The token ids of `render(record)`, the record's context trimmed until every prompt fits the window."""
         budget = self.budget()
-        return [_encode_fitted(self.tokenizer, text, budget)
-                for text in render(fit_record(record, render, self.tokenizer, budget))]
+        return [
+            _encode_fitted(self.tokenizer, text, budget)
+            for text in render(fit_record(record, render, self.tokenizer, budget))
+        ]
 
     def plain_prompt(self, record: dict[str, Any], sentence: str | None = None) -> list[int]:
         """The record's plain (untagged) prompt, `sentence` ending its user turn when given."""
@@ -109,12 +115,25 @@ class DecoderRun:
             return texts
         return [clean_for_record(text, record, self.template) for text in texts]
 
-    def result(self, record: dict[str, Any], texts: list[str], counts: list[int], wall: float, decoder: str,
-               **extra: Any) -> Responses:
+    def result(
+        self,
+        record: dict[str, Any],
+        texts: list[str],
+        counts: list[int],
+        wall: float,
+        decoder: str,
+        **extra: Any,
+    ) -> Responses:
         return Responses(
-            texts=texts, num_tokens=counts, wall_time_s=wall, decoder=decoder,
-            context=record.get("context", record.get("prompt")), model=model_name(self.model),
-            settings=dict(self.settings), id=record.get("id"), **extra,
+            texts=texts,
+            num_tokens=counts,
+            wall_time_s=wall,
+            decoder=decoder,
+            context=record.get("context", record.get("prompt")),
+            model=model_name(self.model),
+            settings=dict(self.settings),
+            id=record.get("id"),
+            **extra,
         )
 
     def output(self, results: list[Responses]) -> Responses | list[Responses]:
@@ -122,12 +141,20 @@ class DecoderRun:
 
 
 def _start(
-    model: Any, tokenizer: Any, context: Any, contexts: Sequence[Any] | None, template: Any, *,
-    required_template: bool, settings: dict[str, Any], num_responses: int | None,
+    model: Any,
+    tokenizer: Any,
+    context: Any,
+    contexts: Sequence[Any] | None,
+    template: Any,
+    *,
+    required_template: bool,
+    settings: dict[str, Any],
+    num_responses: int | None,
 ) -> DecoderRun:
     records, single = _records(context, contexts)
-    common = RunSettings(**{f.name: settings.pop(f.name) for f in dataclasses.fields(RunSettings)
-                            if f.name in settings})
+    common = RunSettings(
+        **{f.name: settings.pop(f.name) for f in dataclasses.fields(RunSettings) if f.name in settings}
+    )
     if not isinstance(common.batch_size, int) or common.batch_size < 1:
         raise GenerationError(f"batch_size must be an integer >= 1, got {common.batch_size!r}")
     tmpl = resolve_template(template, model, required=required_template, records=records)
@@ -138,8 +165,19 @@ def _start(
     recorded.update({"seed": common.seed, "batch_size": common.batch_size, "template_task": tmpl.task})
     if num_responses is not None:
         recorded["num_responses"] = num_responses
-    return DecoderRun(model, tokenizer, records, single, tmpl, gen_kwargs, recorded, common.batch_size,
-                      common.progress, common.clean, random.Random(common.seed))
+    return DecoderRun(
+        model,
+        tokenizer,
+        records,
+        single,
+        tmpl,
+        gen_kwargs,
+        recorded,
+        common.batch_size,
+        common.progress,
+        common.clean,
+        random.Random(common.seed),
+    )
 
 
 # ----- the decoder base ----------------------------------------------------------------------------------------
@@ -170,11 +208,20 @@ class Decoder:
         template: PossibilityTemplate | str | os.PathLike | None = None,
         **settings: Any,
     ) -> Responses | list[Responses]:
-        options = self.Options(**{f.name: settings.pop(f.name) for f in dataclasses.fields(self.Options)
-                                  if f.name in settings})
+        options = self.Options(
+            **{f.name: settings.pop(f.name) for f in dataclasses.fields(self.Options) if f.name in settings}
+        )
         count = self.count(num_responses)
-        run = _start(model, tokenizer, context, contexts, template, required_template=self.required_template,
-                     settings=self.generate_settings(options, count, settings), num_responses=count)
+        run = _start(
+            model,
+            tokenizer,
+            context,
+            contexts,
+            template,
+            required_template=self.required_template,
+            settings=self.generate_settings(options, count, settings),
+            num_responses=count,
+        )
         run.options, run.count = options, count
         run.settings.update(self.recorded(run))
         results: list[Responses] = []
@@ -222,9 +269,13 @@ class Decoder:
         wall = time.perf_counter() - start
         if self.shares_prefix:
             run.settings["path"] = path
-        return [self.respond(run, item, texts[i * size:(i + 1) * size], counts[i * size:(i + 1) * size], wall)
-                for i, item in enumerate(batch)]
+        return [
+            self.respond(run, item, texts[i * size : (i + 1) * size], counts[i * size : (i + 1) * size], wall)
+            for i, item in enumerate(batch)
+        ]
 
-    def respond(self, run: DecoderRun, item: Any, texts: list[str], counts: list[int], wall: float) -> Responses:
+    def respond(
+        self, run: DecoderRun, item: Any, texts: list[str], counts: list[int], wall: float
+    ) -> Responses:
         """One item's Responses from its generated texts (cleaned unless `clean=False`)."""
         return run.result(item, run.finish(texts, item), counts, wall, self.name)

@@ -57,7 +57,9 @@ def diverse_beam_search(
     step over all beams, reusing its KV cache (reordered by beam) when it returns one, else the full sequences.
     """
     if num_beam_groups < 1 or num_beams < num_beam_groups or num_beams % num_beam_groups:
-        raise GenerationError(f"num_beams={num_beams} must be a positive multiple of num_beam_groups={num_beam_groups}")
+        raise GenerationError(
+            f"num_beams={num_beams} must be a positive multiple of num_beam_groups={num_beam_groups}"
+        )
     eos_ids = [int(e) for e in ([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id)]
     state = _BeamState(num_beams, num_beam_groups, length_penalty, _device(model))
     ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=state.device)
@@ -77,8 +79,15 @@ def diverse_beam_search(
     return state.finish()
 
 
-def _beam_forward(model: Any, prompt: torch.Tensor, state: _BeamState, beam_idx: torch.Tensor,
-                  tokens: torch.Tensor, cache: Any, use_cache: bool) -> tuple[torch.Tensor, Any]:
+def _beam_forward(
+    model: Any,
+    prompt: torch.Tensor,
+    state: _BeamState,
+    beam_idx: torch.Tensor,
+    tokens: torch.Tensor,
+    cache: Any,
+    use_cache: bool,
+) -> tuple[torch.Tensor, Any]:
     """Logits for the next step: feed only the new tokens when a cache is kept, else the full sequences."""
     if cache is not None:
         cache.reorder_cache(beam_idx)
@@ -103,7 +112,9 @@ class _BeamState:
         self.hypotheses: list[list[Hypothesis]] = [[] for _ in range(num_groups)]
         self.done = [False] * num_groups
 
-    def step(self, logp: torch.Tensor, penalty: float, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, logp: torch.Tensor, penalty: float, eos_ids: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Choose every group's next beams in turn; returns (source beam per row, new token per row)."""
         beam_idx = torch.arange(len(self.scores), device=self.device)
         tokens = torch.zeros(len(self.scores), dtype=torch.long, device=self.device)
@@ -122,8 +133,15 @@ class _BeamState:
         self.sequences = torch.cat([self.sequences[beam_idx], tokens[:, None]], dim=1)
         return beam_idx, tokens
 
-    def _select(self, group: int, scores: torch.Tensor, eos_ids: list[int], beam_idx: torch.Tensor,
-                tokens: torch.Tensor, new_scores: torch.Tensor) -> None:
+    def _select(
+        self,
+        group: int,
+        scores: torch.Tensor,
+        eos_ids: list[int],
+        beam_idx: torch.Tensor,
+        tokens: torch.Tensor,
+        new_scores: torch.Tensor,
+    ) -> None:
         """Beam search within one group: fill its rows of beam_idx/tokens/new_scores in place."""
         vocab, width = scores.shape[-1], self.per_group
         top_scores, top_flat = scores.reshape(-1).topk(min(width * (1 + len(eos_ids)), scores.numel()))
@@ -145,7 +163,7 @@ class _BeamState:
         hyps = self.hypotheses[group]
         hyps.append(Hypothesis(tokens, score / length**self.length_penalty))
         hyps.sort(key=lambda h: h.score, reverse=True)
-        del hyps[self.per_group:]
+        del hyps[self.per_group :]
 
     def _group_done(self, group: int, best_running: float, length: int) -> bool:
         hyps = self.hypotheses[group]
@@ -195,8 +213,9 @@ class DiverseBeam(Decoder):
 
     def generate_settings(self, options: Any, count: int | None, settings: dict[str, Any]) -> dict[str, Any]:
         if self._beams(options, count) < count:
-            raise GenerationError(f"num_beams={self._beams(options, count)} cannot return num_responses={count} "
-                                  "responses")
+            raise GenerationError(
+                f"num_beams={self._beams(options, count)} cannot return num_responses={count} responses"
+            )
         unknown = set(settings) - {"max_new_tokens", "min_new_tokens", *(f.name for f in fields(RunSettings))}
         if unknown:
             raise GenerationError(f"diverse_beam does not take {sorted(unknown)}")
@@ -208,8 +227,12 @@ class DiverseBeam(Decoder):
 
     def recorded(self, run: DecoderRun) -> dict[str, Any]:
         options = run.options
-        return {"num_beams": self._beams(options, run.count), "num_beam_groups": options.num_beam_groups or run.count,
-                "diversity_penalty": options.diversity_penalty, "length_penalty": options.length_penalty}
+        return {
+            "num_beams": self._beams(options, run.count),
+            "num_beam_groups": options.num_beam_groups or run.count,
+            "diversity_penalty": options.diversity_penalty,
+            "length_penalty": options.length_penalty,
+        }
 
     def batch(self, run: DecoderRun, batch: list[Any]) -> list[Responses]:
         """One beam search per context (each timed on its own)."""
@@ -217,12 +240,19 @@ class DiverseBeam(Decoder):
         for record in batch:
             start = time.perf_counter()
             hyps = diverse_beam_search(
-                run.model, run.plain_prompt(record), num_beams=self._beams(options, run.count),
-                num_beam_groups=options.num_beam_groups or run.count, diversity_penalty=options.diversity_penalty,
-                max_new_tokens=run.gen_kwargs["max_new_tokens"], min_new_tokens=run.gen_kwargs.get("min_new_tokens") or 0,
-                length_penalty=options.length_penalty, eos_token_id=run.eos_ids,
+                run.model,
+                run.plain_prompt(record),
+                num_beams=self._beams(options, run.count),
+                num_beam_groups=options.num_beam_groups or run.count,
+                diversity_penalty=options.diversity_penalty,
+                max_new_tokens=run.gen_kwargs["max_new_tokens"],
+                min_new_tokens=run.gen_kwargs.get("min_new_tokens") or 0,
+                length_penalty=options.length_penalty,
+                eos_token_id=run.eos_ids,
             )
-            texts, counts = decode_rows(run.tokenizer, [h.tokens for h in pick_diverse(hyps, run.count)], run.eos_ids)
+            texts, counts = decode_rows(
+                run.tokenizer, [h.tokens for h in pick_diverse(hyps, run.count)], run.eos_ids
+            )
             results.append(self.respond(run, record, texts, counts, time.perf_counter() - start))
         return results
 

@@ -45,22 +45,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--context", help='dialogue ("Maya: hi\\nSam: hello") or plain text to respond to')
     source.add_argument("--prompt", help="a story prompt (rendered with the story task wording)")
-    source.add_argument("--input", type=Path, help="JSONL file of records ({context|prompt, ...}), one per line")
+    source.add_argument(
+        "--input", type=Path, help="JSONL file of records ({context|prompt, ...}), one per line"
+    )
     parser.add_argument("--num-responses", type=int, default=None, help="number of responses (default 5)")
-    parser.add_argument("--decoder", default="possibilities", choices=list(DECODERS), help="default: possibilities")
-    parser.add_argument("--possibilities", help="possibility numbers, e.g. 1,3,7, or 'random' (possibilities only)")
-    parser.add_argument("--template", help="possibility_config.json (file or folder); default: the model's own")
-    parser.add_argument("--task", choices=TASKS, help="task wording for a model without a saved template "
-                        "(default: dialogue, or story for --prompt)")
+    parser.add_argument(
+        "--decoder", default="possibilities", choices=list(DECODERS), help="default: possibilities"
+    )
+    parser.add_argument(
+        "--possibilities", help="possibility numbers, e.g. 1,3,7, or 'random' (possibilities only)"
+    )
+    parser.add_argument(
+        "--template", help="possibility_config.json (file or folder); default: the model's own"
+    )
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        help="task wording for a model without a saved template (default: dialogue, or story for --prompt)",
+    )
     parser.add_argument("--instruction", help="custom task instruction with {input} (implies --task custom)")
-    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature; 0 = greedy (default 1)")
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="sampling temperature; 0 = greedy (default 1)"
+    )
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--min-p", type=float, default=None, help="min_p decoder threshold (default 0.1)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="per response (default 64)")
     parser.add_argument("--min-new-tokens", type=int, default=None)
     parser.add_argument("--diversity-penalty", type=float, default=None, help="diverse_beam (default 1.0)")
-    parser.add_argument("--num-beams", type=int, default=None, help="diverse_beam (default: the number of responses)")
-    parser.add_argument("--num-beam-groups", type=int, default=None, help="diverse_beam (default: the number of responses)")
+    parser.add_argument(
+        "--num-beams", type=int, default=None, help="diverse_beam (default: the number of responses)"
+    )
+    parser.add_argument(
+        "--num-beam-groups", type=int, default=None, help="diverse_beam (default: the number of responses)"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None, help="contexts per generate call (default 8)")
     parser.add_argument("--no-shared-prefix", action="store_true", help="always use the plain batched path")
@@ -89,7 +106,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     records = []
     for number, record in read_jsonl(path, error=GenerationError):
         if not isinstance(record, dict):
-            raise GenerationError(f"{path}:{number}: a record must be a JSON object, got {type(record).__name__}")
+            raise GenerationError(
+                f"{path}:{number}: a record must be a JSON object, got {type(record).__name__}"
+            )
         if "context" not in record and "prompt" not in record:
             raise GenerationError(f"{path}:{number}: no 'context' or 'prompt' key (keys: {sorted(record)})")
         records.append(record)
@@ -101,8 +120,12 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def decoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword settings for the chosen decoder from the parsed options (unset options keep the defaults)."""
     kwargs: dict[str, Any] = {"num_responses": args.num_responses}
-    common = {"max_new_tokens": args.max_new_tokens, "min_new_tokens": args.min_new_tokens, "seed": args.seed,
-              "batch_size": args.batch_size}
+    common = {
+        "max_new_tokens": args.max_new_tokens,
+        "min_new_tokens": args.min_new_tokens,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+    }
     if args.decoder in SAMPLING_DECODERS:
         common.update(temperature=args.temperature, top_p=args.top_p)
     elif args.temperature is not None or args.top_p is not None:
@@ -118,15 +141,26 @@ def _add_decoder_specific(args: argparse.Namespace, kwargs: dict[str, Any]) -> N
     specific = {
         "possibilities": {"possibilities": _possibilities(args.possibilities)},
         "min_p": {"min_p": args.min_p},
-        "diverse_beam": {"diversity_penalty": args.diversity_penalty, "num_beams": args.num_beams,
-                         "num_beam_groups": args.num_beam_groups},
+        "diverse_beam": {
+            "diversity_penalty": args.diversity_penalty,
+            "num_beams": args.num_beams,
+            "num_beam_groups": args.num_beam_groups,
+        },
     }
     given = {
-        "--possibilities": args.possibilities, "--min-p": args.min_p, "--diversity-penalty": args.diversity_penalty,
-        "--num-beams": args.num_beams, "--num-beam-groups": args.num_beam_groups,
+        "--possibilities": args.possibilities,
+        "--min-p": args.min_p,
+        "--diversity-penalty": args.diversity_penalty,
+        "--num-beams": args.num_beams,
+        "--num-beam-groups": args.num_beam_groups,
     }
-    owner = {"--possibilities": "possibilities", "--min-p": "min_p", "--diversity-penalty": "diverse_beam",
-             "--num-beams": "diverse_beam", "--num-beam-groups": "diverse_beam"}
+    owner = {
+        "--possibilities": "possibilities",
+        "--min-p": "min_p",
+        "--diversity-penalty": "diverse_beam",
+        "--num-beams": "diverse_beam",
+        "--num-beam-groups": "diverse_beam",
+    }
     for flag, value in given.items():
         if value is not None and owner[flag] != args.decoder:
             raise GenerationError(f"{flag} applies to the {owner[flag]} decoder, not {args.decoder}")
@@ -141,7 +175,9 @@ def _possibilities(value: str | None) -> list[int] | str | None:
     try:
         return [int(part) for part in value.split(",") if part.strip()]
     except ValueError:
-        raise GenerationError(f"--possibilities must be comma-separated numbers or 'random', got {value!r}") from None
+        raise GenerationError(
+            f"--possibilities must be comma-separated numbers or 'random', got {value!r}"
+        ) from None
 
 
 def print_responses(results: list[Responses], out=None, err=None) -> None:
@@ -157,8 +193,11 @@ def print_responses(results: list[Responses], out=None, err=None) -> None:
         if result.parse_failures:
             print(f"# listing: items {result.parse_failures} could not be parsed", file=err)
         path = result.settings.get("path")
-        print(f"# {result.decoder}: {len(result.texts)} responses in {result.wall_time_s:.2f} s"
-              + (f" ({path} path)" if path else ""), file=err)
+        print(
+            f"# {result.decoder}: {len(result.texts)} responses in {result.wall_time_s:.2f} s"
+            + (f" ({path} path)" if path else ""),
+            file=err,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,20 +228,27 @@ def _generate(args: argparse.Namespace) -> list[Responses]:
     if args.input is not None:
         contexts: list[Any] = read_records(args.input)
     else:
-        contexts = [{"prompt": args.prompt} if args.prompt is not None else {"context": parse_context(args.context)}]
+        contexts = [
+            {"prompt": args.prompt} if args.prompt is not None else {"context": parse_context(args.context)}
+        ]
     template = load_template(args.template) if args.template else None
     requested = requested_template(args)
     if template is not None and requested is not None:
         raise GenerationError("--template and --task/--instruction both set the wording: give one of them")
     try:
-        model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, dtype=args.dtype,
-                                                    trust_remote_code=args.trust_remote_code)
+        model, tokenizer = load_model_and_tokenizer(
+            args.model_name_or_path, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+        )
     except (ModelLoadError, OSError) as err:
         raise GenerationError(f"cannot load model {args.model_name_or_path!r}: {err}") from err
-    template = template or _pick_template(args, requested, find_template(resolve_model_path(args.model_name_or_path)))
+    template = template or _pick_template(
+        args, requested, find_template(resolve_model_path(args.model_name_or_path))
+    )
     results = get_decoder(args.decoder)(model, tokenizer, contexts=contexts, template=template, **kwargs)
     for result in results:
-        result.model = args.model_name_or_path  # as the user named it (e.g. builtin:minilm-decoder), not the cache folder
+        result.model = (
+            args.model_name_or_path
+        )  # as the user named it (e.g. builtin:minilm-decoder), not the cache folder
     return results
 
 
@@ -216,8 +262,9 @@ def requested_template(args: argparse.Namespace) -> PossibilityTemplate | None:
     return PossibilityTemplate(task=task, instruction=args.instruction)
 
 
-def _pick_template(args: argparse.Namespace, requested: PossibilityTemplate | None,
-                   saved: PossibilityTemplate | None) -> PossibilityTemplate | None:
+def _pick_template(
+    args: argparse.Namespace, requested: PossibilityTemplate | None, saved: PossibilityTemplate | None
+) -> PossibilityTemplate | None:
     """`--task`/`--instruction` apply only to models without a template of their own (base models)."""
     if requested is not None and saved is not None:
         raise GenerationError(

@@ -52,7 +52,9 @@ def _special_ids(model: Any, tokenizer: Any) -> tuple[list[int], int]:
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
-def generate_kwargs(model: Any, tokenizer: Any, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def generate_kwargs(
+    model: Any, tokenizer: Any, settings: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(kwargs for `model.generate`, effective settings to record) from a decoder's keyword settings."""
     settings = dict(settings)
     check_sampling_settings(settings)
@@ -68,7 +70,9 @@ def generate_kwargs(model: Any, tokenizer: Any, settings: dict[str, Any]) -> tup
         if value is not None and (do_sample or key == "repetition_penalty"):
             kwargs[key] = value
             record[key] = value
-    kwargs["max_new_tokens"] = record["max_new_tokens"] = settings.pop("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+    kwargs["max_new_tokens"] = record["max_new_tokens"] = settings.pop(
+        "max_new_tokens", DEFAULT_MAX_NEW_TOKENS
+    )
     min_new = settings.pop("min_new_tokens", None)
     _check_new_tokens(kwargs["max_new_tokens"], min_new)
     if min_new is not None:
@@ -80,8 +84,11 @@ def generate_kwargs(model: Any, tokenizer: Any, settings: dict[str, Any]) -> tup
 
 # setting -> (lowest, highest, lowest allowed?) ; None = no bound
 SAMPLING_RANGES = {
-    "temperature": (0.0, None, True), "top_p": (0.0, 1.0, False), "min_p": (0.0, 1.0, True),
-    "top_k": (0, None, True), "repetition_penalty": (0.0, None, False),
+    "temperature": (0.0, None, True),
+    "top_p": (0.0, 1.0, False),
+    "min_p": (0.0, 1.0, True),
+    "top_k": (0, None, True),
+    "repetition_penalty": (0.0, None, False),
 }
 
 
@@ -98,7 +105,9 @@ def check_sampling_settings(settings: dict[str, Any]) -> None:
         if key == "top_k" and not isinstance(value, int):
             raise GenerationError(f"top_k must be an integer >= 0, got {value!r}")
         if value < low or (value == low and not low_ok) or (high is not None and value > high):
-            interval = f"{'[' if low_ok else '('}{low}, {high if high is not None else 'inf'}{']' if high else ')'}"
+            interval = (
+                f"{'[' if low_ok else '('}{low}, {high if high is not None else 'inf'}{']' if high else ')'}"
+            )
             raise GenerationError(f"{key} must be in {interval}, got {value}")
 
 
@@ -106,7 +115,9 @@ def _check_new_tokens(max_new: Any, min_new: Any) -> None:
     if not isinstance(max_new, int) or isinstance(max_new, bool) or max_new < 1:
         raise GenerationError(f"max_new_tokens must be an integer >= 1, got {max_new!r}")
     if min_new is not None and (not isinstance(min_new, int) or not 0 <= min_new <= max_new):
-        raise GenerationError(f"min_new_tokens must be an integer in 0..max_new_tokens={max_new}, got {min_new!r}")
+        raise GenerationError(
+            f"min_new_tokens must be an integer in 0..max_new_tokens={max_new}, got {min_new!r}"
+        )
 
 
 def _jsonable(value: Any) -> bool:
@@ -138,7 +149,7 @@ def forward_last(
     position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
     kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": use_cache}
     if _accepts(model, "position_ids"):
-        kwargs["position_ids"] = position_ids[:, -ids.shape[1]:]
+        kwargs["position_ids"] = position_ids[:, -ids.shape[1] :]
     if cache is not None:
         kwargs["cache"] = cache  # transformers 5's name; `past_key_values` is deprecated
     if _accepts(model, "logits_to_keep"):
@@ -160,7 +171,7 @@ def generate_rows(
     Returns (new tokens [rows, new], path) with path `"shared_prefix"` or `"plain"` (see the module docstring).
     """
     pad = gen_kwargs["pad_token_id"]
-    groups = [prompts[i:i + group_size] for i in range(0, len(prompts), group_size)]
+    groups = [prompts[i : i + group_size] for i in range(0, len(prompts), group_size)]
     prefix_lengths = [common_prefix_length(group) for group in groups]
     wanted = shared_prefix is not False and group_size > 1 and min(prefix_lengths) >= MIN_SHARED_PREFIX
     if wanted and not getattr(model.config, "is_encoder_decoder", False):
@@ -168,11 +179,13 @@ def generate_rows(
         if out is not None:
             return out, "shared_prefix"
     if shared_prefix:
-        logger.warning("shared-prefix generation does not apply here (prefix too short or no repeatable cache)")
+        logger.warning(
+            "shared-prefix generation does not apply here (prefix too short or no repeatable cache)"
+        )
     ids, mask = pad_left(prompts, pad, _device(model))
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
-    return out[:, ids.shape[1]:], "plain"
+    return out[:, ids.shape[1] :], "plain"
 
 
 def _generate_shared(
@@ -196,10 +209,12 @@ def _generate_shared(
     mask = torch.cat([prefix_mask.repeat_interleave(size, dim=0), suffix_mask], dim=1)
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, **gen_kwargs)
-    return out[:, ids.shape[1]:]
+    return out[:, ids.shape[1] :]
 
 
-def decode_rows(tokenizer: Any, rows: torch.Tensor | Sequence[Sequence[int]], eos_ids: Sequence[int]) -> tuple[list[str], list[int]]:
+def decode_rows(
+    tokenizer: Any, rows: torch.Tensor | Sequence[Sequence[int]], eos_ids: Sequence[int]
+) -> tuple[list[str], list[int]]:
     """(texts, token counts) of generated rows, each cut at its first end-of-sequence token."""
     texts, counts = [], []
     for row in rows:

@@ -55,8 +55,10 @@ class Possibilities(Decoder):
         return num_responses  # checked against the template by choose_possibilities
 
     def items(self, run: DecoderRun) -> list[Any]:
-        numbers = [choose_possibilities(run.count, run.options.possibilities, run.template.max_possibility, run.rng)
-                   for _ in run.records]
+        numbers = [
+            choose_possibilities(run.count, run.options.possibilities, run.template.max_possibility, run.rng)
+            for _ in run.records
+        ]
         if len({len(n) for n in numbers}) != 1:
             raise GenerationError("every context needs the same number of possibilities")
         return list(zip(run.records, numbers, strict=True))
@@ -65,7 +67,9 @@ class Possibilities(Decoder):
         _, ks = item
         return run.fitted(item[0], lambda r: [run.template.prompt_text(run.tokenizer, r, n) for n in ks])
 
-    def respond(self, run: DecoderRun, item: Any, texts: list[str], counts: list[int], wall: float) -> Responses:
+    def respond(
+        self, run: DecoderRun, item: Any, texts: list[str], counts: list[int], wall: float
+    ) -> Responses:
         record, ks = item
         return run.result(record, run.finish(texts, record), counts, wall, self.name, possibilities=list(ks))
 
@@ -121,15 +125,27 @@ class Listing(Decoder):
     def prompts(self, run: DecoderRun, item: Any) -> list[list[int]]:
         return [run.plain_prompt(item, listing_sentence(run.count))]
 
-    def respond(self, run: DecoderRun, item: Any, texts: list[str], counts: list[int], wall: float) -> Responses:
+    def respond(
+        self, run: DecoderRun, item: Any, texts: list[str], counts: list[int], wall: float
+    ) -> Responses:
         text = listing_text(texts[0], item, run.template) if run.clean else texts[0]
         parsed = parse_numbered_list(text, run.count)
         if parsed.failures:
-            logger.warning("listing: could not parse items %s of %d for record %r", parsed.failures, run.count,
-                           item.get("id", "?"))
+            logger.warning(
+                "listing: could not parse items %s of %d for record %r",
+                parsed.failures,
+                run.count,
+                item.get("id", "?"),
+            )
         kept = [t for t in run.finish(parsed.items, item) if t] if run.clean else parsed.items
-        result = run.result(item, kept, [len(encode(run.tokenizer, t)) for t in kept], wall, self.name,
-                            parse_failures=parsed.failures)
+        result = run.result(
+            item,
+            kept,
+            [len(encode(run.tokenizer, t)) for t in kept],
+            wall,
+            self.name,
+            parse_failures=parsed.failures,
+        )
         result.settings["raw_output"] = text
         return result
 
@@ -152,10 +168,14 @@ class Iterative(Decoder):
         return [run.result(r, t, c, wall, self.name) for r, t, c in zip(batch, texts, counts, strict=True)]
 
     @staticmethod
-    def _round(run: DecoderRun, batch: list[dict[str, Any]], texts: list[list[str]], counts: list[list[int]]) -> None:
+    def _round(
+        run: DecoderRun, batch: list[dict[str, Any]], texts: list[list[str]], counts: list[list[int]]
+    ) -> None:
         """One call for every context of the batch, each shown its own previous responses; appends in place."""
-        prompts = [run.plain_prompt(record, iterative_sentence(previous) if previous else None)
-                   for record, previous in zip(batch, texts, strict=True)]
+        prompts = [
+            run.plain_prompt(record, iterative_sentence(previous) if previous else None)
+            for record, previous in zip(batch, texts, strict=True)
+        ]
         rows, _ = generate_rows(run.model, prompts, 1, run.gen_kwargs)
         new, new_counts = decode_rows(run.tokenizer, rows, run.eos_ids)
         for i, record in enumerate(batch):
@@ -171,10 +191,17 @@ generate_iterative = Iterative()
 
 
 # ----- registry -----------------------------------------------------------------------------------------------
-DECODERS: dict[str, Decoder] = {decoder.name: decoder for decoder in (
-    generate_possibilities, generate_sampling, generate_min_p, generate_diverse_beam, generate_listing,
-    generate_iterative,
-)}
+DECODERS: dict[str, Decoder] = {
+    decoder.name: decoder
+    for decoder in (
+        generate_possibilities,
+        generate_sampling,
+        generate_min_p,
+        generate_diverse_beam,
+        generate_listing,
+        generate_iterative,
+    )
+}
 
 
 def get_decoder(name: str) -> Decoder:
@@ -185,7 +212,8 @@ def get_decoder(name: str) -> Decoder:
         raise GenerationError(f"unknown decoder {name!r}; known: {list(DECODERS)}") from None
 
 
-def generate_responses(decoder: str, model: Any, tokenizer: Any, context: Any = None, **kwargs: Any
-                       ) -> Responses | list[Responses]:
+def generate_responses(
+    decoder: str, model: Any, tokenizer: Any, context: Any = None, **kwargs: Any
+) -> Responses | list[Responses]:
     """Run the decoder named `decoder` (a key of `DECODERS`) with the common decoder arguments."""
     return get_decoder(decoder)(model, tokenizer, context, **kwargs)

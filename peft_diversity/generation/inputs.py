@@ -32,7 +32,9 @@ def as_record(context: Any) -> dict[str, Any]:
     elif isinstance(context, str | list | tuple):
         record = {"context": list(context) if isinstance(context, tuple) else context}
     else:
-        raise GenerationError(f"a context must be a string, a list of turns or a record dict, got {type(context)}")
+        raise GenerationError(
+            f"a context must be a string, a list of turns or a record dict, got {type(context)}"
+        )
     if is_empty_input(record.get("context", record.get("prompt"))):
         raise GenerationError(f"empty context in record {record.get('id', '?')!r}: nothing to respond to")
     return record
@@ -55,8 +57,11 @@ def model_name(model: Any) -> str | None:
     """The name or path the model was loaded from (None for a bare module)."""
     # `peft_diversity_source` (set by models.load_model_and_tokenizer) names the folder an adapter came from;
     # a peft model's own name_or_path is its base model's
-    name = (getattr(model, "peft_diversity_source", None) or getattr(model, "name_or_path", None)
-            or getattr(getattr(model, "config", None), "_name_or_path", None))
+    name = (
+        getattr(model, "peft_diversity_source", None)
+        or getattr(model, "name_or_path", None)
+        or getattr(getattr(model, "config", None), "_name_or_path", None)
+    )
     return str(name) if name else None
 
 
@@ -100,15 +105,21 @@ def choose_possibilities(
     from 1..max."""
     if isinstance(possibilities, str):
         if possibilities != "random":
-            raise GenerationError(f"possibilities must be a list of numbers or 'random', got {possibilities!r}")
-        count = _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses, max_possibility)
+            raise GenerationError(
+                f"possibilities must be a list of numbers or 'random', got {possibilities!r}"
+            )
+        count = _check_count(
+            DEFAULT_NUM_RESPONSES if num_responses is None else num_responses, max_possibility
+        )
         return sorted((rng or random.Random()).sample(range(1, max_possibility + 1), count))
     if possibilities is not None:
         numbers = [int(n) for n in possibilities]
         if not numbers:
             raise GenerationError("`possibilities` is empty")
         if num_responses is not None and num_responses != len(numbers):
-            raise GenerationError(f"num_responses={num_responses} disagrees with {len(numbers)} possibilities {numbers}")
+            raise GenerationError(
+                f"num_responses={num_responses} disagrees with {len(numbers)} possibilities {numbers}"
+            )
         for number in numbers:
             _check_count(number, max_possibility, what="possibility")
         return numbers
@@ -176,7 +187,8 @@ def fit_record(
         return record
     logger.warning(
         "context of record %r is %d tokens too long for the model window; truncating it from the left",
-        record.get("id", "?"), excess,
+        record.get("id", "?"),
+        excess,
     )
     key = "context" if record.get("context") is not None else "prompt"
     for _ in range(16):
@@ -221,7 +233,7 @@ def _trim_text(text: str, n_tokens: int, tokenizer: Any) -> str:
     if getattr(tokenizer, "is_fast", False):
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         offsets = enc["offset_mapping"]
-        return "" if n_tokens >= len(offsets) else text[offsets[n_tokens][0]:].strip()
+        return "" if n_tokens >= len(offsets) else text[offsets[n_tokens][0] :].strip()
     ids = encode(tokenizer, text)
     return "" if n_tokens >= len(ids) else tokenizer.decode(ids[n_tokens:]).strip()
 
@@ -229,6 +241,8 @@ def _trim_text(text: str, n_tokens: int, tokenizer: Any) -> str:
 def _encode_fitted(tokenizer: Any, prompt: str, budget: int | None) -> list[int]:
     ids = encode(tokenizer, prompt)
     if budget is not None and len(ids) > budget:
-        logger.warning("prompt still %d tokens too long after trimming the context; cutting its start", len(ids) - budget)
+        logger.warning(
+            "prompt still %d tokens too long after trimming the context; cutting its start", len(ids) - budget
+        )
         ids = ids[-budget:]
     return ids

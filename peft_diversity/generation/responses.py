@@ -47,8 +47,18 @@ class Responses:
         """JSON-ready dict; the line format of responses.jsonl."""
         data = asdict(self)
         data["responses"] = data.pop("texts")
-        order = ("context", "responses", "decoder", "model", "possibilities", "wall_time_s", "num_tokens",
-                 "settings", "id", "parse_failures")
+        order = (
+            "context",
+            "responses",
+            "decoder",
+            "model",
+            "possibilities",
+            "wall_time_s",
+            "num_tokens",
+            "settings",
+            "id",
+            "parse_failures",
+        )
         return {key: data[key] for key in order}
 
     @classmethod

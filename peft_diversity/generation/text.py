@@ -38,7 +38,7 @@ def clean_response(text: str, *, speakers: Iterable[str] = (), echoes: Iterable[
     labels = [_loose_pattern(name).pattern for name in names] + list(ROLE_LABELS) + [_NUMBERED_LABEL]
     leading = re.compile(rf"^\s*(?:{'|'.join(labels)})\s*:\s*", re.IGNORECASE)
     while (match := leading.match(text)) and match.end() > 0:
-        text = text[match.end():]
+        text = text[match.end() :]
     text = _cut_at_next_turn(text, names)
     lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
@@ -54,8 +54,10 @@ def strip_echoes(text: str, echoes: Iterable[str]) -> str:
 
 def _loose_pattern(text: str) -> re.Pattern:
     """Regex for `text` ignoring case and spacing between words/punctuation; `{k}` / `{count}` match a number."""
-    parts = [r"\d+" if piece in ("{k}", "{count}") else re.escape(piece)
-             for piece in re.findall(r"\{(?:k|count)\}|\w+|[^\w\s]", text)]
+    parts = [
+        r"\d+" if piece in ("{k}", "{count}") else re.escape(piece)
+        for piece in re.findall(r"\{(?:k|count)\}|\w+|[^\w\s]", text)
+    ]
     return re.compile(r"\s*".join(parts), re.IGNORECASE)
 
 
@@ -133,7 +135,7 @@ def _numbered_items(text: str) -> list[str]:
     if not accepted:
         return []
     ends = [m.start() for m in accepted[1:]] + [len(text)]
-    return [text[m.end():end].strip() for m, end in zip(accepted, ends, strict=True)]
+    return [text[m.end() : end].strip() for m, end in zip(accepted, ends, strict=True)]
 
 
 def _bullet_items(text: str) -> list[str]:

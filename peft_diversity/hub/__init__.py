@@ -1,9 +1,9 @@
 """Hub helpers: build the folder to upload (model + tokenizer + template + card), push it, load it back.
 
-    save_for_hub("out/", "upload/", results="runs/demo/results.json")   # the exact folder that gets uploaded
-    push_model("out/", "user/my-poexft-model")                          # private by default
-    gen = PossibilityGenerator.from_pretrained("user/my-poexft-model")
-    gen.generate("A: Any plans for the weekend?", num_responses=5).texts
+save_for_hub("out/", "upload/", results="runs/demo/results.json")   # the exact folder that gets uploaded
+push_model("out/", "user/my-poexft-model")                          # private by default
+gen = PossibilityGenerator.from_pretrained("user/my-poexft-model")
+gen.generate("A: Any plans for the weekend?", num_responses=5).texts
 """
 
 from __future__ import annotations

@@ -28,15 +28,29 @@ CARD_METRICS = (
 )
 # Training settings shown in the card (when present in the training config)
 HYPERPARAMETERS = (
-    "mode", "num_candidates", "max_possibility", "ul_weight", "max_negatives", "max_response_words",
-    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "weight_decay", "max_length",
-    "seed", "bf16", "fp16",
+    "mode",
+    "num_candidates",
+    "max_possibility",
+    "ul_weight",
+    "max_negatives",
+    "max_response_words",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "lr_scheduler_type",
+    "warmup_ratio",
+    "weight_decay",
+    "max_length",
+    "seed",
+    "bf16",
+    "fp16",
 )
 LORA_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora")
 MODES_DESCRIPTION = {
     "poexft": "PoExFT (Possibility Exploration Fine-Tuning): each response is tagged with a possibility number, "
-              "mismatched (number, response) pairs are pushed down with an unlikelihood loss",
+    "mismatched (number, response) pairs are pushed down with an unlikelihood loss",
     "otm": "OTMFT (one-to-many fine-tuning): several responses per context, no possibility tag",
     "oto": "OTOFT (one-to-one fine-tuning): one response per context",
 }
@@ -51,12 +65,15 @@ def load_results(results: str | os.PathLike | list[dict[str, Any]] | None) -> li
         try:
             data = json.loads(Path(results).read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
-            raise HubError(f"--results {results}: not a readable results.json ({' '.join(str(err).split())})") \
-                from None
+            raise HubError(
+                f"--results {results}: not a readable results.json ({' '.join(str(err).split())})"
+            ) from None
         # experiment.py writes {"experiment": name, "results": [rows]}
         results = data.get("results", data.get("rows")) if isinstance(data, dict) else data
     if not isinstance(results, list) or not all(isinstance(r, dict) and "scores" in r for r in results):
-        raise HubError("results must be an experiment results.json (a list of rows with 'model' and 'scores')")
+        raise HubError(
+            "results must be an experiment results.json (a list of rows with 'model' and 'scores')"
+        )
     return list(results)
 
 
@@ -113,11 +130,17 @@ def build_model_card(
             value = _number(row["scores"].get(key))
             if value is None:
                 continue
-            eval_results.append(EvalResult(
-                task_type="text-generation", task_name="Diverse response generation",
-                dataset_type=dataset or "custom", dataset_name=dataset or "held-out one-to-many contexts",
-                metric_type=key, metric_value=round(value, 4), metric_name=pretty,
-            ))
+            eval_results.append(
+                EvalResult(
+                    task_type="text-generation",
+                    task_name="Diverse response generation",
+                    dataset_type=dataset or "custom",
+                    dataset_name=dataset or "held-out one-to-many contexts",
+                    metric_type=key,
+                    metric_value=round(value, 4),
+                    metric_name=pretty,
+                )
+            )
     tags = ["peft-diversity", MODE_CARDS[mode or "poexft"][1], "diversity", "text-generation"]
     tags += ["merged-lora"] if merged else ["peft", "lora"] if adapter else []
     card_data = ModelCardData(
@@ -152,13 +175,16 @@ def build_model_card(
         template=template.to_dict() if template else None,
         max_possibility=template.max_possibility if template else 9,
         headline=row,
-        headline_metrics=[(pretty, _fmt(row["scores"].get(key))) for key, pretty in CARD_METRICS] if row else [],
+        headline_metrics=[(pretty, _fmt(row["scores"].get(key))) for key, pretty in CARD_METRICS]
+        if row
+        else [],
         table=table,
         arxiv=PAPER["id"],
         citation=PAPER["citation"],
         base_is_hub_id=is_hub_id(base),
         example_instruction=(template or PossibilityTemplate()).instruction.replace(
-            "{input}", "A: Any plans for the weekend?\nB: Not yet, you?"),
+            "{input}", "A: Any plans for the weekend?\nB: Not yet, you?"
+        ),
         possibility_sentence=(template or PossibilityTemplate()).possibility_sentence,
         system_prompt=template.system_prompt if template else None,
         framework_versions=framework_versions(),

@@ -20,9 +20,16 @@ logger = logging.getLogger(__name__)
 # ----- datasets -----------------------------------------------------------------------------------------------
 DATASET_CARD_TEMPLATE = CARD_TEMPLATES / "dataset_card.md"
 STAT_KEYS = (
-    "contexts", "candidates", "candidates_per_context", "turns_per_context", "words_per_candidate_mean",
-    "words_per_candidate_median", "words_per_candidate_max", "within_context_cosine_mean",
-    "within_context_cosine_pooled", "within_context_cosine_max",
+    "contexts",
+    "candidates",
+    "candidates_per_context",
+    "turns_per_context",
+    "words_per_candidate_mean",
+    "words_per_candidate_median",
+    "words_per_candidate_max",
+    "within_context_cosine_mean",
+    "within_context_cosine_pooled",
+    "within_context_cosine_max",
 )
 
 
@@ -39,7 +46,9 @@ def split_names(splits: str | Sequence[str]) -> tuple[str, ...]:
         raise HubError(f"--splits {splits!r}: no split name given (e.g. 'train,test')")
     for name in names:
         if not isinstance(name, str) or not SPLIT_NAME_PATTERN.match(name):
-            raise HubError(f"--splits: {name!r} is not a split name (letters, digits and '_', parts joined by '.')")
+            raise HubError(
+                f"--splits: {name!r} is not a split name (letters, digits and '_', parts joined by '.')"
+            )
     return names
 
 
@@ -69,8 +78,11 @@ def _load_splits(source: Any, splits: tuple[str, ...] | list[str]) -> dict[str, 
 
 
 def _turn(turn: Any) -> dict[str, str]:
-    return {"speaker": turn.get("speaker", ""), "text": turn["text"]} if isinstance(turn, dict) else \
-        {"speaker": "", "text": turn}
+    return (
+        {"speaker": turn.get("speaker", ""), "text": turn["text"]}
+        if isinstance(turn, dict)
+        else {"speaker": "", "text": turn}
+    )
 
 
 def _normalise_records(records: list[dict[str, Any]], split: str) -> tuple[list[dict[str, Any]], bool]:
@@ -80,12 +92,16 @@ def _normalise_records(records: list[dict[str, Any]], split: str) -> tuple[list[
     key = "context"
     if any("prompt" in r for r in records):
         logger.info("split %r mixes 'prompt' and 'context' records: prompts are stored as 'context'", split)
-    rows = [{"id": r["id"], key: r.get("context", r.get("prompt")), "candidates": r["candidates"]}
-            for r in records]
+    rows = [
+        {"id": r["id"], key: r.get("context", r.get("prompt")), "candidates": r["candidates"]}
+        for r in records
+    ]
     if all(isinstance(r[key], str) for r in rows):
         return rows, False
     if any(isinstance(r[key], str) for r in rows):
-        logger.info("split %r mixes string and turn-list contexts: strings become one turn with no speaker", split)
+        logger.info(
+            "split %r mixes string and turn-list contexts: strings become one turn with no speaker", split
+        )
     for row in rows:
         value = row[key]
         row[key] = [_turn(t) for t in value] if isinstance(value, list) else [_turn(value)]
@@ -113,18 +129,34 @@ def build_dataset_card(
     size = "n<1K" if total < 1_000 else "1K<n<10K" if total < 10_000 else "10K<n<100K"
     name = str(source)
     card_data = DatasetCardData(
-        language=["en"], license=license, pretty_name=pretty_name or (repo_id or name).split("/")[-1],
-        task_categories=["text-generation"], size_categories=[size],
+        language=["en"],
+        license=license,
+        pretty_name=pretty_name or (repo_id or name).split("/")[-1],
+        task_categories=["text-generation"],
+        size_categories=[size],
         tags=["peft-diversity", "one-to-many", "diversity"],
-        configs=[{"config_name": "default", "data_files": [{"split": s, "path": f} for s, f in files.items()]}],
+        configs=[
+            {"config_name": "default", "data_files": [{"split": s, "path": f} for s, f in files.items()]}
+        ],
     )
     return DatasetCard.from_template(
-        card_data, template_path=str(DATASET_CARD_TEMPLATE),
-        title=pretty_name or repo_id or name, repo_id=repo_id or "<owner>/<name>", arxiv=PAPER["id"],
-        unit="prompt" if context_key == "prompt" else "context", context_key=context_key,
-        context_is_list=context_is_list, splits=list(splits), files=files, stats=stats,
-        stat_keys=STAT_KEYS, stat_headers=[k.replace("_", " ") for k in STAT_KEYS], source=name,
-        bundled=name.startswith("builtin:"), license=license, embedder_name=embedder_name,
+        card_data,
+        template_path=str(DATASET_CARD_TEMPLATE),
+        title=pretty_name or repo_id or name,
+        repo_id=repo_id or "<owner>/<name>",
+        arxiv=PAPER["id"],
+        unit="prompt" if context_key == "prompt" else "context",
+        context_key=context_key,
+        context_is_list=context_is_list,
+        splits=list(splits),
+        files=files,
+        stats=stats,
+        stat_keys=STAT_KEYS,
+        stat_headers=[k.replace("_", " ") for k in STAT_KEYS],
+        source=name,
+        bundled=name.startswith("builtin:"),
+        license=license,
+        embedder_name=embedder_name,
     )
 
 
@@ -167,8 +199,16 @@ def save_dataset_for_hub(
             is_list = is_list or split_is_list
             Dataset.from_list(rows).to_parquet(str(tmp / _parquet_name(split)))
             stats[split] = dataset_stats(records, embedder)
-        card = build_dataset_card(source, loaded, stats=stats, context_is_list=is_list, repo_id=repo_id,
-                                  pretty_name=pretty_name, license=license, embedder_name=_embedder_name(embedder))
+        card = build_dataset_card(
+            source,
+            loaded,
+            stats=stats,
+            context_is_list=is_list,
+            repo_id=repo_id,
+            pretty_name=pretty_name,
+            license=license,
+            embedder_name=_embedder_name(embedder),
+        )
         card.save(tmp / "README.md")
     return Path(out_dir)
 
@@ -184,5 +224,13 @@ def push_dataset(
     **save_kwargs: Any,
 ) -> str:
     """Build the dataset folder (`save_dataset_for_hub`) and push it to a dataset repo (private by default)."""
-    return push_folder(lambda out: save_dataset_for_hub(source, out, repo_id=repo_id, **save_kwargs), repo_id,
-                       "dataset", what=source, private=private, token=token, api=api, commit_message=commit_message)
+    return push_folder(
+        lambda out: save_dataset_for_hub(source, out, repo_id=repo_id, **save_kwargs),
+        repo_id,
+        "dataset",
+        what=source,
+        private=private,
+        token=token,
+        api=api,
+        commit_message=commit_message,
+    )

@@ -64,4 +64,6 @@ class PossibilityGenerator:
 
         if self.template is not None:
             settings.setdefault("template", self.template)
-        return generate_possibilities(self.model, self.tokenizer, context, num_responses=num_responses, **settings)
+        return generate_possibilities(
+            self.model, self.tokenizer, context, num_responses=num_responses, **settings
+        )

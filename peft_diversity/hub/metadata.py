@@ -55,7 +55,9 @@ def load_training_config(model_dir: str | os.PathLike) -> dict[str, Any] | None:
             args = torch.load(path, weights_only=True)
         data = args.to_dict()
     except Exception as err:  # noqa: BLE001 - an unreadable pickle only costs the card some detail
-        logger.warning("could not read %s safely (%s): the card will not list the training settings", path, err)
+        logger.warning(
+            "could not read %s safely (%s): the card will not list the training settings", path, err
+        )
         return None
     data.pop("hub_token", None)
     for key in ("output_dir", "logging_dir", "push_to_hub_token", "hub_model_id"):
@@ -90,7 +92,9 @@ def _hub_mode(repo_id: str) -> str | None:
             path = try_to_load_from_cache(repo_id, TRAINING_CONFIG_FILENAME)
         else:
             path = hf_hub_download(repo_id, TRAINING_CONFIG_FILENAME)
-        mode = json.loads(Path(path).read_text(encoding="utf-8")).get("mode") if isinstance(path, str) else None
+        mode = (
+            json.loads(Path(path).read_text(encoding="utf-8")).get("mode") if isinstance(path, str) else None
+        )
         return mode if isinstance(mode, str) else None
     except Exception as err:  # noqa: BLE001 - the mode only picks a default decoder
         logger.info("no training mode for %s (%s)", repo_id, err)

@@ -21,13 +21,28 @@ logger = logging.getLogger(__name__)
 
 # Files of a training output folder that never go to the Hub (pickles, optimizer state, our regenerated card)
 EXCLUDED_FILES = {
-    "training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "README.md",
-    "train_summary.json", "builtin_stamp.json",
+    "training_args.bin",
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "trainer_state.json",
+    "README.md",
+    "train_summary.json",
+    "builtin_stamp.json",
 }
 EXCLUDED_PATTERNS = (re.compile(r"^rng_state.*\.pth$"), re.compile(r"^\."))
 TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "tokenizer.model", "spiece.model", "chat_template.jinja", "chat_template.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "chat_template.jinja",
+    "chat_template.json",
 )
 
 
@@ -45,12 +60,17 @@ def _upload_files(folder: Path) -> list[Path]:
     from peft_diversity.models.loading import PICKLE_WEIGHTS_PATTERN
 
     files = [
-        p for p in sorted(folder.iterdir())
-        if p.is_file() and p.name not in EXCLUDED_FILES and not any(pat.match(p.name) for pat in EXCLUDED_PATTERNS)
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+        and p.name not in EXCLUDED_FILES
+        and not any(pat.match(p.name) for pat in EXCLUDED_PATTERNS)
     ]
     pickles = [p for p in files if PICKLE_WEIGHTS_PATTERN.match(p.name)]
     if pickles:  # beside safetensors weights (_check_safetensors ran): a pickled duplicate, never uploaded
-        logger.warning("%s: not uploaded (pickled weights; the safetensors weights are)", ", ".join(map(str, pickles)))
+        logger.warning(
+            "%s: not uploaded (pickled weights; the safetensors weights are)", ", ".join(map(str, pickles))
+        )
     return [p for p in files if p not in pickles]
 
 
@@ -87,11 +107,16 @@ def save_for_hub(
         raise HubError(f"model folder not found: {folder}")
     is_adapter = (folder / "adapter_config.json").is_file()
     if not is_adapter and not (folder / "config.json").is_file():
-        raise HubError(f"{folder} holds neither a model (config.json) nor a peft adapter (adapter_config.json)")
+        raise HubError(
+            f"{folder} holds neither a model (config.json) nor a peft adapter (adapter_config.json)"
+        )
     _check_safetensors(folder)
     if not (folder / TEMPLATE_FILENAME).is_file():
-        logger.warning("%s has no %s: the uploaded model will need a template given explicitly", folder,
-                       TEMPLATE_FILENAME)
+        logger.warning(
+            "%s has no %s: the uploaded model will need a template given explicitly",
+            folder,
+            TEMPLATE_FILENAME,
+        )
     with upload_folder(out_dir, "model", folder, folder) as tmp:
         training = metadata.load_training_config(folder)
         if merge and is_adapter:
@@ -105,9 +130,16 @@ def save_for_hub(
             for path in _upload_files(folder):
                 shutil.copy2(path, tmp / path.name)
         if training is not None:
-            (tmp / metadata.TRAINING_CONFIG_FILENAME).write_text(json.dumps(training, indent=2), encoding="utf-8")
+            (tmp / metadata.TRAINING_CONFIG_FILENAME).write_text(
+                json.dumps(training, indent=2), encoding="utf-8"
+            )
         card = build_model_card(
-            folder, results=results, base_model=metadata.base_model(folder, base_model), dataset=dataset, repo_id=repo_id, training_config=training,
+            folder,
+            results=results,
+            base_model=metadata.base_model(folder, base_model),
+            dataset=dataset,
+            repo_id=repo_id,
+            training_config=training,
             merged=merge and is_adapter,
         )
         card.save(tmp / "README.md")
@@ -128,5 +160,13 @@ def push_model(
 
     Returns the commit URL (or whatever `api.upload_folder` returns, as a string).
     """
-    return push_folder(lambda out: save_for_hub(model_dir, out, repo_id=repo_id, **save_kwargs), repo_id, "model",
-                       what=model_dir, private=private, token=token, api=api, commit_message=commit_message)
+    return push_folder(
+        lambda out: save_for_hub(model_dir, out, repo_id=repo_id, **save_kwargs),
+        repo_id,
+        "model",
+        what=model_dir,
+        private=private,
+        token=token,
+        api=api,
+        commit_message=commit_message,
+    )

@@ -58,7 +58,15 @@ def push_metric(
     create/push`, which is broken on huggingface_hub >= 1.0.
     """
     metric_folder(name)  # an unknown name fails before any token or network step
-    return push_folder(lambda out: stage_metric_space(name, out), repo_id, "space", what=f"metric {name}",
-                       private=private, token=token, api=api, commit_message=commit_message or f"Upload {name} metric",
-                       create_kwargs={"space_sdk": "gradio"},
-                       upload_kwargs={"ignore_patterns": ["__pycache__/*", "*.pyc"]})
+    return push_folder(
+        lambda out: stage_metric_space(name, out),
+        repo_id,
+        "space",
+        what=f"metric {name}",
+        private=private,
+        token=token,
+        api=api,
+        commit_message=commit_message or f"Upload {name} metric",
+        create_kwargs={"space_sdk": "gradio"},
+        upload_kwargs={"ignore_patterns": ["__pycache__/*", "*.pyc"]},
+    )

@@ -37,7 +37,9 @@ def validate_model_repo_id(repo_id: str) -> str:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if not isinstance(repo_id, str) or not REPO_ID_PATTERN.match(repo_id):
-        raise HubError(f"repo id must look like 'owner/name' (e.g. 'alice/qwen2.5-0.5b-poexft'), got {repo_id!r}")
+        raise HubError(
+            f"repo id must look like 'owner/name' (e.g. 'alice/qwen2.5-0.5b-poexft'), got {repo_id!r}"
+        )
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
@@ -69,19 +71,25 @@ def check_output_folder(target: str | os.PathLike, *sources: str | os.PathLike) 
     for source in sources:
         source_path = Path(source).resolve()
         if resolved == source_path or resolved in source_path.parents:
-            raise HubError(f"output folder {target} is or holds the input {source}: writing it would delete the "
-                           "input; pick a new folder")
+            raise HubError(
+                f"output folder {target} is or holds the input {source}: writing it would delete the "
+                "input; pick a new folder"
+            )
     if target.exists() or target.is_symlink():
         if not target.is_dir():
             raise HubError(f"output folder {target} exists and is not a folder: refusing to replace it")
         if any(target.iterdir()) and not (target / SAVE_MARKER).is_file():
-            raise HubError(f"output folder {target} exists and was not written by `peft-diversity push --save-only`:"
-                           " refusing to replace it; pick a new or empty folder")
+            raise HubError(
+                f"output folder {target} exists and was not written by `peft-diversity push --save-only`:"
+                " refusing to replace it; pick a new or empty folder"
+            )
     return target
 
 
 @contextmanager
-def upload_folder(target: str | os.PathLike, kind: str, source: Any, *inputs: str | os.PathLike) -> Iterator[Path]:
+def upload_folder(
+    target: str | os.PathLike, kind: str, source: Any, *inputs: str | os.PathLike
+) -> Iterator[Path]:
     """Yield an empty temp folder that replaces `target` when the block succeeds (`atomic_directory`), marked as
     an upload folder of `kind` made from `source`. `target` is checked first (`check_output_folder`, against
     the local `inputs` it must not delete)."""
@@ -119,9 +127,18 @@ def push_folder(
         folder = build(Path(tmp) / "upload")
         (folder / SAVE_MARKER).unlink(missing_ok=True)  # a local bookkeeping file, not part of the repo
         try:
-            api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, **(create_kwargs or {}))
-            commit = str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                                           repo_type=repo_type, **(upload_kwargs or {})))
+            api.create_repo(
+                repo_id, private=private, exist_ok=True, repo_type=repo_type, **(create_kwargs or {})
+            )
+            commit = str(
+                api.upload_folder(
+                    repo_id=repo_id,
+                    folder_path=str(folder),
+                    commit_message=commit_message,
+                    repo_type=repo_type,
+                    **(upload_kwargs or {}),
+                )
+            )
         except Exception as err:  # noqa: BLE001 - sorted below: Hub / network failures become one HubError line
             raise hub_error(err, repo_id) from err
     logger.info("pushed %s to %s", what, repo_url(repo_id, repo_type))
@@ -137,15 +154,23 @@ def hub_error(err: Exception, repo_id: str) -> Exception:
         return HubError(f"cannot upload to {repo_id}: HF_HUB_OFFLINE is set (unset it to push)")
     if isinstance(err, HfHubHTTPError):
         status = getattr(getattr(err, "response", None), "status_code", None)
-        reason = {401: "the token is invalid or expired (run `hf auth login`)",
-                  403: "the token may not write to this repo (a read-only token, or another owner)",
-                  404: "the repo or owner does not exist", 413: "the upload is too large",
-                  429: "too many requests or a storage quota reached; try again later"}.get(status, "")
+        reason = {
+            401: "the token is invalid or expired (run `hf auth login`)",
+            403: "the token may not write to this repo (a read-only token, or another owner)",
+            404: "the repo or owner does not exist",
+            413: "the upload is too large",
+            429: "too many requests or a storage quota reached; try again later",
+        }.get(status, "")
         first = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
-        return HubError(f"upload to {repo_id} failed (HTTP {status}): {reason + '; ' if reason else ''}{first}")
+        return HubError(
+            f"upload to {repo_id} failed (HTTP {status}): {reason + '; ' if reason else ''}{first}"
+        )
     if isinstance(err, (ConnectionError, TimeoutError, OSError)) or type(err).__module__.startswith(
-            ("httpx", "requests", "urllib3")):
+        ("httpx", "requests", "urllib3")
+    ):
         first = " ".join(str(err).split()) or type(err).__name__
-        return HubError(f"cannot reach the Hub to upload {repo_id} ({type(err).__name__}: {first}); check the "
-                        "network and try again")
+        return HubError(
+            f"cannot reach the Hub to upload {repo_id} ({type(err).__name__}: {first}); check the "
+            "network and try again"
+        )
     return err

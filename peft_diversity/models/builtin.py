@@ -36,11 +36,16 @@ def resolve_model_path(name_or_path: str) -> str:
     """Map `builtin:<name>` to its materialised local folder; anything else is returned unchanged."""
     if not name_or_path.startswith(BUILTIN_PREFIX):
         return name_or_path
-    name = name_or_path[len(BUILTIN_PREFIX):]
-    builders = {"minilm-decoder": build_minilm_decoder, "minilm-decoder-raw": build_minilm_decoder_raw,
-                smollm2.NAME: smollm2.build}
+    name = name_or_path[len(BUILTIN_PREFIX) :]
+    builders = {
+        "minilm-decoder": build_minilm_decoder,
+        "minilm-decoder-raw": build_minilm_decoder_raw,
+        smollm2.NAME: smollm2.build,
+    }
     if name not in builders:
-        raise ModelLoadError(f"unknown built-in model {name_or_path!r}; known: {[BUILTIN_PREFIX + n for n in builders]}")
+        raise ModelLoadError(
+            f"unknown built-in model {name_or_path!r}; known: {[BUILTIN_PREFIX + n for n in builders]}"
+        )
     target = cache_dir() / f"{name}-v{BUILTIN_VERSION}"
     stamp = {"minilm-decoder": _warmup_stamp, smollm2.NAME: smollm2.stamp}.get(name, lambda: "raw")()
     if (target / "config.json").is_file() and _read_stamp(target) == stamp and _weights_intact(target):
@@ -75,8 +80,18 @@ def _content_hash(path: str, size: int, mtime_ns: int) -> str:
 # ----- what a model is, by content ------------------------------------------------------------------
 # the files of a model folder that decide what it computes: weights, configs, tokenizer and template files
 # (not READMEs, not subfolders such as checkpoints)
-MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt", ".jinja",
-                       ".tiktoken")
+MODEL_FILE_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".gguf",
+    ".json",
+    ".model",
+    ".txt",
+    ".jinja",
+    ".tiktoken",
+)
 
 
 def model_identity(name_or_path: str) -> dict[str, Any]:

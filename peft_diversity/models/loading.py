@@ -55,14 +55,18 @@ def load_model_and_tokenizer(
     path = resolve_model_path(name_or_path)
     check_model_folder(name_or_path, path)
     if revision not in (None, "main") and Path(path).exists():
-        raise ModelLoadError(f"model_revision={revision!r} names a Hub revision, but {name_or_path} is a local "
-                             "folder: check out that revision there, or drop model_revision")
+        raise ModelLoadError(
+            f"model_revision={revision!r} names a Hub revision, but {name_or_path} is a local "
+            "folder: check out that revision there, or drop model_revision"
+        )
     revision = None if Path(path).exists() else revision
     if load_in_4bit and load_in_8bit:
         raise ModelLoadError("load_in_4bit and load_in_8bit are both set: choose one")
     try:
         tokenizer = load_tokenizer(
-            name_or_path, trust_remote_code=trust_remote_code, chat_template_fallback=chat_template_fallback,
+            name_or_path,
+            trust_remote_code=trust_remote_code,
+            chat_template_fallback=chat_template_fallback,
             revision=revision,
         )
     except (OSError, ValueError) as err:
@@ -103,9 +107,17 @@ def check_model_folder(name_or_path: str, path: str) -> None:
         raise ModelLoadError(f"{name_or_path} is a file, not a model folder or Hub id")
     if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
         checkpoints = sorted(p.name for p in folder.glob("checkpoint-*"))
-        hint = (f" (an unfinished training run? it holds {', '.join(checkpoints)}: resume it with "
-                "--resume_from_checkpoint last, or pass a checkpoint folder)") if checkpoints else ""
-        raise ModelLoadError(f"{name_or_path} is not a model folder: no config.json or adapter_config.json{hint}")
+        hint = (
+            (
+                f" (an unfinished training run? it holds {', '.join(checkpoints)}: resume it with "
+                "--resume_from_checkpoint last, or pass a checkpoint folder)"
+            )
+            if checkpoints
+            else ""
+        )
+        raise ModelLoadError(
+            f"{name_or_path} is not a model folder: no config.json or adapter_config.json{hint}"
+        )
     pickles = pickle_only_weights(folder)
     if pickles:
         raise ModelLoadError(pickle_weights_message(pickles[0]))
@@ -125,8 +137,10 @@ def pickle_only_weights(folder: str | Path) -> list[Path]:
 
 def pickle_weights_message(path: Path) -> str:
     """THE one line for a model whose only weights are a pickle (loading and pushing both refuse it)."""
-    return (f"{path}: pickled weights; only safetensors weights are loaded or uploaded (a pickle can run code when "
-            "read). Re-save the model with save_pretrained(), which writes model.safetensors")
+    return (
+        f"{path}: pickled weights; only safetensors weights are loaded or uploaded (a pickle can run code when "
+        "read). Re-save the model with save_pretrained(), which writes model.safetensors"
+    )
 
 
 def check_dtype(dtype: str | torch.dtype) -> None:
@@ -134,7 +148,9 @@ def check_dtype(dtype: str | torch.dtype) -> None:
     if isinstance(dtype, torch.dtype) or dtype == "auto":
         return
     if not isinstance(dtype, str) or not isinstance(getattr(torch, dtype, None), torch.dtype):
-        raise ModelLoadError(f"--dtype {dtype!r} is not a torch dtype: use auto, float32, bfloat16 or float16")
+        raise ModelLoadError(
+            f"--dtype {dtype!r} is not a torch dtype: use auto, float32, bfloat16 or float16"
+        )
 
 
 def _first_line(err: BaseException) -> str:
@@ -161,12 +177,16 @@ def quantization_config(bits: int = 4):
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as err:
-        raise ModelLoadError(f"{bits}-bit loading needs bitsandbytes: pip install 'peft_diversity[qlora]'") from err
+        raise ModelLoadError(
+            f"{bits}-bit loading needs bitsandbytes: pip install 'peft_diversity[qlora]'"
+        ) from err
     from transformers import BitsAndBytesConfig
 
     if bits == 8:
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
     )

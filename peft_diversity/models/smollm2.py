@@ -76,7 +76,11 @@ def build() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     _strip_quantizer(model)
     end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
     end_of_text = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
-    if tokenizer.eos_token != END_OF_TURN or not tokenizer.chat_template or "<|im_start|>" not in tokenizer.chat_template:
+    if (
+        tokenizer.eos_token != END_OF_TURN
+        or not tokenizer.chat_template
+        or "<|im_start|>" not in tokenizer.chat_template
+    ):
         raise ModelLoadError(f"{path}: expected a ChatML tokenizer ending turns with {END_OF_TURN}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = END_OF_TURN  # as the published checkpoint does (pad id 2)

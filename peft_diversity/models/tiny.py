@@ -35,8 +35,14 @@ def tiny_model_and_tokenizer(
         "eos_token_id": tokenizer.eos_token_id,
     }
     sizes = dict(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, head_dim=8,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        head_dim=8,
     )
     config = AutoConfig.for_model(arch, **sizes, **special, tie_word_embeddings=True)
     torch.manual_seed(seed)

@@ -55,7 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"models to interview (Hub id, folder, adapter folder or builtin:<name>; default {DEFAULT_MODEL})",
     )
     parser.add_argument(
-        "--num-conversations", type=int, default=DEFAULT_N, help=f"conversations per model (default {DEFAULT_N})"
+        "--num-conversations",
+        type=int,
+        default=DEFAULT_N,
+        help=f"conversations per model (default {DEFAULT_N})",
     )
     parser.add_argument(
         "--output-dir", type=Path, default=Path("runs/bias"), help="report folder (default runs/bias)"
@@ -199,8 +202,15 @@ def chat_backend(spec: str, args: argparse.Namespace, *, temperature: float, max
 
     kind, name = spec.split(":", 1)
     where = {"base_url": args.base_url or default_base_url()} if kind == "openai" else {"dtype": args.dtype}
-    return make_chat(name, api_key_env=args.api_key_env, temperature=temperature, max_tokens=max_tokens,
-                     batch_size=args.batch_size, seed=args.seed, **where)
+    return make_chat(
+        name,
+        api_key_env=args.api_key_env,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        **where,
+    )
 
 
 def build_interviewer(args: argparse.Namespace):
@@ -273,7 +283,9 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args, start)
     write_bias_report(results, args.output_dir, settings, accuracy)
     print(f"\n{format_bias_table(results)}\n")
-    print(f"wrote {args.output_dir}/bias.md, bias.json, bias.png, transcripts/ ({settings['wall_time_s']:.0f} s)")
+    print(
+        f"wrote {args.output_dir}/bias.md, bias.json, bias.png, transcripts/ ({settings['wall_time_s']:.0f} s)"
+    )
     return 0
 
 
@@ -376,7 +388,10 @@ def _interview_model(
         **settings,
     )
     wall = time.perf_counter() - start
-    print(f"# {spec.label} ({spec.decoder}): {args.num_conversations} interviews in {wall:.0f} s", file=sys.stderr)
+    print(
+        f"# {spec.label} ({spec.decoder}): {args.num_conversations} interviews in {wall:.0f} s",
+        file=sys.stderr,
+    )
     return evaluate_transcripts(
         spec.label,
         transcripts,

@@ -344,8 +344,12 @@ def run_interviews(
         if decoder == "possibilities" and possibility_per == "conversation"
         else None
     )
-    bar = tqdm(total=interviewer.max_turns + 1, desc=f"interviews {model_label or ''}".strip(), unit="round",
-               disable=None)  # silent when stderr is not a terminal
+    bar = tqdm(
+        total=interviewer.max_turns + 1,
+        desc=f"interviews {model_label or ''}".strip(),
+        unit="round",
+        disable=None,
+    )  # silent when stderr is not a terminal
     for round_index in range(interviewer.max_turns + 1):
         bar.update(1)
         asked = [

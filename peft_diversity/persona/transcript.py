@@ -93,8 +93,11 @@ def read_transcripts(path: str | os.PathLike) -> list[Transcript]:
     """Transcripts from a JSONL file, one per line (a line that is not JSON is an error naming it)."""
     from peft_diversity.errors import PersonaError
 
-    return [Transcript.from_dict(data, default_id=f"line-{number}")
-            for number, data in read_jsonl(path, error=PersonaError) if isinstance(data, dict | list)]
+    return [
+        Transcript.from_dict(data, default_id=f"line-{number}")
+        for number, data in read_jsonl(path, error=PersonaError)
+        if isinstance(data, dict | list)
+    ]
 
 
 def transcripts_jsonl(rows: Iterable[dict[str, Any]]) -> str:

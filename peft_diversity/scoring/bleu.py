@@ -158,7 +158,8 @@ def batch_leave_one_out_bleu(
     copies = Counter(zip(group.tolist(), map(tuple, flat), strict=True))
     no_news = np.fromiter(
         (not toks or copies[g, tuple(toks)] > 1 for g, toks in zip(group.tolist(), flat, strict=True)),
-        dtype=bool, count=len(flat),
+        dtype=bool,
+        count=len(flat),
     )
     scores = np.where(no_news, 1.0, scores)
     bounds = np.cumsum([0, *sizes]).tolist()

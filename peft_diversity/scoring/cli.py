@@ -45,28 +45,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url", default=None, help="OpenAI-compatible base URL (with /v1) for the judge"
     )
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the judge API key")
     parser.add_argument(
-        "--api-key-env", default="OPENAI_API_KEY", help="env var holding the judge API key"
-    )
-    parser.add_argument(
-        "--reference-model", default=None,
+        "--reference-model",
+        default=None,
         help="likelihood_coherence's reference causal LM: id, path or builtin: (default builtin:smollm2-135m-instruct)",
     )
     parser.add_argument(
         "--task", default="dialogue", help="task wording of likelihood_coherence's prompt: dialogue | story"
     )
     parser.add_argument(
-        "--check-coherence", default=None, metavar="DATA",
+        "--check-coherence",
+        default=None,
+        metavar="DATA",
         help="instead of scoring: validate likelihood_coherence on one-to-many DATA (e.g. builtin:story): own human "
-             "reply vs another context's, and vs a parrot of the context; every variant, with bootstrap intervals",
+        "reply vs another context's, and vs a parrot of the context; every variant, with bootstrap intervals",
     )
     parser.add_argument("--split", default="test", help="split of --check-coherence DATA (default test)")
     parser.add_argument(
-        "--num-candidates", type=int, default=None, help="--check-coherence: own replies per context (default all)"
+        "--num-candidates",
+        type=int,
+        default=None,
+        help="--check-coherence: own replies per context (default all)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="--check-coherence: seed of the shuffles and bootstrap")
     parser.add_argument(
-        "--num-contexts", type=int, default=None, help="--check-coherence: the first N contexts only (default all)"
+        "--seed", type=int, default=0, help="--check-coherence: seed of the shuffles and bootstrap"
+    )
+    parser.add_argument(
+        "--num-contexts",
+        type=int,
+        default=None,
+        help="--check-coherence: the first N contexts only (default all)",
     )
     # issue 22: an endpoint is --base-url / --api-key-env in every subcommand
     reject_renamed(parser, {"--judge-base-url": "--base-url", "--judge-api-key-env": "--api-key-env"})
@@ -93,11 +102,16 @@ def _load_embedder(args: argparse.Namespace):
     if args.embedder is None or not set(args.metrics) & EMBEDDING_METRICS:
         return args.embedder
     try:
-        return load_embedder(str(Path(args.embedder).expanduser()) if Path(args.embedder).expanduser().exists()
-                             else args.embedder)
+        return load_embedder(
+            str(Path(args.embedder).expanduser())
+            if Path(args.embedder).expanduser().exists()
+            else args.embedder
+        )
     except (OSError, ValueError) as err:
         first = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
-        raise ScoringInputError(f"--embedder {args.embedder}: cannot load a SentenceTransformer ({first})") from None
+        raise ScoringInputError(
+            f"--embedder {args.embedder}: cannot load a SentenceTransformer ({first})"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,11 +155,16 @@ def run_coherence_check(args: argparse.Namespace) -> int:
             raise PeftDiversityError(f"{flag} must be >= 1, got {value}")
     records = load_one_to_many(args.check_coherence, split=args.split)[: args.num_contexts]
     start = time.perf_counter()
-    result = check_likelihood_coherence(records, args.reference_model, template=args.task,
-                                        num_candidates=args.num_candidates, seed=args.seed)
-    result.update(data=args.check_coherence, split=args.split, task=args.task,
-                  reference_model=args.reference_model or "builtin:smollm2-135m-instruct",
-                  wall_time_s=round(time.perf_counter() - start, 1))
+    result = check_likelihood_coherence(
+        records, args.reference_model, template=args.task, num_candidates=args.num_candidates, seed=args.seed
+    )
+    result.update(
+        data=args.check_coherence,
+        split=args.split,
+        task=args.task,
+        reference_model=args.reference_model or "builtin:smollm2-135m-instruct",
+        wall_time_s=round(time.perf_counter() - start, 1),
+    )
     print(format_check_table(result))
     _write_output(args.output, result)
     return 0

@@ -148,8 +148,11 @@ def judge_agreement(
     order = derangement(len(responses), seed)
     own = coherence([[r] for r in responses], contexts, "judge", judge=judge, return_per_prompt=True)
     other = coherence([[responses[j]] for j in order], contexts, "judge", judge=judge, return_per_prompt=True)
-    pairs = [(a, b) for a, b in zip(own["coherence_rating_per_prompt"], other["coherence_rating_per_prompt"],
-                                    strict=True) if a is not None and b is not None]
+    pairs = [
+        (a, b)
+        for a, b in zip(own["coherence_rating_per_prompt"], other["coherence_rating_per_prompt"], strict=True)
+        if a is not None and b is not None
+    ]
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs)
     return {
         "own_rating": own["coherence_rating"],

@@ -68,10 +68,19 @@ def distinct_k(
         DEFAULT_THRESHOLDS[method] if threshold is None and method in DEFAULT_THRESHOLDS else threshold
     )
     kept = [[i for i, text in enumerate(r) if not is_empty_response(text)] for r in predictions]
-    sims = similarity_matrices([[r[i] for i in idx] for r, idx in zip(predictions, kept, strict=True)],
-                               method, embedder, max_order, tokenizer, lowercase, batch_size)
-    labels = [_labels(len(r), idx, greedy_partition(s, float(threshold)))
-              for r, idx, s in zip(predictions, kept, sims, strict=True)]
+    sims = similarity_matrices(
+        [[r[i] for i in idx] for r, idx in zip(predictions, kept, strict=True)],
+        method,
+        embedder,
+        max_order,
+        tokenizer,
+        lowercase,
+        batch_size,
+    )
+    labels = [
+        _labels(len(r), idx, greedy_partition(s, float(threshold)))
+        for r, idx, s in zip(predictions, kept, sims, strict=True)
+    ]
     counts = [float(max(lab, default=-1) + 1) for lab in labels]
     ratios = [c / len(lab) if lab else 0.0 for c, lab in zip(counts, labels, strict=True)]
     result: dict[str, Any] = {

@@ -62,8 +62,12 @@ def _raw_encode(embedder: Embedder, texts: list[str], batch_size: int) -> np.nda
     except ImportError:  # pragma: no cover
         SentenceTransformer = ()  # noqa: N806
     if isinstance(embedder, SentenceTransformer):
-        out = embedder.encode(texts, batch_size=batch_size, convert_to_numpy=True,
-                              show_progress_bar=_show_progress(len(texts), batch_size))
+        out = embedder.encode(
+            texts,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=_show_progress(len(texts), batch_size),
+        )
     elif hasattr(embedder, "encode"):
         out = embedder.encode(texts)
     elif callable(embedder):

@@ -101,5 +101,6 @@ def make_judge(
         return None
     from peft_diversity.chat import make_chat
 
-    return make_chat(model, base_url=base_url, api_key_env=api_key_env, max_tokens=max_new_tokens,
-                     batch_size=batch_size)
+    return make_chat(
+        model, base_url=base_url, api_key_env=api_key_env, max_tokens=max_new_tokens, batch_size=batch_size
+    )

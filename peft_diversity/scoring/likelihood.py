@@ -70,8 +70,12 @@ class ReplyLogProbs:
         values = self.context[self._span(score_end)]
         return float(values.mean()) if len(values) else None
 
-    def score(self, fluency_weight: float = DEFAULT_FLUENCY_WEIGHT, copy_discount: bool = True,
-              score_end: bool = False) -> float | None:
+    def score(
+        self,
+        fluency_weight: float = DEFAULT_FLUENCY_WEIGHT,
+        copy_discount: bool = True,
+        score_end: bool = False,
+    ) -> float | None:
         pmi = self.pmi(copy_discount, score_end)
         if pmi is None or not fluency_weight:
             return pmi
@@ -102,7 +106,10 @@ def reply_ids(tokenizer: Any, reply: str) -> list[int]:
 
 
 def token_log_probs(
-    model: Any, prompts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]], batch_size: int = DEFAULT_BATCH_SIZE
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    replies: Sequence[Sequence[int]],
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[np.ndarray]:
     """log p(reply token | prompt, earlier reply tokens) for each (prompt ids, reply ids) pair.
 
@@ -114,15 +121,20 @@ def token_log_probs(
     limit = getattr(model.config.get_text_config(), "max_position_embeddings", None)
     longest = max((len(p) + len(r) for p, r in zip(prompts, replies, strict=True)), default=0)
     if limit and longest > limit:
-        raise ScoringInputError(f"likelihood coherence: a context prompt + reply of {longest} tokens exceeds the "
-                                f"reference model's {limit} positions; shorten it or use a longer-context model")
+        raise ScoringInputError(
+            f"likelihood coherence: a context prompt + reply of {longest} tokens exceeds the "
+            f"reference model's {limit} positions; shorten it or use a longer-context model"
+        )
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(replies[i]))
     out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
     order = [i for i in order if replies[i]]  # an empty reply (no eos either) has nothing to score
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        for i, values in zip(rows, _batch_log_probs(model, [prompts[i] for i in rows],
-                                                    [replies[i] for i in rows], torch), strict=True):
+        rows = order[start : start + batch_size]
+        for i, values in zip(
+            rows,
+            _batch_log_probs(model, [prompts[i] for i in rows], [replies[i] for i in rows], torch),
+            strict=True,
+        ):
             out[i] = values
     return out
 
@@ -153,10 +165,10 @@ def copied_tokens(source: Sequence[int], reply: Sequence[int], n: int) -> np.nda
     flags = np.zeros(len(reply), dtype=bool)
     if n < 1 or len(reply) < n:
         return flags
-    seen = {tuple(source[i:i + n]) for i in range(len(source) - n + 1)}
+    seen = {tuple(source[i : i + n]) for i in range(len(source) - n + 1)}
     for i in range(len(reply) - n + 1):
-        if tuple(reply[i:i + n]) in seen:
-            flags[i:i + n] = True
+        if tuple(reply[i : i + n]) in seen:
+            flags[i : i + n] = True
     return flags
 
 
@@ -207,8 +219,12 @@ def score_pairs(
     by_key = dict(zip(keys, values, strict=True))
     ends = tokenizer.eos_token_id is not None
     return [
-        ReplyLogProbs(by_key[(repr(c), r)], by_key[(repr(b), r)], copied_tokens(prompt(c), reply_cache[r], copy_ngram),
-                      ends)
+        ReplyLogProbs(
+            by_key[(repr(c), r)],
+            by_key[(repr(b), r)],
+            copied_tokens(prompt(c), reply_cache[r], copy_ngram),
+            ends,
+        )
         for c, b, r in pairs
     ]
 
@@ -251,12 +267,17 @@ def likelihood_coherence(
     _check_options(contexts, len(predictions), baseline, fluency_weight, copy_ngram)
     model, tokenizer = load_reference(model, tokenizer)
     others = derangement(len(contexts), seed) if baseline == "shuffled" else None
-    pairs = [(contexts[i], contexts[others[i]] if others else None, reply)
-             for i, replies in enumerate(predictions) for reply in replies]
+    pairs = [
+        (contexts[i], contexts[others[i]] if others else None, reply)
+        for i, replies in enumerate(predictions)
+        for reply in replies
+    ]
     scored = iter(score_pairs(model, tokenizer, pairs, template, copy_ngram, batch_size))
     groups = [[next(scored) for _ in replies] for replies in predictions]
     values = {
-        "likelihood_coherence": [[s.score(fluency_weight, copy_ngram > 0, score_end) for s in g] for g in groups],
+        "likelihood_coherence": [
+            [s.score(fluency_weight, copy_ngram > 0, score_end) for s in g] for g in groups
+        ],
         "likelihood_pmi": [[s.pmi(copy_ngram > 0, score_end) for s in g] for g in groups],
         "likelihood_fluency": [[s.fluency(score_end) for s in g] for g in groups],
     }
@@ -277,17 +298,24 @@ def likelihood_coherence(
     return result
 
 
-def _check_options(contexts: Any, num_prompts: int, baseline: str, fluency_weight: float, copy_ngram: int) -> None:
+def _check_options(
+    contexts: Any, num_prompts: int, baseline: str, fluency_weight: float, copy_ngram: int
+) -> None:
     if contexts is None or isinstance(contexts, str) or len(contexts) != num_prompts:
         got = "none" if contexts is None else "a string" if isinstance(contexts, str) else len(contexts)
-        raise ScoringInputError(f"likelihood coherence: contexts needs one context per prompt ({num_prompts}), "
-                                f"got {got}")
+        raise ScoringInputError(
+            f"likelihood coherence: contexts needs one context per prompt ({num_prompts}), got {got}"
+        )
     if baseline not in BASELINES:
-        raise ScoringInputError(f"likelihood coherence: unknown baseline {baseline!r}; choose from {BASELINES}")
+        raise ScoringInputError(
+            f"likelihood coherence: unknown baseline {baseline!r}; choose from {BASELINES}"
+        )
     if baseline == "shuffled" and num_prompts < 2:
         raise ScoringInputError("likelihood coherence: baseline='shuffled' needs at least two prompts")
     if isinstance(copy_ngram, bool) or not isinstance(copy_ngram, int) or copy_ngram < 0:
-        raise ScoringInputError(f"likelihood coherence: copy_ngram must be an integer >= 0, got {copy_ngram!r}")
+        raise ScoringInputError(
+            f"likelihood coherence: copy_ngram must be an integer >= 0, got {copy_ngram!r}"
+        )
     if not np.isfinite(fluency_weight) or fluency_weight < 0:
         raise ScoringInputError(f"likelihood coherence: fluency_weight must be >= 0, got {fluency_weight!r}")
 
@@ -346,16 +374,29 @@ def check_likelihood_coherence(
     for i, record in enumerate(records):
         own = record["candidates"][:num_candidates] if num_candidates else record["candidates"]
         theirs = records[other[i]]["candidates"]
-        comparisons += [(i, reply, theirs[j % len(theirs)], parrot_reply(record)) for j, reply in enumerate(own)]
-    pairs = [(contexts[i], base, reply) for i, *replies in comparisons for reply in replies
-             for base in (None, contexts[third[i]])]
+        comparisons += [
+            (i, reply, theirs[j % len(theirs)], parrot_reply(record)) for j, reply in enumerate(own)
+        ]
+    pairs = [
+        (contexts[i], base, reply)
+        for i, *replies in comparisons
+        for reply in replies
+        for base in (None, contexts[third[i]])
+    ]
     scored = score_pairs(model, tokenizer, pairs, template, copy_ngram, batch_size)
     logps = [{"empty": scored[k], "shuffled": scored[k + 1]} for k in range(0, len(scored), 2)]
-    triples = [logps[3 * c:3 * c + 3] for c in range(len(comparisons))]
-    variants = {name: _variant_check([c[0] for c in comparisons], triples, spec, seed, num_samples)
-                for name, spec in CHECK_VARIANTS.items()}
-    return {"num_contexts": len(records), "num_comparisons": len(comparisons), "copy_ngram": copy_ngram,
-            "seed": seed, "variants": variants}
+    triples = [logps[3 * c : 3 * c + 3] for c in range(len(comparisons))]
+    variants = {
+        name: _variant_check([c[0] for c in comparisons], triples, spec, seed, num_samples)
+        for name, spec in CHECK_VARIANTS.items()
+    }
+    return {
+        "num_contexts": len(records),
+        "num_comparisons": len(comparisons),
+        "copy_ngram": copy_ngram,
+        "seed": seed,
+        "variants": variants,
+    }
 
 
 def _third_context(size: int, seed: int) -> list[int]:
@@ -377,7 +418,9 @@ def _variant_value(logps: dict[str, ReplyLogProbs], spec: tuple[str | None, floa
     return -np.inf if value is None else value
 
 
-def _variant_check(context_of: list[int], triples: list, spec: tuple, seed: int, num_samples: int) -> dict[str, Any]:
+def _variant_check(
+    context_of: list[int], triples: list, spec: tuple, seed: int, num_samples: int
+) -> dict[str, Any]:
     from .paired import bootstrap_mean
 
     wins: dict[int, list[float]] = {}
@@ -388,8 +431,12 @@ def _variant_check(context_of: list[int], triples: list, spec: tuple, seed: int,
         parrots.setdefault(i, []).append(_win(parrot, own))
     prefers = bootstrap_mean([mean(v) for v in wins.values()], num_samples, seed)
     parrot = bootstrap_mean([mean(v) for v in parrots.values()], num_samples, seed)
-    return {"prefers_own": prefers["mean"], "prefers_own_interval": prefers["interval"],
-            "parrot_wins": parrot["mean"], "parrot_wins_interval": parrot["interval"]}
+    return {
+        "prefers_own": prefers["mean"],
+        "prefers_own_interval": prefers["interval"],
+        "parrot_wins": parrot["mean"],
+        "parrot_wins_interval": parrot["interval"],
+    }
 
 
 def _win(first: float, second: float) -> float:
@@ -401,6 +448,8 @@ def format_check_table(result: dict[str, Any]) -> str:
     lines = ["| variant | prefers own reply (95% CI) | parrot beats own reply (95% CI) |", "|---|---|---|"]
     for name, v in result["variants"].items():
         own, parrot = v["prefers_own_interval"], v["parrot_wins_interval"]
-        lines.append(f"| {name} | {v['prefers_own']:.3f} [{own[0]:.3f}, {own[1]:.3f}] | "
-                     f"{v['parrot_wins']:.3f} [{parrot[0]:.3f}, {parrot[1]:.3f}] |")
+        lines.append(
+            f"| {name} | {v['prefers_own']:.3f} [{own[0]:.3f}, {own[1]:.3f}] | "
+            f"{v['parrot_wins']:.3f} [{parrot[0]:.3f}, {parrot[1]:.3f}] |"
+        )
     return "\n".join(lines)

@@ -34,7 +34,11 @@ def openings_per_possibility(
             if not is_empty_response(text):
                 by_k.setdefault(int(k), []).append(opening(text, num_words))
     return {
-        k: {"responses": len(found),
-            "top": [(words, round(count / len(found), 3)) for words, count in Counter(found).most_common(top)]}
+        k: {
+            "responses": len(found),
+            "top": [
+                (words, round(count / len(found), 3)) for words, count in Counter(found).most_common(top)
+            ],
+        }
         for k, found in sorted(by_k.items())
     }

@@ -15,13 +15,18 @@ from peft_diversity.errors import ScoringInputError
 
 
 def paired_bootstrap(
-    first: Sequence[float], second: Sequence[float], num_samples: int = 10_000, seed: int = 0, level: float = 0.95
+    first: Sequence[float],
+    second: Sequence[float],
+    num_samples: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, Any]:
     """Mean of `first - second` over prompts, its percentile bootstrap interval, and the share of prompts where
     `first` is higher (ties count half). Both lists hold one score per prompt, in the same prompt order."""
     if len(first) != len(second) or not first:
-        raise ScoringInputError(f"paired scores need the same non-zero number of prompts, got {len(first)} and "
-                                f"{len(second)}")
+        raise ScoringInputError(
+            f"paired scores need the same non-zero number of prompts, got {len(first)} and {len(second)}"
+        )
     diffs = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
     return {
         "mean_difference": float(diffs.mean()),
@@ -55,8 +60,9 @@ def percentile_interval(estimates: np.ndarray, level: float = 0.95) -> list[floa
 # With several training seeds, a gap can come from one lucky seed as well as from the prompts drawn. The two-level
 # bootstrap resamples seeds with replacement, then prompts with replacement within each drawn seed, so its
 # interval widens when seeds disagree (one level over the pooled prompts would not see them at all).
-def two_level_indices(num_seeds: int, num_prompts: int, num_samples: int = 10_000,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def two_level_indices(
+    num_seeds: int, num_prompts: int, num_samples: int = 10_000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Resampled (seed, prompt) positions: seeds (num_samples, num_seeds) and prompts (num_samples, num_seeds,
     num_prompts), prompts drawn afresh for every drawn seed."""
     rng = np.random.default_rng(seed)
@@ -74,7 +80,10 @@ def two_level_means(values: np.ndarray, indices: tuple[np.ndarray, np.ndarray]) 
 
 
 def two_level_paired_bootstrap(
-    first: Sequence[Sequence[float]], second: Sequence[Sequence[float]], num_samples: int = 10_000, seed: int = 0,
+    first: Sequence[Sequence[float]],
+    second: Sequence[Sequence[float]],
+    num_samples: int = 10_000,
+    seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, Any]:
     """`paired_bootstrap` over seeds AND prompts: `first[s][p]` and `second[s][p]` are two methods' scores on
@@ -82,8 +91,10 @@ def two_level_paired_bootstrap(
     the percentile interval of the two-level bootstrap of the mean difference."""
     ours, theirs = _seed_prompt_matrix(first, "first"), _seed_prompt_matrix(second, "second")
     if ours.shape != theirs.shape:
-        raise ScoringInputError(f"paired scores need the same seeds and prompts, got (seeds, prompts) {ours.shape} "
-                                f"and {theirs.shape}")
+        raise ScoringInputError(
+            f"paired scores need the same seeds and prompts, got (seeds, prompts) {ours.shape} "
+            f"and {theirs.shape}"
+        )
     diffs = ours - theirs
     means = two_level_means(diffs, two_level_indices(*diffs.shape, num_samples=num_samples, seed=seed))
     return {
@@ -103,6 +114,7 @@ def _seed_prompt_matrix(scores: Sequence[Sequence[float]], name: str) -> np.ndar
     except ValueError:
         raise ScoringInputError(f"{name}: every seed needs the same number of prompts") from None
     if matrix.ndim != 2 or 0 in matrix.shape:
-        raise ScoringInputError(f"{name}: need one non-empty list of per-prompt scores per seed, got shape "
-                                f"{matrix.shape}")
+        raise ScoringInputError(
+            f"{name}: need one non-empty list of per-prompt scores per seed, got shape {matrix.shape}"
+        )
     return matrix

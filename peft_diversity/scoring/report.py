@@ -20,7 +20,13 @@ METRICS = ("semantic_diversity", "self_bleu", "distinct_n", "vendi", "distinct_k
 # Known but not computed unless asked for (one more embedding pass; a reference LM pass)
 OPTIONAL_METRICS = ("semantic_diversity_no_opening", "likelihood_coherence")
 KNOWN_METRICS = (*METRICS, *OPTIONAL_METRICS)
-EMBEDDING_METRICS = {"semantic_diversity", "vendi", "distinct_k", "coherence", "semantic_diversity_no_opening"}
+EMBEDDING_METRICS = {
+    "semantic_diversity",
+    "vendi",
+    "distinct_k",
+    "coherence",
+    "semantic_diversity_no_opening",
+}
 
 
 def _rename(key: str, prefix: str) -> str:
@@ -29,8 +35,11 @@ def _rename(key: str, prefix: str) -> str:
 
 def _scalars(result: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Keep the summary values (numbers / None), optionally renaming ``name`` -> ``prefix`` + rest."""
-    return {_rename(key, prefix): value for key, value in result.items()
-            if key != "num_prompts" and (value is None or isinstance(value, int | float))}
+    return {
+        _rename(key, prefix): value
+        for key, value in result.items()
+        if key != "num_prompts" and (value is None or isinstance(value, int | float))
+    }
 
 
 def _per_prompt(result: Mapping[str, Any], prefix: str = "") -> dict[str, list]:
@@ -86,8 +95,13 @@ def score_predictions(
         # looks diverse in semantic_diversity and not here
         stripped = [[drop_opening(text, OPENING_WORDS) for text in group] for group in predictions]
         result = semantic_diversity(stripped, emb, **lists)
-        add({key.replace("semantic_diversity", "semantic_diversity_no_opening", 1): value
-             for key, value in result.items() if key.startswith("semantic_diversity")})
+        add(
+            {
+                key.replace("semantic_diversity", "semantic_diversity_no_opening", 1): value
+                for key, value in result.items()
+                if key.startswith("semantic_diversity")
+            }
+        )
     if "self_bleu" in metrics:
         add(self_bleu(predictions, max_order, smoothing, **lists))
     if "distinct_n" in metrics:
@@ -120,8 +134,10 @@ def load_responses(path: str | os.PathLike) -> list[dict[str, Any]]:
     from peft_diversity.errors import ScoringInputError
     from peft_diversity.jsonl import read_jsonl
 
-    rows = [_check_row(row, f"{path}:{lineno}", ScoringInputError)
-            for lineno, row in read_jsonl(path, error=ScoringInputError)]
+    rows = [
+        _check_row(row, f"{path}:{lineno}", ScoringInputError)
+        for lineno, row in read_jsonl(path, error=ScoringInputError)
+    ]
     if not rows:
         raise ScoringInputError(f"{path}: no rows (the file is empty)")
     return rows
@@ -188,6 +204,7 @@ def format_results_table(results: Sequence[Mapping[str, Any]], all_columns: bool
     Known metrics come first, in `TABLE_COLUMNS` order with their headers; `all_columns` appends every other
     numeric score under its key (what `score` prints).
     """
+
     def present(key: str) -> bool:
         return any(_is_number(r["scores"].get(key)) for r in results)
 
@@ -196,8 +213,10 @@ def format_results_table(results: Sequence[Mapping[str, Any]], all_columns: bool
         known = {key for key, _ in TABLE_COLUMNS}
         keys = dict.fromkeys(k for r in results for k in r["scores"])
         columns += [(key, key) for key in keys if key not in known and present(key)]
-    lines = ["| model | decoder | " + " | ".join(head for _, head in columns) + " |",
-             "|---|---|" + "---:|" * len(columns)]
+    lines = [
+        "| model | decoder | " + " | ".join(head for _, head in columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
+    ]
     for row in results:
         cells = [_fmt(row["scores"].get(key)) for key, _ in columns]
         decoder = (row.get("decoder") or "-") + (f" @{row['variant']}" if row.get("variant") else "")

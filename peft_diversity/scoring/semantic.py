@@ -12,7 +12,9 @@ from .embeddings import DEFAULT_BATCH_SIZE, EmbedderSpec, encode_texts
 from .kernels import cosine_matrix
 
 
-def pairwise_cosine_sums(emb: np.ndarray, offsets: Sequence[int], texts: Sequence[str]) -> list[tuple[float, int]]:
+def pairwise_cosine_sums(
+    emb: np.ndarray, offsets: Sequence[int], texts: Sequence[str]
+) -> list[tuple[float, int]]:
     """Per prompt: (sum of cosines over unordered distinct pairs, number of pairs).
 
     Identical responses have cosine exactly 1 (``cosine_matrix``); an empty response counts as a copy of every

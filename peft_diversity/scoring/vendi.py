@@ -74,8 +74,10 @@ def vendi_score(
     kept = [non_empty(responses) for responses in predictions]  # an empty response is no distinct item
     sims = similarity_matrices(kept, kernel, embedder, max_order, tokenizer, lowercase, batch_size)
     # a prompt whose responses are all empty holds one (empty) item: 1.0, as identical responses
-    scores = [vendi_from_kernel(s) if len(k) else float(min(len(r), 1))
-              for s, k, r in zip(sims, kept, predictions, strict=True)]
+    scores = [
+        vendi_from_kernel(s) if len(k) else float(min(len(r), 1))
+        for s, k, r in zip(sims, kept, predictions, strict=True)
+    ]
     normalized = [s / len(r) if r else 0.0 for s, r in zip(scores, predictions, strict=True)]
     result: dict[str, Any] = {
         "vendi_score": mean(scores),

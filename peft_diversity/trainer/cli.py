@@ -22,8 +22,13 @@ from peft_diversity.trainer.trainer import PossibilityTrainer
 logger = logging.getLogger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # one of these holds the weights of a checkpoint (trainer_state.json is written last, after them)
-CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
-                      "pytorch_model.bin", "adapter_model.bin")
+CHECKPOINT_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "adapter_model.safetensors",
+    "pytorch_model.bin",
+    "adapter_model.bin",
+)
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
@@ -40,20 +45,27 @@ def make_parser(prog: str | None = None) -> TrlParser:
 def run_training(script_args: ScriptArguments, training_args: PossibilityConfig, model_args: ModelConfig):
     """Load data (validated before anything else), load the model, train, save model + template, maybe push."""
     if not model_args.model_name_or_path:
-        raise TrainConfigError("model_name_or_path is required (a Hub id, a local folder or builtin:minilm-decoder)")
+        raise TrainConfigError(
+            "model_name_or_path is required (a Hub id, a local folder or builtin:minilm-decoder)"
+        )
     if not script_args.dataset_name:
-        raise TrainConfigError("dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a "
-                               "Hub id)")
+        raise TrainConfigError(
+            "dataset_name is required (a .jsonl/.parquet file, a folder, builtin:dialogue or a Hub id)"
+        )
     check_unsupported_settings(script_args, training_args, model_args, cli=True)
     if training_args.output_dir:
-        check_output(training_args.output_dir, "output_dir", folder=True)  # before the data or the model loads
+        check_output(
+            training_args.output_dir, "output_dir", folder=True
+        )  # before the data or the model loads
     push = _check_push(training_args)  # before any work: a bad repo id or a missing token fails now
     # the token is for push_model only: the Trainer pickles its arguments into training_args.bin (output and
     # every checkpoint), and a token must never be written to disk
     hub_token, training_args.hub_token = training_args.hub_token, None
     resume = _resume_path(training_args)  # a missing / half-written checkpoint fails before the model loads
     records = load_one_to_many(
-        script_args.dataset_name, split=script_args.dataset_train_split, num_candidates=training_args.num_candidates,
+        script_args.dataset_name,
+        split=script_args.dataset_train_split,
+        num_candidates=training_args.num_candidates,
         strict=training_args.strict_data,
     )
     check_max_length(model_args, training_args)
@@ -81,8 +93,13 @@ def run_training(script_args: ScriptArguments, training_args: PossibilityConfig,
         from peft_diversity.hub.model import push_model
 
         private = True if training_args.hub_private_repo is None else training_args.hub_private_repo
-        push_model(training_args.output_dir, training_args.hub_model_id, private=private,
-                   token=hub_token, dataset=script_args.dataset_name)
+        push_model(
+            training_args.output_dir,
+            training_args.hub_model_id,
+            private=private,
+            token=hub_token,
+            dataset=script_args.dataset_name,
+        )
     trainer.accelerator.print(f"saved {training_args.mode} model to {training_args.output_dir}")
     return trainer
 
@@ -95,17 +112,27 @@ def check_max_length(model_args: ModelConfig, args: PossibilityConfig) -> None:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(resolve_model_path(model_args.model_name_or_path),
-                                            revision=model_args.model_revision,
-                                            trust_remote_code=args.trust_remote_code)
+        config = AutoConfig.from_pretrained(
+            resolve_model_path(model_args.model_name_or_path),
+            revision=model_args.model_revision,
+            trust_remote_code=args.trust_remote_code,
+        )
     except Exception:  # noqa: BLE001 - load_model_and_tokenizer reports an unloadable model with its own message
         return
     config = getattr(config, "get_text_config", lambda: config)()
-    window = next((getattr(config, name) for name in ("max_position_embeddings", "n_positions", "n_ctx")
-                   if isinstance(getattr(config, name, None), int)), None)
+    window = next(
+        (
+            getattr(config, name)
+            for name in ("max_position_embeddings", "n_positions", "n_ctx")
+            if isinstance(getattr(config, name, None), int)
+        ),
+        None,
+    )
     if window and args.max_length > window:
-        raise TrainConfigError(f"max_length={args.max_length} is beyond {model_args.model_name_or_path}'s window "
-                               f"of {window} tokens: set max_length <= {window}")
+        raise TrainConfigError(
+            f"max_length={args.max_length} is beyond {model_args.model_name_or_path}'s window "
+            f"of {window} tokens: set max_length <= {window}"
+        )
 
 
 def _check_push(args: PossibilityConfig) -> bool:
@@ -184,8 +211,10 @@ def _resume_path(args: PossibilityConfig) -> str | None:
     if value is True or (isinstance(value, str) and value.lower() in ("true", "last")):
         last = last_complete_checkpoint(args.output_dir)
         if last is None:
-            raise TrainConfigError(f"resume_from_checkpoint={value!r} but {args.output_dir} holds no complete "
-                                   "checkpoint-N folder")
+            raise TrainConfigError(
+                f"resume_from_checkpoint={value!r} but {args.output_dir} holds no complete "
+                "checkpoint-N folder"
+            )
     else:
         problem = checkpoint_problem(value)
         if problem is not None:
@@ -236,5 +265,8 @@ def parse_train_args(trl_parser: TrlParser, argv: list[str]):
     except (ValueError, TypeError) as err:
         message = " ".join(str(err).split())
         if message.startswith("Unknown arguments from config file"):
-            message = message.split(". Please")[0] + " (misspelled or not a setting; see `peft-diversity train --help`)"
+            message = (
+                message.split(". Please")[0]
+                + " (misspelled or not a setting; see `peft-diversity train --help`)"
+            )
         raise TrainConfigError(message) from None

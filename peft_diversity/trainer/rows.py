@@ -12,8 +12,13 @@ from peft_diversity.errors import DataValidationError
 MODES = ("poexft", "otm", "oto")
 # each mode's name and Hub tag on model cards (TRL's and ours): the baselines are trained by the same recipe but are
 # not PoExFT, so their cards must not say they are
-MODE_CARDS = {"poexft": ("PoExFT", "poexft"), "otm": ("OTMFT (PoExFT's one-to-many baseline)", "otmft"),
-              "oto": ("OTOFT (PoExFT's one-to-one baseline)", "otoft")}
+MODE_CARDS = {
+    "poexft": ("PoExFT", "poexft"),
+    "otm": ("OTMFT (PoExFT's one-to-many baseline)", "otmft"),
+    "oto": ("OTOFT (PoExFT's one-to-one baseline)", "otoft"),
+}
+
+
 # ----- training rows ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainingRow:

@@ -74,14 +74,16 @@ def encode_example(
             "the tokenizer's chat template renders the prompt differently with and without the assistant turn; "
             "PoExFT needs the prompt to be a prefix of the full conversation"
         )
-    completion = full[len(prompt):]
+    completion = full[len(prompt) :]
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     enc = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
     completion_ids = enc["input_ids"]
     if negative:
         start = completion.find(response)
         if start < 0:
-            raise TemplateError("the chat template changed the response text; cannot locate its content words")
+            raise TemplateError(
+                "the chat template changed the response text; cannot locate its content words"
+            )
         spans = [(s + start, e + start) for s, e in content_word_spans(response)]
         mask = first_subtoken_mask(enc["offset_mapping"], spans)
         completion_labels = [t if m else IGNORE for t, m in zip(completion_ids, mask, strict=True)]
@@ -92,7 +94,10 @@ def encode_example(
         # completion is cut if it still does not fit.
         keep = min(len(prompt_ids), max(max_length - len(completion_ids), max_length // 2))
         prompt_ids = prompt_ids[-keep:]
-        completion_ids, completion_labels = completion_ids[: max_length - keep], completion_labels[: max_length - keep]
+        completion_ids, completion_labels = (
+            completion_ids[: max_length - keep],
+            completion_labels[: max_length - keep],
+        )
     return {
         "input_ids": prompt_ids + completion_ids,
         "labels": [IGNORE] * len(prompt_ids) + completion_labels,
@@ -121,14 +126,18 @@ def build_train_dataset(records: list[dict[str, Any]], tokenizer, args: Possibil
     )
     groups: dict[int, dict[str, list]] = {}
     for r in rows:
-        enc = encode_example(tokenizer, template, records[r.record_index], r.k, r.response, r.negative, args.max_length)
+        enc = encode_example(
+            tokenizer, template, records[r.record_index], r.k, r.response, r.negative, args.max_length
+        )
         group = groups.setdefault(r.record_index, {"input_ids": [], "labels": [], "negative": []})
         for key in group:
             group[key].append(enc[key])
     return Dataset.from_list([groups[i] for i in sorted(groups)])
 
 
-def apply_eos_token(tokenizer, template: PossibilityTemplate, record: dict[str, Any], args: PossibilityConfig) -> None:
+def apply_eos_token(
+    tokenizer, template: PossibilityTemplate, record: dict[str, Any], args: PossibilityConfig
+) -> None:
     """Set `args.eos_token` on the tokenizer BEFORE rows are encoded, so rows end with the token the saved tokenizer
     names (SFTTrainer sets it only after, on the tokenizer it saves and the model's configs). A chat template that
     ends the assistant turn with a fixed token instead of `{{ eos_token }}` cannot honour it: an error, not a
@@ -137,7 +146,9 @@ def apply_eos_token(tokenizer, template: PossibilityTemplate, record: dict[str, 
         raise TrainConfigError(f"eos_token={args.eos_token!r} is not in the tokenizer's vocabulary")
     # as a special token, so the rendered "...<eos>" is one token, not split into pieces ("[unused1]" -> "[", ...)
     tokenizer.add_special_tokens({"eos_token": args.eos_token})
-    probe = encode_example(tokenizer, template, record, 1 if args.mode == "poexft" else None, "ok", negative=False)
+    probe = encode_example(
+        tokenizer, template, record, 1 if args.mode == "poexft" else None, "ok", negative=False
+    )
     if tokenizer.eos_token_id not in probe["labels"]:
         raise TrainConfigError(
             f"eos_token={args.eos_token!r}: the tokenizer's chat template ends the assistant turn without it (no "
@@ -168,14 +179,20 @@ class PossibilityCollator:
             lengths = [prefix_length(e["input_ids"], e["labels"]) for e in examples]
             if min(lengths) < MIN_SHARED_PREFIX and not self._warned:
                 # e.g. rows whose prompts were cut from the left to fit max_length no longer start alike
-                logger.warning("shared_prefix: a context's rows share only %d unlabelled prompt tokens (< %d, e.g. "
-                               "prompts cut to fit max_length); such contexts run their rows in full",
-                               min(lengths), MIN_SHARED_PREFIX)
+                logger.warning(
+                    "shared_prefix: a context's rows share only %d unlabelled prompt tokens (< %d, e.g. "
+                    "prompts cut to fit max_length); such contexts run their rows in full",
+                    min(lengths),
+                    MIN_SHARED_PREFIX,
+                )
                 self._warned = True
             if max(lengths) >= MIN_SHARED_PREFIX:
                 return self._collate_shared(examples, [n if n >= MIN_SHARED_PREFIX else 0 for n in lengths])
-        rows = [(ids, lab, neg) for e in examples
-                for ids, lab, neg in zip(e["input_ids"], e["labels"], e["negative"], strict=True)]
+        rows = [
+            (ids, lab, neg)
+            for e in examples
+            for ids, lab, neg in zip(e["input_ids"], e["labels"], e["negative"], strict=True)
+        ]
         return self._pad_rows(rows)
 
     def _pad_rows(self, rows: list[tuple[list[int], list[int], bool]]) -> dict[str, torch.Tensor]:
@@ -193,8 +210,11 @@ class PossibilityCollator:
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "negative": negative}
 
     def _collate_shared(self, examples: list[dict[str, Any]], lengths: list[int]) -> dict[str, torch.Tensor]:
-        tails = [(ids[n:], lab[n:], neg) for e, n in zip(examples, lengths, strict=True)
-                 for ids, lab, neg in zip(e["input_ids"], e["labels"], e["negative"], strict=True)]
+        tails = [
+            (ids[n:], lab[n:], neg)
+            for e, n in zip(examples, lengths, strict=True)
+            for ids, lab, neg in zip(e["input_ids"], e["labels"], e["negative"], strict=True)
+        ]
         batch = self._pad_rows(tails)
         prefixes = [e["input_ids"][0][:n] for e, n in zip(examples, lengths, strict=True)]
         batch["prefix_input_ids"], batch["prefix_attention_mask"] = pad_left(prefixes, self.pad_token_id)
@@ -233,12 +253,24 @@ def add_label_log_probs(model) -> None:
     previous = model.forward
 
     @functools.wraps(type(model).forward)
-    def forward(self, *args, label_log_probs: bool = False, labels=None, prefix_input_ids=None,
-                prefix_attention_mask=None, row_to_group=None, **kwargs):
+    def forward(
+        self,
+        *args,
+        label_log_probs: bool = False,
+        labels=None,
+        prefix_input_ids=None,
+        prefix_attention_mask=None,
+        row_to_group=None,
+        **kwargs,
+    ):
         if not label_log_probs:
-            return previous(*args, labels=labels, **kwargs) if labels is not None else previous(*args, **kwargs)
+            return (
+                previous(*args, labels=labels, **kwargs) if labels is not None else previous(*args, **kwargs)
+            )
         if prefix_input_ids is not None:
-            hidden = shared_prefix_hidden(self, prefix_input_ids, prefix_attention_mask, row_to_group, **kwargs)
+            hidden = shared_prefix_hidden(
+                self, prefix_input_ids, prefix_attention_mask, row_to_group, **kwargs
+            )
         else:
             kwargs["use_cache"] = False
             hidden = self.base_model(*args, **kwargs).last_hidden_state
@@ -253,9 +285,15 @@ def add_label_log_probs(model) -> None:
     model.forward = types.MethodType(forward, model)
 
 
-def shared_prefix_hidden(model, prefix_input_ids: torch.Tensor, prefix_attention_mask: torch.Tensor,
-                         row_to_group: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                         **kwargs) -> torch.Tensor:
+def shared_prefix_hidden(
+    model,
+    prefix_input_ids: torch.Tensor,
+    prefix_attention_mask: torch.Tensor,
+    row_to_group: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    **kwargs,
+) -> torch.Tensor:
     """Last hidden states of the rows' tails: each context's prefix runs once, its KV cache is gathered to the rows.
 
     Grad stays on through both passes, so the rows' gradients sum into the shared prefix. Positions follow the
@@ -267,15 +305,26 @@ def shared_prefix_hidden(model, prefix_input_ids: torch.Tensor, prefix_attention
     kwargs.pop("use_cache", None)
     kwargs[cache_argument(type(model.base_model))] = cache
     prefix_positions = (prefix_attention_mask.cumsum(-1) - 1).clamp(min=0)
-    model.base_model(input_ids=prefix_input_ids, attention_mask=prefix_attention_mask, position_ids=prefix_positions,
-                     use_cache=True, **kwargs)
+    model.base_model(
+        input_ids=prefix_input_ids,
+        attention_mask=prefix_attention_mask,
+        position_ids=prefix_positions,
+        use_cache=True,
+        **kwargs,
+    )
     if not expand_cache(cache, row_to_group):
-        raise RuntimeError(f"{type(model).__name__} returned no cache that can be expanded to rows; "
-                           "train with shared_prefix=False")
+        raise RuntimeError(
+            f"{type(model).__name__} returned no cache that can be expanded to rows; "
+            "train with shared_prefix=False"
+        )
     row_prefix_mask = prefix_attention_mask[row_to_group]
-    positions = row_prefix_mask.sum(-1, keepdim=True) + torch.arange(input_ids.shape[1], device=input_ids.device)
+    positions = row_prefix_mask.sum(-1, keepdim=True) + torch.arange(
+        input_ids.shape[1], device=input_ids.device
+    )
     mask = torch.cat([row_prefix_mask, attention_mask], dim=1)
-    out = model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
+    out = model.base_model(
+        input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs
+    )
     return out.last_hidden_state
 
 
@@ -309,7 +358,9 @@ class PossibilityTrainer(SFTTrainer):
     _name = "PoExFT"
     _paper = PAPER
 
-    def __init__(self, model, args: PossibilityConfig, train_dataset: Any = None, processing_class=None, **kwargs):
+    def __init__(
+        self, model, args: PossibilityConfig, train_dataset: Any = None, processing_class=None, **kwargs
+    ):
         if not isinstance(args, PossibilityConfig):
             raise TypeError(f"args must be a PossibilityConfig, got {type(args).__name__}")
         if processing_class is None:
@@ -325,8 +376,12 @@ class PossibilityTrainer(SFTTrainer):
         self._name, mode_tag = MODE_CARDS[args.mode]  # a baseline's card says which baseline
         self._tag_names = [*self._tag_names[:-1], mode_tag]
         super().__init__(
-            model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-            processing_class=processing_class, **kwargs,
+            model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
         )
         from peft import PeftModel
 
@@ -366,14 +421,20 @@ class PossibilityTrainer(SFTTrainer):
         outputs = model(**inputs, label_log_probs=True)
         global_counts = num_items_in_batch is not None and self._token_counts is not None
         n_pos, n_neg = self._token_counts if global_counts else (None, None)
-        loss, _, _ = poexft_loss(outputs.log_probs, outputs.label_mask, negative, self.args.ul_weight, n_pos, n_neg)
+        loss, _, _ = poexft_loss(
+            outputs.log_probs, outputs.label_mask, negative, self.args.ul_weight, n_pos, n_neg
+        )
         if global_counts and self.args.average_tokens_across_devices and self.args.world_size > 1:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients; counts are already global
         with torch.no_grad():
             _, mle, ul = poexft_loss(outputs.log_probs, outputs.label_mask, negative, self.args.ul_weight)
-        self._metrics[mode]["mle_loss"].append(self.accelerator.gather_for_metrics(mle.detach()).mean().item())
+        self._metrics[mode]["mle_loss"].append(
+            self.accelerator.gather_for_metrics(mle.detach()).mean().item()
+        )
         if self.args.mode == "poexft":
-            self._metrics[mode]["ul_loss"].append(self.accelerator.gather_for_metrics(ul.detach()).mean().item())
+            self._metrics[mode]["ul_loss"].append(
+                self.accelerator.gather_for_metrics(ul.detach()).mean().item()
+            )
         if mode == "train":
             tokens = inputs["attention_mask"].sum()
             if "prefix_attention_mask" in inputs:  # count each row's shared prefix, as the per-row path does
