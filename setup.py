@@ -6,9 +6,8 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-PTH_NAME = (
-    "peft_diversity_evaluate.pth"  # == peft_diversity.evaluate_hook.PTH_NAME / PTH_LINE (a test checks)
-)
+# Both equal peft_diversity.evaluate_hook.PTH_NAME / PTH_LINE (a test checks).
+PTH_NAME = "peft_diversity_evaluate.pth"
 PTH_LINE = "import peft_diversity.evaluate_hook\n"
 
 

@@ -3,6 +3,7 @@ hook (peft_diversity/evaluate_hook.py, installed as a .pth); by path; load_metri
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -113,8 +114,16 @@ def test_hook_never_asks_the_hub_and_leaves_other_names_alone(monkeypatch, tmp_p
 
 
 def test_pth_line_matches_setup_py():
-    setup_py = (ROOT / "setup.py").read_text()
-    assert f'PTH_NAME = "{PTH_NAME}"' in setup_py and f"PTH_LINE = {PTH_LINE!r}" in setup_py.replace('"', "'")
+    # Read the values, not the text, so that formatting setup.py cannot break the check.
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    values = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id.startswith("PTH_")
+    }
+    assert values == {"PTH_NAME": PTH_NAME, "PTH_LINE": PTH_LINE}
 
 
 def test_hook_can_be_turned_off(installed):
