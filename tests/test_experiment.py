@@ -76,7 +76,7 @@ def test_runner_writes_every_output_and_resumes(tiny_setup, tmp_path):
     table = (run / "results.md").read_text()
     assert "| poexft | possibilities |" in table and "| human | candidates |" in table
     # the possibilities run against every other run, with a paired interval over the 2 contexts
-    gaps = [line for line in table.splitlines() if line.startswith("| ") and "[" in line]
+    gaps = [line for line in table.splitlines() if line.startswith("| ") and "__" in line and "[" in line]
     assert [line.split(" | ")[0] for line in gaps] == [
         f"| {r['model']}__{r['decoder']}" for r in ALL_RUNS if r["decoder"] != "possibilities"
     ]
@@ -574,3 +574,23 @@ def test_likelihood_coherence_is_scored_with_the_experiments_reference_model(tin
     assert second[0]["scores"]["likelihood_fluency"] != pytest.approx(
         first[0]["scores"]["likelihood_fluency"]
     )
+
+
+def test_each_heldout_context_draws_its_own_random_numbers(tiny_setup, tmp_path):
+    # the same context twice: with one seed reused per context both would get identical responses, and the
+    # i-th response of every context would share its draw (openings per possibility number looked alike)
+    data = tmp_path / "data"
+    shutil.copytree(tiny_setup / "data", data)
+    line = (data / "test.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    (data / "test.jsonl").write_text(f"{line}\n{line}\n", encoding="utf-8")
+    runs = [{"model": "base", "decoder": "sampling"}]
+    config = _config(tiny_setup, dataset=str(data), runs=runs, metrics=["distinct_n"])
+    config["generation"] = {"max_new_tokens": 8, "temperature": 1.0}
+    run_experiment(ExperimentConfig.from_dict(config), tmp_path / "run")
+    first, second = [
+        json.loads(x)
+        for x in (tmp_path / "run" / "responses" / "base__sampling.jsonl").read_text().splitlines()
+    ]
+    assert first["context"] == second["context"]
+    assert first["settings"]["seed"] != second["settings"]["seed"]
+    assert first["responses"] != second["responses"]

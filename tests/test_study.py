@@ -19,7 +19,7 @@ from peft_diversity.experiment.frontier import (
     interpolate_at,
     verdict,
 )
-from peft_diversity.experiment.runs import generation_seed
+from peft_diversity.experiment.runs import context_seed, generation_seed
 from peft_diversity.scoring.paired import (
     paired_bootstrap,
     two_level_indices,
@@ -335,9 +335,11 @@ def test_two_seed_two_temperature_study_end_to_end_and_resumable(tiny_study, tmp
             stamp = json.loads(
                 (run / f"seed-{seed}" / "responses" / f"{name}.jsonl.settings.json").read_text()
             )
-            assert rows[0]["settings"]["seed"] == stamp["generation_seed"] == generation_seed(seed, name)
+            # each context its own seed: one seed for all would give row i of every context the same draw
+            expected = [context_seed(generation_seed(seed, name), i) for i in range(len(rows))]
+            assert [r["settings"]["seed"] for r in rows] == stamp["generation_seeds"] == expected
             assert rows[0]["settings"]["temperature"] == pytest.approx(float(name[-3:]))  # the swept value
-            drawn[seed, name] = stamp["generation_seed"]
+            drawn.update({(seed, name, i): s for i, s in enumerate(expected)})
     assert len(set(drawn.values())) == len(drawn)
 
     report = json.loads((run / "results.json").read_text())

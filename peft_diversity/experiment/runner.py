@@ -26,7 +26,7 @@ from peft_diversity.experiment.config import (
     variant_suffix,
 )
 from peft_diversity.experiment.report import _write_json, write_reports
-from peft_diversity.experiment.runs import generation_seed
+from peft_diversity.experiment.runs import context_seed, generation_seed
 
 logger = logging.getLogger(__name__)
 
@@ -171,14 +171,14 @@ def generate_run(
     shared = dict(config.generation)
     if run.decoder in DETERMINISTIC_DECODERS:  # shared sampling knobs do not apply to beam search
         shared = {key: value for key, value in shared.items() if key not in SAMPLING_KEYS}
-    # each run draws with its own seed (experiment/runs.py), so base / OTO / OTM draws are independent
-    settings = {"seed": generation_seed(config.seed, run.name), **shared, **run.settings, **run.variant}
+    settings = {**shared, **run.settings, **run.variant}
     if run.model == BASE:
         settings.setdefault("template", config.template())
     results = []
-    for record in records:  # one context per call: the latency column is per context
+    # one context per call (the latency column is per context), each with its own seed (experiment/runs.py)
+    for record, seed in zip(records, context_seeds(config, run, len(records)), strict=True):
         result = generate_responses(
-            run.decoder, model, tokenizer, record, num_responses=config.num_responses, **settings
+            run.decoder, model, tokenizer, record, num_responses=config.num_responses, seed=seed, **settings
         )
         result.model = run.model
         results.append(result)
@@ -186,6 +186,12 @@ def generate_run(
         write_responses_jsonl(results, tmp)
     _write_stamp(target, stamp)
     return target
+
+
+def context_seeds(config: ExperimentConfig, run: RunSpec, num_contexts: int) -> list[int]:
+    """One seed per held-out context: independent across runs (base / OTO / OTM) and across contexts."""
+    run_seed = generation_seed(config.seed, run.name)
+    return [context_seed(run_seed, index) for index in range(num_contexts)]
 
 
 # the experiment's fields that do not change what a (model, decoder) run generates
@@ -224,7 +230,7 @@ def generation_settings(
         "run": _config_dict(run),
         "model": _digest(model),
         **shared,
-        "generation_seed": generation_seed(config.seed, run.name),
+        "generation_seeds": context_seeds(config, run, len(records)),
         "template": config.template().to_dict(),
         "eval_data": _digest(records),
     }

@@ -8,7 +8,10 @@ key: a run that pins `settings: {temperature: 1.0}` stays one run.
 
 Generation seed: every run draws with its own seed, `generation_seed(experiment seed, run name)` = the first
 4 bytes (big-endian) of SHA-256 of "<seed>:<run name>", so base, OTO and OTM draws are independent of one
-another, and a re-run (or another machine) draws the same.
+another, and a re-run (or another machine) draws the same. Each held-out context is then answered with its own
+seed, `context_seed(run seed, context index)`: one seed reused for every context would give row i of every
+context the same random numbers, so the i-th response (the i-th possibility number) would open alike across
+contexts because of the draw, not the model.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ if TYPE_CHECKING:
 def generation_seed(experiment_seed: int, run_name: str) -> int:
     """A stable 32-bit seed per (experiment seed, run name); see the module docstring."""
     digest = hashlib.sha256(f"{experiment_seed}:{run_name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def context_seed(run_seed: int, index: int) -> int:
+    """The seed for a run's `index`-th held-out context (a stable 32-bit hash, as `generation_seed`)."""
+    digest = hashlib.sha256(f"{run_seed}:context:{index}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
 
 
