@@ -256,7 +256,7 @@ def write_study_reports(report: dict[str, Any], config: ExperimentConfig, run_di
         f"K = {config.num_responses} responses per context, {report['num_contexts']} held-out contexts of "
         f"`{config.dataset}` ({config.eval_split}); base model `{config.base_model}`. Each seed trains and "
         f"samples on its own (training seed = the seed; every run's generation seed is derived from the seed "
-        f"and the run's name). Per-seed reports (per-k openings, the per-context paired gaps): {links}.\n"
+        f"and the run's name, each held-out context's from the run's). Per-seed reports (per-k openings, the per-context paired gaps): {links}.\n"
         f"{_paired_md(report)}{_frontier_md(report)}"
     )
     atomic_write_text(run_dir / "results.md", text)
