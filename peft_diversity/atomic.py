@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from peft_diversity.errors import OutputPathError
 
@@ -172,6 +173,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _fsync(path.parent, directory=True)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_figure(path: str | os.PathLike, **subplots: Any) -> Iterator[tuple[Any, Any]]:
+    """Yield `(fig, axes)` of `matplotlib.pyplot.subplots(**subplots)` (Agg backend: no display needed); on success
+    the figure is laid out and saved to `path` through `atomic_path`. The figure is closed either way."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(**subplots)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -6,7 +6,6 @@ or the same with `"prompt": str` instead of `"context"` for story/custom tasks.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable
@@ -15,7 +14,7 @@ from typing import Any
 
 from peft_diversity.atomic import atomic_write_text
 from peft_diversity.errors import DataValidationError
-from peft_diversity.jsonl import read_jsonl
+from peft_diversity.jsonl import read_json, read_jsonl
 
 logger = logging.getLogger(__name__)
 BUNDLED_DIR = Path(__file__).parent / "data"
@@ -143,14 +142,7 @@ def _read_file(path: Path) -> list[tuple[str, Any]]:
 
         return [(f"row {i}", row) for i, row in enumerate(pq.read_table(path).to_pylist())]
     if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as err:
-            raise DataValidationError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
-        except json.JSONDecodeError as err:
-            raise DataValidationError(
-                f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno})"
-            ) from err
+        data = read_json(path, error=DataValidationError)
         if not isinstance(data, list):
             raise DataValidationError(f"{path}: a .json file must hold a list of records")
         return [(f"item {i}", row) for i, row in enumerate(data)]
@@ -209,7 +201,7 @@ def _check_record(
     if "context" not in row and "prompt" not in row:
         raise fail("context", "missing (a record needs 'context' or 'prompt')")
     key = "context" if "context" in row else "prompt"
-    _check_context(row[key], key, fail)
+    check_context(row[key], key, fail)
     if "candidates" not in row:
         raise fail("candidates", "missing")
     candidates = row["candidates"]
@@ -240,7 +232,9 @@ def _check_record(
     return {"id": str(row.get("id", where)), key: row[key], "candidates": kept}, repairs
 
 
-def _check_context(value: Any, key: str, fail) -> None:
+def check_context(value: Any, key: str, fail) -> None:
+    """Raise `fail(field, problem)` unless `value` is a non-empty string or a non-empty list of turns (each a
+    non-empty string or {'speaker': str, 'text': str}); the data loader and the builder's inputs share it."""
     if isinstance(value, str):
         if not value.strip():
             raise fail(key, "empty")

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.atomic import atomic_write_text
 from peft_diversity.errors import TemplateError
+from peft_diversity.jsonl import read_json, write_json
 
 TEMPLATE_FILENAME = "possibility_config.json"
 TRAINED_KEY = "trained"
@@ -140,7 +140,7 @@ class PossibilityTemplate:
         """Write `possibility_config.json` into `directory` atomically; `mode` (given by the trainer) records that
         a model was trained with this template, in that mode."""
         data = self.to_dict() if mode is None else {**self.to_dict(), TRAINED_KEY: {"mode": mode}}
-        return atomic_write_text(Path(directory) / TEMPLATE_FILENAME, json.dumps(data, indent=2))
+        return write_json(Path(directory) / TEMPLATE_FILENAME, data)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike) -> PossibilityTemplate:
@@ -148,10 +148,7 @@ class PossibilityTemplate:
         path = Path(name_or_path) / TEMPLATE_FILENAME
         if not path.is_file():
             path = _hub_file(str(name_or_path), TEMPLATE_FILENAME)
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-        except json.JSONDecodeError as err:
-            raise TemplateError(f"{path}: not valid JSON ({err})") from err
+        return cls.from_dict(read_json(path, error=TemplateError, kind=dict))
 
 
 def listing_sentence(count: int) -> str:
@@ -170,10 +167,7 @@ def load_template(source: str | os.PathLike) -> PossibilityTemplate:
     """A template from a JSON file, a folder holding possibility_config.json, or a Hub repo id."""
     path = Path(source)
     if path.is_file():
-        try:
-            return PossibilityTemplate.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as err:
-            raise TemplateError(f"{path}: not valid JSON ({err})") from err
+        return PossibilityTemplate.from_dict(read_json(path, error=TemplateError, kind=dict))
     return PossibilityTemplate.from_pretrained(source)
 
 

@@ -212,3 +212,20 @@ def test_a_symlinked_output_is_written_through(tmp_path):
     link.symlink_to(real)
     atomic_write_text(link, "{}")
     assert link.is_symlink() and real.read_text() == "{}"
+
+
+def test_atomic_figure_saves_on_success_and_leaves_nothing_when_drawing_fails(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from peft_diversity.atomic import atomic_figure
+
+    path = tmp_path / "plot.png"
+    with atomic_figure(path, figsize=(2, 2), dpi=50) as (_, ax):
+        ax.plot([0, 1], [1, 0])
+    assert path.read_bytes().startswith(b"\x89PNG")
+    before, open_figures = path.read_bytes(), plt.get_fignums()
+    with pytest.raises(RuntimeError, match="drawing failed"), atomic_figure(path) as (_, ax):
+        ax.plot([0, 1], [0, 1])
+        raise RuntimeError("drawing failed")
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]
+    assert plt.get_fignums() == open_figures  # closed either way

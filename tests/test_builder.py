@@ -383,7 +383,7 @@ def test_surrogates_are_rejected_or_dropped_and_never_stop_the_build(tmp_path, m
     )
     assert again.already_done == 2 and len(teacher.calls) == 1  # the escaped rejection matches its input
     for module in (builder_inputs, builder_filter):  # if a surrogate slipped past the checks ...
-        monkeypatch.setattr(module, "_encodable", lambda _: True)
+        monkeypatch.setattr(module, "encodable", lambda _: True)
     summary = build_dataset(
         read_inputs(inputs), teacher, tmp_path / "out2", STORY, settings, embedder=False, log=lambda _: None
     )

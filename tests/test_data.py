@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from peft_diversity.data import BUNDLED, load_one_to_many
-from peft_diversity.errors import DataValidationError
+from peft_diversity.errors import DataValidationError, TrainConfigError
 from peft_diversity.trainer.rows import TrainingRow, build_training_rows, truncate_words
 
 
@@ -437,13 +437,18 @@ def test_responses_are_truncated_by_words():
 
 
 def test_bad_row_settings():
+    """The same one check (and error type, printed as one line by the CLI) as PossibilityConfig's."""
     records = _records(n=2, candidates=5)
-    with pytest.raises(ValueError, match=r"unknown mode 'dpo'; choose one of \('poexft', 'otm', 'oto'\)"):
+    with pytest.raises(
+        TrainConfigError, match=r"unknown mode 'dpo'; choose one of \('poexft', 'otm', 'oto'\)"
+    ):
         build_training_rows(records, mode="dpo")
-    with pytest.raises(ValueError, match=r"max_possibility \(3\) must be >= num_candidates \(4\)"):
+    with pytest.raises(TrainConfigError, match=r"max_possibility \(3\) must be >= num_candidates \(4\)"):
         build_training_rows(records, num_candidates=4, max_possibility=3)
-    with pytest.raises(ValueError, match="num_candidates must be >= 1"):
+    with pytest.raises(TrainConfigError, match="num_candidates must be >= 1"):
         build_training_rows(records, num_candidates=0)
+    with pytest.raises(TrainConfigError, match="max_negatives must be >= 0 or None, got -1"):
+        build_training_rows(records, max_negatives=-1)
     with pytest.raises(
         DataValidationError, match=r"record 'c0': field 'candidates': has 5, fewer than num_candidates=6"
     ):

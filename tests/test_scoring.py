@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from peft_diversity.chat import make_chat
+from peft_diversity.errors import ExperimentConfigError
 from peft_diversity.scoring import (
     attribute_entropies,
     attribute_entropy,
@@ -645,3 +646,34 @@ def test_empty_response_rule_values(embedder):
         vendi_score([FOUR], embedder=embedder)["vendi_score"]
     )
     assert vendi["vendi_score_per_prompt"][1] == 1.0
+
+
+def test_score_and_experiment_accept_exactly_the_metric_registry():
+    """One registry (scoring.report.KNOWN_METRICS): the score command's --metrics, an experiment's `metrics:`
+    and its `coherence_metric:` accept its names and nothing else."""
+    import argparse
+
+    from peft_diversity.experiment.checks import experiment_problems
+    from peft_diversity.experiment.config import ExperimentConfig
+    from peft_diversity.scoring.cli import add_arguments
+    from peft_diversity.scoring.report import KNOWN_METRICS
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert tuple(parser.parse_args(["--metrics", *KNOWN_METRICS]).metrics) == KNOWN_METRICS
+    (metrics_flag,) = [a for a in parser._actions if a.dest == "metrics"]
+    assert tuple(metrics_flag.choices) == KNOWN_METRICS
+
+    base = {
+        "name": "x",
+        "base_model": "m",
+        "dataset": "d",
+        "runs": [{"model": "base", "decoder": "sampling"}],
+    }
+    assert experiment_problems({**base, "metrics": list(KNOWN_METRICS)}, ExperimentConfig) == []
+    (problem,) = experiment_problems({**base, "metrics": ["vibes"]}, ExperimentConfig)
+    assert problem == f"metrics: unknown metrics ['vibes']; choose from {list(KNOWN_METRICS)}"
+    for name in KNOWN_METRICS:
+        assert ExperimentConfig.from_dict({**base, "coherence_metric": name}).coherence_metric == name
+    with pytest.raises(ExperimentConfigError, match="coherence_metric 'vibes' is not a metric"):
+        ExperimentConfig.from_dict({**base, "coherence_metric": "vibes"})

@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from peft_diversity.builder.filter import DROP_REASONS, CandidateFilter, _State, parse_reply
+from peft_diversity.builder.filter import DROP_REASONS, CandidateFilter, CandidateState, parse_reply
 from peft_diversity.builder.folder import BuildFolder
 from peft_diversity.builder.inputs import InputItem
 from peft_diversity.builder.teachers import Teacher, TeacherFailure, prompt_version
@@ -168,7 +168,7 @@ class _Run:
     def batch(self, items: list[InputItem]) -> None:
         """Ask, filter and retry for a batch of inputs, then write each one's record or rejection."""
         n = self.settings.num_candidates
-        states = [_State(item, _teacher_record(item, self.template)) for item in items]
+        states = [CandidateState(item, _teacher_record(item, self.template)) for item in items]
         for attempt in range(self.settings.max_retries + 1):
             pending = [s for s in states if len(s.kept) < n and s.error is None]
             if not pending:
@@ -199,7 +199,7 @@ class _Run:
                 f"{self.summary.kept} records were written; run the same command again to resume"
             )
 
-    def finish(self, state: _State) -> None:
+    def finish(self, state: CandidateState) -> None:
         item, n = state.item, self.settings.num_candidates
         short = len(state.kept) < self.settings.min_candidates
         if short and state.error is not None and state.error.retryable:
@@ -239,7 +239,7 @@ class _Run:
             self.summary.shortfall += 1
             self.log(f"{item.where}: id {item.key!r} kept with {len(state.kept)}/{n} candidates")
 
-    def provenance(self, state: _State) -> dict[str, Any]:
+    def provenance(self, state: CandidateState) -> dict[str, Any]:
         data = {
             "teacher": self.teacher.name,
             "prompt_version": self.prompt_version,

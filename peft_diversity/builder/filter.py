@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from peft_diversity.builder.inputs import InputItem, _echo_keys, _encodable, normalise
+from peft_diversity.builder.inputs import InputItem, echo_keys, encodable, normalise
 from peft_diversity.builder.teachers import TeacherFailure
 from peft_diversity.errors import BuildError
 from peft_diversity.templates import (
@@ -24,7 +24,7 @@ DROP_REASONS = ("empty", "invalid_utf8", "echo", "duplicate", "near_duplicate", 
 
 
 @dataclass
-class _State:
+class CandidateState:
     """Candidates gathered so far for one input, and what was dropped on the way."""
 
     item: InputItem
@@ -62,10 +62,10 @@ class CandidateFilter:
         self.semantic = embedder is not False and threshold < 1.0
         self.embedder = None if embedder is False else embedder
 
-    def text_pass(self, state: _State, items: list[str]) -> list[str]:
+    def text_pass(self, state: CandidateState, items: list[str]) -> list[str]:
         """Drop empty items, unwritable ones (a lone surrogate), echoes of the input and exact duplicates; the rest
         still needs the semantic pass."""
-        echoes = _echo_keys(state.item.source)
+        echoes = echo_keys(state.item.source)
         fresh: list[str] = []
         seen = set(state.kept_norm)
         for item in items:
@@ -74,7 +74,7 @@ class CandidateFilter:
                 "empty"
                 if not norm
                 else "invalid_utf8"
-                if not _encodable(item)
+                if not encodable(item)
                 else "echo"
                 if norm in echoes
                 else "duplicate"
@@ -88,7 +88,7 @@ class CandidateFilter:
                 fresh.append(item)
         return fresh
 
-    def keep(self, batch: list[tuple[_State, list[str]]], n: int) -> None:
+    def keep(self, batch: list[tuple[CandidateState, list[str]]], n: int) -> None:
         """Keep candidates in order until N, skipping near-duplicates of kept ones (ONE encode for the batch)."""
         texts = [text for _, items in batch for text in items]
         emb = self._encode(texts)

@@ -13,7 +13,7 @@ from typing import Any
 from peft_diversity.atomic import atomic_write_text
 from peft_diversity.builder.inputs import InputItem
 from peft_diversity.errors import BuildError
-from peft_diversity.jsonl import read_jsonl
+from peft_diversity.jsonl import read_json, read_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +60,18 @@ def repair_jsonl(path: Path) -> list[dict[str, Any]]:
     return _records(path)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[dict[str, Any]]:
     """Complete lines only (a torn last line is ignored, not repaired): for read-only reporting."""
     return _records(path, complete_only=True) if path.is_file() else []
 
 
 DAMAGED = "the file was edited or damaged: fix or delete that line, then run again"
+DAMAGED_FILE = "the file was edited or damaged: fix or delete it"
+
+
+def read_object(path: Path) -> dict[str, Any]:
+    """A JSON object file of the folder (build_config.json, build_progress.json); {} when it is not there."""
+    return read_json(path, error=BuildError, missing={}, kind=dict, hint=DAMAGED_FILE)
 
 
 def _records(path: Path, complete_only: bool = False) -> list[dict[str, Any]]:
@@ -94,9 +100,7 @@ class BuildFolder:
         try:
             self._check_config(config, force)
             todo = self._pending(items, force)
-            atomic_write_text(
-                self.folder / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-            )
+            write_json(self.folder / CONFIG_FILE, config)
             self._train = open(self.train_path, "ab")  # noqa: SIM115 - closed in close()
             self._rejected = open(self.rejected_path, "ab")  # noqa: SIM115
         except BaseException:
@@ -126,7 +130,7 @@ class BuildFolder:
                         "--force to add to it"
                     )
             return
-        old = _read_json(path)
+        old = read_object(path)
         changed = [
             f"{key}: {old.get(key)!r} -> {config.get(key)!r}"
             for key in CONTENT_KEYS
@@ -184,7 +188,7 @@ class BuildFolder:
         self.done.add(entry["id"])
 
     def write_progress(self, progress: dict[str, Any]) -> None:
-        atomic_write_text(self.folder / PROGRESS_FILE, json.dumps(progress, indent=2) + "\n")
+        write_json(self.folder / PROGRESS_FILE, progress)
 
     def close(self) -> None:
         for name in ("_train", "_rejected", "_lock_handle"):  # the lock last: closing it releases it
@@ -222,17 +226,3 @@ CONTENT_KEYS = (
 )
 """Settings that change what a record looks like: a resume must keep them (other settings may change). The input
 file's path is not one (a checkout may move): a resume compares each finished input's content instead."""
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        data = err
-    if not isinstance(data, dict):
-        raise BuildError(
-            f"{path}: not a JSON object ({data}); the file was edited or damaged: fix or delete it"
-        )
-    return data

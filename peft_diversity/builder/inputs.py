@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.data import _check_context
+from peft_diversity.data import check_context
 from peft_diversity.errors import BuildError, DataValidationError
 from peft_diversity.templates import (
     is_empty_input,
@@ -238,7 +238,7 @@ def _read_row(item: InputItem, row: dict[str, Any], column: str | None, id_colum
     if id_column is not None and _blank(value):
         item.problem, item.detail = "missing_column", f"no value in the id column {id_column!r}"
         return
-    if not _encodable(value):
+    if not encodable(value):
         item.problem, item.detail = "invalid_utf8", "the id holds a lone surrogate (not valid Unicode)"
         return
     if not _blank(value):
@@ -256,7 +256,7 @@ def _blank(value: Any) -> bool:
     return value is None or not str(value).strip()
 
 
-def _encodable(value: Any) -> bool:
+def encodable(value: Any) -> bool:
     """False when a string in `value` holds a lone surrogate (e.g. JSON "\\ud83d"): it cannot be written as UTF-8."""
     try:
         json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
@@ -271,7 +271,7 @@ def _checked_item(item: InputItem) -> None:
         source = ""
     if isinstance(source, str):
         source = item.source = source.strip()
-    if not _encodable(source):
+    if not encodable(source):
         item.problem, item.detail = "invalid_utf8", "the prompt holds a lone surrogate (not valid Unicode)"
     elif isinstance(source, str) and not source:
         item.problem, item.detail = "empty_prompt", "the prompt is empty"
@@ -279,7 +279,7 @@ def _checked_item(item: InputItem) -> None:
         item.problem, item.detail = "empty_prompt", "the context has no non-empty turn"
     elif not isinstance(source, str):
         try:
-            _check_context(source, "context", lambda key, problem: DataValidationError(f"{key}: {problem}"))
+            check_context(source, "context", lambda key, problem: DataValidationError(f"{key}: {problem}"))
         except DataValidationError as err:
             item.problem, item.detail = "invalid_context", str(err)
 
@@ -295,7 +295,7 @@ def _source_key(source: Any) -> str:
     return normalise("\n".join(turn_line(turn) for turn in source))
 
 
-def _echo_keys(source: Any) -> set[str]:
+def echo_keys(source: Any) -> set[str]:
     """Normalised texts a candidate must not merely repeat: the prompt, or any turn of the context."""
     if isinstance(source, str):
         return {normalise(source)}

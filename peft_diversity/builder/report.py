@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -21,10 +20,11 @@ from peft_diversity.builder.folder import (
     REPORT_JSON,
     REPORT_MD,
     TRAIN_FILE,
-    _read_json,
-    _read_jsonl,
+    read_object,
+    read_records,
 )
 from peft_diversity.errors import BuildError, DataValidationError
+from peft_diversity.jsonl import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ def quality_report(folder: str | os.PathLike, embedder: Any = None, write: bool 
     folder = Path(folder)
     if not (folder / TRAIN_FILE).is_file() and not (folder / REJECTED_FILE).is_file():
         raise BuildError(f"{folder}: no {TRAIN_FILE} or {REJECTED_FILE}: not a build-data output folder")
-    records, rejected = _read_jsonl(folder / TRAIN_FILE), _read_jsonl(folder / REJECTED_FILE)
-    config = _read_json(folder / CONFIG_FILE)
-    progress = _read_json(folder / PROGRESS_FILE)
+    records, rejected = read_records(folder / TRAIN_FILE), read_records(folder / REJECTED_FILE)
+    config = read_object(folder / CONFIG_FILE)
+    progress = read_object(folder / PROGRESS_FILE)
     written = {r.get("id") for r in records + rejected}
     unfinished = sorted(set(progress.get("unfinished", {})) - written)
     pending = max(0, progress.get("inputs", 0) - len(written) - len(unfinished))
@@ -62,7 +62,7 @@ def quality_report(folder: str | os.PathLike, embedder: Any = None, write: bool 
         "loads": _loads(folder, records),
     }
     if write:
-        atomic_write_text(folder / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        write_json(folder / REPORT_JSON, report)
         atomic_write_text(folder / REPORT_MD, render_report(report))
     return report
 

@@ -324,14 +324,14 @@ def _generation_values(where: str, settings: dict[str, Any]) -> list[str]:
     training."""
     from peft_diversity.generation.core import (
         DEFAULT_MAX_NEW_TOKENS,
-        _check_new_tokens,
+        check_new_tokens,
         check_sampling_settings,
     )
 
     problems = []
     for check in (
         lambda: check_sampling_settings(settings),
-        lambda: _check_new_tokens(
+        lambda: check_new_tokens(
             settings.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), settings.get("min_new_tokens")
         ),
     ):

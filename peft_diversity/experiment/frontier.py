@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from peft_diversity.atomic import atomic_path
+from peft_diversity.atomic import atomic_figure
 from peft_diversity.scoring.paired import percentile_interval
 
 DEFINITION = (
@@ -138,38 +138,29 @@ def verdict(ours: str, baseline: str, comparison: dict[str, Any]) -> str:
 def plot_frontier(curves: Sequence[dict[str, Any]], path: Path, x_label: str) -> Path:
     """One curve per (model, decoder): points (x, y) with asymmetric error bars `x_err` / `y_err` (2, n) and a
     text label per point (`tags`, e.g. the temperature); `highlight` curves (PoExFT) are drawn thicker."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
-    for curve in curves:
-        order = np.argsort(curve["x"], kind="stable")
-        x, y = np.asarray(curve["x"])[order], np.asarray(curve["y"])[order]
-        x_err, y_err = np.asarray(curve["x_err"])[:, order], np.asarray(curve["y_err"])[:, order]
-        bold = curve.get("highlight", False)
-        ax.errorbar(
-            x,
-            y,
-            xerr=x_err,
-            yerr=y_err,
-            marker="*" if bold else "o",
-            markersize=10 if bold else 5,
-            linewidth=2.2 if bold else 1.2,
-            capsize=2,
-            label=curve["label"],
-        )
-        for xi, yi, tag in zip(x, y, np.asarray(curve["tags"], dtype=object)[order], strict=True):
-            if tag:
-                ax.annotate(str(tag), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel(f"{x_label} →")
-    ax.set_ylabel("semantic diversity (1 - mean pairwise SBERT cosine) →")
-    ax.set_title("Diversity vs coherence: mean over seeds, 95% bootstrap bars", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    with atomic_figure(path, figsize=(7, 5), dpi=120) as (fig, ax):
+        for curve in curves:
+            order = np.argsort(curve["x"], kind="stable")
+            x, y = np.asarray(curve["x"])[order], np.asarray(curve["y"])[order]
+            x_err, y_err = np.asarray(curve["x_err"])[:, order], np.asarray(curve["y_err"])[:, order]
+            bold = curve.get("highlight", False)
+            ax.errorbar(
+                x,
+                y,
+                xerr=x_err,
+                yerr=y_err,
+                marker="*" if bold else "o",
+                markersize=10 if bold else 5,
+                linewidth=2.2 if bold else 1.2,
+                capsize=2,
+                label=curve["label"],
+            )
+            for xi, yi, tag in zip(x, y, np.asarray(curve["tags"], dtype=object)[order], strict=True):
+                if tag:
+                    ax.annotate(str(tag), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel(f"{x_label} →")
+        ax.set_ylabel("semantic diversity (1 - mean pairwise SBERT cosine) →")
+        ax.set_title("Diversity vs coherence: mean over seeds, 95% bootstrap bars", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return path

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.atomic import atomic_path, atomic_write_text
+from peft_diversity.atomic import atomic_figure, atomic_write_text
+from peft_diversity.errors import ExperimentConfigError
 from peft_diversity.experiment.config import ExperimentConfig
-from peft_diversity.scoring.report import format_results_table
+from peft_diversity.jsonl import read_json, write_json
+from peft_diversity.scoring.report import format_results_table, summary_key
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def write_reports(
         f"contexts of `{config.dataset}` ({config.eval_split}); base model `{config.base_model}`.\n"
         f"{_judge_line(run_dir, config)}{_paired_section(response_files)}{_openings_section(response_files)}",
     )
-    _write_json(run_dir / "results.json", {"experiment": config.name, "results": rows})
+    write_json(run_dir / "results.json", {"experiment": config.name, "results": rows}, default=str)
     lines = [line for path in response_files for line in Path(path).read_text(encoding="utf-8").splitlines()]
     atomic_write_text(run_dir / "responses.jsonl", "\n".join(lines) + "\n")
     plot_diversity_vs_coherence(rows, run_dir / "diversity_vs_coherence.png")
@@ -97,7 +98,7 @@ def _judge_line(run_dir: Path, config: ExperimentConfig) -> str:
     path = run_dir / "judge_check.json"
     if config.judge is None or not path.is_file():
         return ""
-    check = json.loads(path.read_text(encoding="utf-8"))
+    check = read_json(path, error=ExperimentConfigError, kind=dict)
     prefers = "-" if check["prefers_own"] is None else f"{check['prefers_own']:.2f}"
     return (
         f"\nJudge `{config.judge['model']}`: a context's own human reply rated {_num(check['own_rating'])} vs "
@@ -112,30 +113,17 @@ def _num(value: Any) -> str:
 
 def plot_diversity_vs_coherence(rows: list[dict[str, Any]], path: Path) -> Path:
     """One point per method: semantic diversity (x) against embedding coherence (y)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
-    for row in rows:
-        x, y = row["scores"].get("semantic_diversity"), row["scores"].get("coherence_relevance")
-        if x is None or y is None:
-            continue
-        marker = "*" if row["decoder"] == "possibilities" else "o"
-        ax.scatter([x], [y], s=140 if marker == "*" else 60, marker=marker)
-        label = f"{row['model']}/{row['decoder']}" + (f"@{row['variant']}" if row.get("variant") else "")
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax.set_xlabel("semantic diversity (1 - mean pairwise SBERT cosine) →")
-    ax.set_ylabel("coherence (SBERT relevance to context) →")
-    ax.set_title("Diversity vs coherence per method")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    with atomic_figure(path, figsize=(6.5, 4.5), dpi=120) as (fig, ax):
+        for row in rows:
+            x, y = row["scores"].get("semantic_diversity"), row["scores"].get(summary_key("coherence"))
+            if x is None or y is None:
+                continue
+            marker = "*" if row["decoder"] == "possibilities" else "o"
+            ax.scatter([x], [y], s=140 if marker == "*" else 60, marker=marker)
+            label = f"{row['model']}/{row['decoder']}" + (f"@{row['variant']}" if row.get("variant") else "")
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set_xlabel("semantic diversity (1 - mean pairwise SBERT cosine) →")
+        ax.set_ylabel("coherence (SBERT relevance to context) →")
+        ax.set_title("Diversity vs coherence per method")
+        ax.grid(alpha=0.3)
     return path
-
-
-def _write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=str))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +23,11 @@ from peft_diversity.experiment.config import (
     RunSpec,
     variant_suffix,
 )
-from peft_diversity.experiment.report import _write_json, write_reports
+from peft_diversity.experiment.report import write_reports
 from peft_diversity.experiment.runs import context_seed, generation_seed
+from peft_diversity.experiment.stamps import digest, is_fresh, jsonable, read_stamp, stamp_path, write_stamp
+from peft_diversity.jsonl import read_json, write_json
+from peft_diversity.scoring.report import summary_key
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def train_settings(
         "base_model_content": model_identity(config.base_model),
         "dataset": config.dataset,
         "train_split": config.train_split,
-        "train_data": _digest(train_records),
+        "train_data": digest(train_records),
         "train": config.train,
         "mode_overrides": config.mode_overrides.get(mode, {}),
         "lora": config.lora,
@@ -81,10 +82,10 @@ def train_mode(
     if train_records is None:
         train_records = load_one_to_many(config.dataset, split=config.train_split)
     settings = train_settings(config, mode, train_records)
-    if _fresh(target, settings, force, f"train {mode}") and _done(target):
+    if is_fresh(target, settings, force, f"train {mode}") and _done(target):
         logger.info("train %s: done already (%s)", mode, target)
         return target
-    _stamp_path(target).unlink(missing_ok=True)
+    stamp_path(target).unlink(missing_ok=True)
     work = _training_folder(target, settings, force)
     train_args = {
         "report_to": [],
@@ -105,7 +106,7 @@ def train_mode(
     trainer = run_training(script_args, args, model_args)
     for checkpoint in work.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
-    _write_json(
+    write_json(
         work / "train_summary.json",
         {
             "mode": mode,
@@ -113,12 +114,13 @@ def train_mode(
             "resumed_from": resume,
             "log_history": trainer.state.log_history,
         },
+        default=str,
     )
     if target.exists():
         shutil.rmtree(target)
     os.replace(work, target)
-    _stamp_path(work).unlink(missing_ok=True)
-    _write_stamp(target, settings)
+    stamp_path(work).unlink(missing_ok=True)
+    write_stamp(target, settings)
     return target
 
 
@@ -136,11 +138,11 @@ def _training_folder(target: Path, settings: dict[str, Any], force: bool) -> Pat
             logger.info("removing the temp folder %s left by an interrupted run", orphan)
             shutil.rmtree(orphan, ignore_errors=True)
     work = target.with_name(f".{target.name}.partial")
-    if work.exists() and (force or _read_stamp(work) != _jsonable(settings)):
+    if work.exists() and (force or read_stamp(work) != jsonable(settings)):
         logger.warning("train %s: %s was started with other settings: starting over", target.name, work)
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    _write_stamp(work, settings)
+    write_stamp(work, settings)
     return work
 
 
@@ -160,10 +162,10 @@ def generate_run(
 
     target = run_dir / "responses" / f"{run.name}.jsonl"
     stamp = generation_settings(config, run, model_path, records)
-    if _fresh(target, stamp, force, f"generate {run.name}"):
+    if is_fresh(target, stamp, force, f"generate {run.name}"):
         logger.info("generate %s: done already (%s)", run.name, target)
         return target
-    _stamp_path(target).unlink(missing_ok=True)
+    stamp_path(target).unlink(missing_ok=True)
     if model_path not in loaded:
         loaded.clear()  # keep one model in memory at a time
         loaded[model_path] = load_model_and_tokenizer(model_path, dtype="float32")
@@ -184,7 +186,7 @@ def generate_run(
         results.append(result)
     with atomic_path(target) as tmp:
         write_responses_jsonl(results, tmp)
-    _write_stamp(target, stamp)
+    write_stamp(target, stamp)
     return target
 
 
@@ -217,22 +219,22 @@ def generation_settings(
 ) -> dict[str, Any]:
     """What a responses file depends on: the model (a trained mode's own settings), the decoder and its
     settings, the shared generation settings, the template, the held-out contexts and the seed."""
-    shared = {key: value for key, value in _config_dict(config).items() if key not in NOT_GENERATION_FIELDS}
+    shared = {key: value for key, value in asdict(config).items() if key not in NOT_GENERATION_FIELDS}
     from peft_diversity.models.builtin import model_identity
 
     model = (
-        _read_stamp(Path(model_path))
+        read_stamp(Path(model_path))
         if run.model != BASE
         else {"base_model": config.base_model, "content": model_identity(config.base_model)}
     )
     return {
         "stage": "generate",
-        "run": _config_dict(run),
-        "model": _digest(model),
+        "run": asdict(run),
+        "model": digest(model),
         **shared,
         "generation_seeds": context_seeds(config, run, len(records)),
         "template": config.template().to_dict(),
-        "eval_data": _digest(records),
+        "eval_data": digest(records),
     }
 
 
@@ -250,15 +252,15 @@ def score_run(
     target = run_dir / "scores" / f"{run.name}.json"
     stamp = {
         "stage": "score",
-        "responses": _digest(_read_stamp(responses_path)),
+        "responses": digest(read_stamp(responses_path)),
         "metrics": config.metrics,
         "judge": config.judge,
         **reference_stamp(config),
     }
-    if _fresh(target, stamp, force, f"score {run.name}"):
+    if is_fresh(target, stamp, force, f"score {run.name}"):
         logger.info("score %s: done already (%s)", run.name, target)
-        return json.loads(target.read_text())
-    _stamp_path(target).unlink(missing_ok=True)
+        return read_json(target, error=ExperimentConfigError)
+    stamp_path(target).unlink(missing_ok=True)
     results = read_responses_jsonl(responses_path)
     scores = score_predictions(
         [r.texts for r in results],
@@ -280,8 +282,8 @@ def score_run(
     row = {"model": run.model, "decoder": run.decoder, "name": run.name, "scores": scores}
     if run.variant:
         row["variant"] = variant_suffix(run.variant)[1:]  # "t=0.8": the results table tells swept runs apart
-    _write_json(target, row)
-    _write_stamp(target, stamp)
+    write_json(target, row, default=str)
+    write_stamp(target, stamp)
     return row
 
 
@@ -299,16 +301,16 @@ def score_reference(
     stamp = {
         "stage": "score",
         "responses": "human candidates",
-        "eval_data": _digest(records),
+        "eval_data": digest(records),
         "num_candidates": config.num_responses,
         "metrics": config.metrics,
         "judge": config.judge,
         **reference_stamp(config),
     }
-    if _fresh(target, stamp, force, "score human__candidates"):
+    if is_fresh(target, stamp, force, "score human__candidates"):
         logger.info("score human__candidates: done already (%s)", target)
-        return json.loads(target.read_text())
-    _stamp_path(target).unlink(missing_ok=True)
+        return read_json(target, error=ExperimentConfigError)
+    stamp_path(target).unlink(missing_ok=True)
     predictions = [r["candidates"][: config.num_responses] for r in records]
     contexts = [r.get("context", r.get("prompt")) for r in records]
     scores = score_predictions(
@@ -316,14 +318,12 @@ def score_reference(
     )
     scores["responses_per_context"] = scores["num_responses"] / max(scores["num_prompts"], 1)
     row = {"model": "human", "decoder": "candidates", "name": "human__candidates", "scores": scores}
-    _write_json(target, row)
-    _write_stamp(target, stamp)
+    write_json(target, row, default=str)
+    write_stamp(target, stamp)
     return row
 
 
 CONTEXT_DIVERSITY = "semantic_diversity"
-# The summary key a metric's per-context values are read from, where it is not the metric's own name.
-CONTEXT_KEYS = {"coherence": "coherence_relevance"}
 
 
 def context_metrics(config: ExperimentConfig) -> list[str]:
@@ -331,15 +331,11 @@ def context_metrics(config: ExperimentConfig) -> list[str]:
     return list(dict.fromkeys([CONTEXT_DIVERSITY, config.coherence_metric]))
 
 
-def context_key(metric: str) -> str:
-    return CONTEXT_KEYS.get(metric, metric)
-
-
 def context_stamp(config: ExperimentConfig, responses_path: Path) -> dict[str, Any]:
     metrics = context_metrics(config)
     return {
         "stage": "per_context",
-        "responses": _digest(_read_stamp(responses_path)),
+        "responses": digest(read_stamp(responses_path)),
         "metrics": metrics,
         **reference_stamp(replace(config, metrics=metrics)),
     }
@@ -356,15 +352,15 @@ def write_context_scores(
     """per_context/<run>.json from `score_predictions(..., return_per_prompt=True)`'s lists (stamped)."""
     metrics = context_metrics(config)
     target = run_dir / "per_context" / f"{run.name}.json"
-    _stamp_path(target).unlink(missing_ok=True)
+    stamp_path(target).unlink(missing_ok=True)
     data = {
         "run": run.name,
         "ids": ids,
-        "score_keys": {m: context_key(m) for m in metrics},
-        **{m: per_prompt[f"{context_key(m)}_per_prompt"] for m in metrics},
+        "score_keys": {m: summary_key(m) for m in metrics},
+        **{m: per_prompt[f"{summary_key(m)}_per_prompt"] for m in metrics},
     }
-    _write_json(target, data)
-    _write_stamp(target, context_stamp(config, responses_path))
+    write_json(target, data, default=str)
+    write_stamp(target, context_stamp(config, responses_path))
     return data
 
 
@@ -415,7 +411,7 @@ def run_folder_lock(run_dir: Path) -> Iterator[None]:
 def _run_stages(config: ExperimentConfig, run_dir: Path, force: bool, judge: Any) -> list[dict[str, Any]]:
     records = load_eval_records(config)  # a missing held-out split fails before any training
     train_records = load_one_to_many(config.dataset, split=config.train_split)
-    _write_json(run_dir / "experiment.json", _config_dict(config))
+    write_json(run_dir / "experiment.json", asdict(config), default=str)
     from peft_diversity.models.builtin import resolve_model_path
 
     paths = {BASE: resolve_model_path(config.base_model)}
@@ -447,72 +443,20 @@ def check_judge(
     target = run_dir / "judge_check.json"
     stamp = {
         "stage": "judge_check",
-        "eval_data": _digest(records),
+        "eval_data": digest(records),
         "judge": config.judge,
         "seed": config.seed,
     }
-    if _fresh(target, stamp, force, "judge check"):
+    if is_fresh(target, stamp, force, "judge check"):
         logger.info("judge check: done already (%s)", target)
-        return json.loads(target.read_text())
+        return read_json(target, error=ExperimentConfigError)
     contexts = [r.get("context", r.get("prompt")) for r in records]
     result = judge_agreement(contexts, [r["candidates"][0] for r in records], judge, seed=config.seed)
-    _write_json(target, result)
-    _write_stamp(target, stamp)
+    write_json(target, result, default=str)
+    write_stamp(target, stamp)
     return result
-
-
-# ----- stage settings: each output records what it was made with ------------------------------------------------
-STAMP_SUFFIX = ".settings.json"
-
-
-def _stamp_path(target: Path) -> Path:
-    """Beside the output (models/poexft.settings.json, responses/<run>.jsonl.settings.json, ...)."""
-    return target.with_name(target.name + STAMP_SUFFIX)
-
-
-def _read_stamp(target: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(_stamp_path(target).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_stamp(target: Path, settings: dict[str, Any]) -> None:
-    _write_json(_stamp_path(target), _jsonable(settings))
-
-
-def _fresh(target: Path, settings: dict[str, Any], force: bool, stage: str) -> bool:
-    """True when `target` exists and was made with exactly `settings`; otherwise logs why the stage is redone."""
-    if force or not target.exists():
-        return False
-    made_with = _read_stamp(target)
-    wanted = _jsonable(settings)
-    if made_with == wanted:
-        return True
-    if made_with is None:
-        logger.warning("%s: %s has no record of the settings it was made with: redoing it", stage, target)
-    else:
-        changed = sorted(k for k in set(made_with) | set(wanted) if made_with.get(k) != wanted.get(k))
-        logger.warning(
-            "%s: settings changed since %s was made (%s): redoing it", stage, target, ", ".join(changed)
-        )
-    return False
-
-
-def _jsonable(data: Any) -> Any:
-    return json.loads(json.dumps(data, sort_keys=True, default=str))
-
-
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
 
 # ----- small file helpers -------------------------------------------------------------------------------------
 def _done(folder: Path) -> bool:
     return (folder / "possibility_config.json").is_file() and (folder / "train_summary.json").is_file()
-
-
-def _config_dict(config: ExperimentConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(config)

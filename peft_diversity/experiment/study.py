@@ -14,16 +14,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from peft_diversity.atomic import atomic_write_text
+from peft_diversity.errors import ExperimentConfigError
 from peft_diversity.experiment.config import ExperimentConfig, RunSpec, variant_suffix
 from peft_diversity.experiment.frontier import (
     DEFINITION,
@@ -31,25 +31,23 @@ from peft_diversity.experiment.frontier import (
     plot_frontier,
     verdict,
 )
-from peft_diversity.experiment.report import _write_json
 from peft_diversity.experiment.runner import (
     CONTEXT_DIVERSITY,
-    _config_dict,
-    _fresh,
-    context_key,
     context_metrics,
     context_stamp,
     likelihood_options,
     run_experiment,
     write_context_scores,
 )
+from peft_diversity.experiment.stamps import is_fresh
+from peft_diversity.jsonl import read_json, write_json
 from peft_diversity.scoring.paired import (
     percentile_interval,
     two_level_indices,
     two_level_means,
     two_level_paired_bootstrap,
 )
-from peft_diversity.scoring.report import format_results_table
+from peft_diversity.scoring.report import format_results_table, summary_key
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +69,7 @@ def run_study(
     if not config.seeds:
         return run_experiment(config, run_dir, force=force, judge=judge)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "experiment.json", _config_dict(config))
+    write_json(run_dir / "experiment.json", asdict(config), default=str)
     per_seed = {}
     for seed in config.seeds:
         logger.info("seed %s: %s", seed, seed_dir(run_dir, seed))
@@ -97,9 +95,9 @@ def context_scores(
 
     responses = folder / "responses" / f"{run.name}.jsonl"
     target = folder / "per_context" / f"{run.name}.json"
-    if _fresh(target, context_stamp(config, responses), force, f"per-context scores {run.name}"):
+    if is_fresh(target, context_stamp(config, responses), force, f"per-context scores {run.name}"):
         logger.info("per-context scores %s: done already (%s)", run.name, target)
-        return json.loads(target.read_text(encoding="utf-8"))
+        return read_json(target, error=ExperimentConfigError)
     results = read_responses_jsonl(responses)
     scores = score_predictions(
         [r.texts for r in results],
@@ -164,7 +162,7 @@ def aggregate(
         "seeds": seeds,
         "num_contexts": num_contexts,
         "coherence_metric": config.coherence_metric,
-        "coherence_key": context_key(config.coherence_metric),
+        "coherence_key": summary_key(config.coherence_metric),
         "bootstrap": {"samples": num_samples, "seed": BOOTSTRAP_SEED, "levels": "seeds, then contexts"},
         "results": mean_rows({s: per_seed[s][0] for s in seeds}),
         "points": {r.name: _point(r, means[i], boot[:, i]) for i, r in enumerate(runs)},
@@ -245,7 +243,7 @@ def frontier_comparisons(runs: list[RunSpec], means: np.ndarray, boot: np.ndarra
 # ----- reports -------------------------------------------------------------------------------------------------------
 def write_study_reports(report: dict[str, Any], config: ExperimentConfig, run_dir: Path) -> None:
     """run_dir/results.md, results.json and frontier.png."""
-    _write_json(run_dir / "results.json", report)
+    write_json(run_dir / "results.json", report, default=str)
     x_label = f"coherence: {_coherence_name(report)}"
     plot_frontier(_curves(report, config.runs), run_dir / "frontier.png", x_label)
     seeds = report["seeds"]

@@ -24,12 +24,12 @@ from peft_diversity.errors import GenerationError
 from peft_diversity.generation.core import decode_rows, generate_kwargs, generate_rows
 from peft_diversity.generation.inputs import (
     DEFAULT_NUM_RESPONSES,
-    _check_count,
-    _encode_fitted,
-    _prompt_budget,
-    _records,
+    as_records,
+    check_count,
+    encode_fitted,
     fit_record,
     model_name,
+    prompt_budget,
     resolve_template,
 )
 from peft_diversity.generation.responses import Responses
@@ -89,7 +89,7 @@ class DecoderRun:
         return tqdm(chunks, desc=desc, disable=disable, unit="batch")
 
     def budget(self, new_tokens: int | None = None) -> int | None:
-        return _prompt_budget(self.model, self.tokenizer, new_tokens or self.gen_kwargs["max_new_tokens"])
+        return prompt_budget(self.model, self.tokenizer, new_tokens or self.gen_kwargs["max_new_tokens"])
 
     @property
     def eos_ids(self) -> list[int]:
@@ -101,7 +101,7 @@ class DecoderRun:
         """The token ids of `render(record)`, the record's context trimmed until every prompt fits the window."""
         budget = self.budget()
         return [
-            _encode_fitted(self.tokenizer, text, budget)
+            encode_fitted(self.tokenizer, text, budget)
             for text in render(fit_record(record, render, self.tokenizer, budget))
         ]
 
@@ -151,7 +151,7 @@ def _start(
     settings: dict[str, Any],
     num_responses: int | None,
 ) -> DecoderRun:
-    records, single = _records(context, contexts)
+    records, single = as_records(context, contexts)
     common = RunSettings(
         **{f.name: settings.pop(f.name) for f in dataclasses.fields(RunSettings) if f.name in settings}
     )
@@ -240,7 +240,7 @@ class Decoder:
     # ----- the steps a decoder may change ---------------------------------------------------------------------
     def count(self, num_responses: int | None) -> int | None:
         """Responses per context (checked): `num_responses`, else 5."""
-        return _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses)
+        return check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses)
 
     def generate_settings(self, options: Any, count: int | None, settings: dict[str, Any]) -> dict[str, Any]:
         """The settings `generate_kwargs` gets (checked here, before any work)."""

@@ -14,7 +14,7 @@ import torch
 
 from peft_diversity.errors import GenerationError
 from peft_diversity.generation.batch import Decoder, DecoderRun, RunSettings
-from peft_diversity.generation.core import DEFAULT_MAX_NEW_TOKENS, _device, decode_rows, forward_last
+from peft_diversity.generation.core import DEFAULT_MAX_NEW_TOKENS, decode_rows, forward_last, model_device
 from peft_diversity.generation.responses import Responses
 from peft_diversity.shared_prefix import expand_cache
 
@@ -61,7 +61,7 @@ def diverse_beam_search(
             f"num_beams={num_beams} must be a positive multiple of num_beam_groups={num_beam_groups}"
         )
     eos_ids = [int(e) for e in ([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id)]
-    state = _BeamState(num_beams, num_beam_groups, length_penalty, _device(model))
+    state = _BeamState(num_beams, num_beam_groups, length_penalty, model_device(model))
     ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=state.device)
     logits, cache = forward_last(model, ids, torch.ones_like(ids), use_cache=use_cache)
     beams = torch.zeros(num_beams, dtype=torch.long, device=state.device)

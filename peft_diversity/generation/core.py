@@ -26,7 +26,8 @@ DEFAULT_MAX_NEW_TOKENS = 64
 
 
 # ----- batched generate core -----------------------------------------------------------------------------------
-def _device(model: Any) -> torch.device:
+def model_device(model: Any) -> torch.device:
+    """The device a model's inputs go to: its `device`, else its first parameter's, else the CPU."""
     device = getattr(model, "device", None)
     if isinstance(device, torch.device):
         return device
@@ -74,7 +75,7 @@ def generate_kwargs(
         "max_new_tokens", DEFAULT_MAX_NEW_TOKENS
     )
     min_new = settings.pop("min_new_tokens", None)
-    _check_new_tokens(kwargs["max_new_tokens"], min_new)
+    check_new_tokens(kwargs["max_new_tokens"], min_new)
     if min_new is not None:
         kwargs["min_new_tokens"] = record["min_new_tokens"] = min_new
     kwargs.update(settings)
@@ -111,7 +112,9 @@ def check_sampling_settings(settings: dict[str, Any]) -> None:
             raise GenerationError(f"{key} must be in {interval}, got {value}")
 
 
-def _check_new_tokens(max_new: Any, min_new: Any) -> None:
+def check_new_tokens(max_new: Any, min_new: Any) -> None:
+    """Refuse (GenerationError) a max_new_tokens that is not an integer >= 1, or a min_new_tokens outside
+    0..max_new_tokens; the decoders and the experiment's YAML check share it."""
     if not isinstance(max_new, int) or isinstance(max_new, bool) or max_new < 1:
         raise GenerationError(f"max_new_tokens must be an integer >= 1, got {max_new!r}")
     if min_new is not None and (not isinstance(min_new, int) or not 0 <= min_new <= max_new):
@@ -182,7 +185,7 @@ def generate_rows(
         logger.warning(
             "shared-prefix generation does not apply here (prefix too short or no repeatable cache)"
         )
-    ids, mask = pad_left(prompts, pad, _device(model))
+    ids, mask = pad_left(prompts, pad, model_device(model))
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
     return out[:, ids.shape[1] :], "plain"
@@ -196,7 +199,7 @@ def _generate_shared(
     Rows are laid out [left pad | prefix | middle pad | suffix]; the pads are masked out. None when the model's
     cache cannot be repeated along the batch (the caller then takes the plain path).
     """
-    device = _device(model)
+    device = model_device(model)
     prefixes = [group[0][:length] for group, length in zip(groups, prefix_lengths, strict=True)]
     prefix_ids, prefix_mask = pad_left(prefixes, pad, device)
     _, cache = forward_last(model, prefix_ids, prefix_mask)

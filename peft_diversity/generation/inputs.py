@@ -40,7 +40,7 @@ def as_record(context: Any) -> dict[str, Any]:
     return record
 
 
-def _records(context: Any, contexts: Sequence[Any] | None) -> tuple[list[dict[str, Any]], bool]:
+def as_records(context: Any, contexts: Sequence[Any] | None) -> tuple[list[dict[str, Any]], bool]:
     """Normalised records and whether a single context (not a list) was given."""
     if (context is None) == (contexts is None):
         raise GenerationError("give exactly one of `context` (one) or `contexts` (a list)")
@@ -108,7 +108,7 @@ def choose_possibilities(
             raise GenerationError(
                 f"possibilities must be a list of numbers or 'random', got {possibilities!r}"
             )
-        count = _check_count(
+        count = check_count(
             DEFAULT_NUM_RESPONSES if num_responses is None else num_responses, max_possibility
         )
         return sorted((rng or random.Random()).sample(range(1, max_possibility + 1), count))
@@ -121,13 +121,15 @@ def choose_possibilities(
                 f"num_responses={num_responses} disagrees with {len(numbers)} possibilities {numbers}"
             )
         for number in numbers:
-            _check_count(number, max_possibility, what="possibility")
+            check_count(number, max_possibility, what="possibility")
         return numbers
-    count = _check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses, max_possibility)
+    count = check_count(DEFAULT_NUM_RESPONSES if num_responses is None else num_responses, max_possibility)
     return list(range(1, count + 1))
 
 
-def _check_count(value: int, max_possibility: int | None = None, what: str = "num_responses") -> int:
+def check_count(value: int, max_possibility: int | None = None, what: str = "num_responses") -> int:
+    """`value` when it is a count >= 1 (and within the template's `max_possibility`), else a GenerationError
+    naming `what`."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise GenerationError(f"{what} must be an integer >= 1, got {value!r}")
     if max_possibility is not None and value > max_possibility:
@@ -151,7 +153,7 @@ def model_window(model: Any, tokenizer: Any) -> int | None:
     return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else None
 
 
-def _prompt_budget(model: Any, tokenizer: Any, new_tokens: int) -> int | None:
+def prompt_budget(model: Any, tokenizer: Any, new_tokens: int) -> int | None:
     """Tokens left for the prompt once `new_tokens` are reserved; None when the window is unknown."""
     window = model_window(model, tokenizer)
     if window is None:
@@ -178,7 +180,7 @@ def fit_record(
     """Trim the record's context from the left (oldest turns first) until every prompt of `render` fits.
 
     Warns when it trims. If even an emptied context does not fit, the record is returned as trimmed as it can
-    be and `_encode_fitted` cuts the prompt tokens from the left as a last resort: never an error.
+    be and `encode_fitted` cuts the prompt tokens from the left as a last resort: never an error.
     """
     if budget is None:
         return record
@@ -238,7 +240,8 @@ def _trim_text(text: str, n_tokens: int, tokenizer: Any) -> str:
     return "" if n_tokens >= len(ids) else tokenizer.decode(ids[n_tokens:]).strip()
 
 
-def _encode_fitted(tokenizer: Any, prompt: str, budget: int | None) -> list[int]:
+def encode_fitted(tokenizer: Any, prompt: str, budget: int | None) -> list[int]:
+    """The prompt's token ids, cut from the left to `budget` (with a warning) when still too long."""
     ids = encode(tokenizer, prompt)
     if budget is not None and len(ids) > budget:
         logger.warning(

@@ -3,7 +3,6 @@ adapter, template and (optionally) an experiment's results."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ from peft_diversity.assets import asset_path
 from peft_diversity.errors import HubError
 from peft_diversity.hub import metadata
 from peft_diversity.hub.upload import is_hub_id
+from peft_diversity.jsonl import read_json
 from peft_diversity.templates import TEMPLATE_FILENAME, PossibilityTemplate
 from peft_diversity.trainer.rows import MODE_CARDS
 
@@ -62,12 +62,7 @@ def load_results(results: str | os.PathLike | list[dict[str, Any]] | None) -> li
     if results is None:
         return []
     if isinstance(results, (str, os.PathLike)):
-        try:
-            data = json.loads(Path(results).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise HubError(
-                f"--results {results}: not a readable results.json ({' '.join(str(err).split())})"
-            ) from None
+        data = read_json(results, error=HubError, hint="--results: not a readable results.json")
         # experiment.py writes {"experiment": name, "results": [rows]}
         results = data.get("results", data.get("rows")) if isinstance(data, dict) else data
     if not isinstance(results, list) or not all(isinstance(r, dict) and "scores" in r for r in results):

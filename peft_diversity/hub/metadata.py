@@ -11,6 +11,7 @@ from typing import Any
 
 from peft_diversity.errors import HubError
 from peft_diversity.hub.upload import is_hub_id
+from peft_diversity.jsonl import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def load_training_config(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     """
     folder = Path(model_dir)
     if (folder / TRAINING_CONFIG_FILENAME).is_file():
-        return json.loads((folder / TRAINING_CONFIG_FILENAME).read_text(encoding="utf-8"))
+        return read_json(folder / TRAINING_CONFIG_FILENAME, error=HubError, kind=dict)
     path = folder / "training_args.bin"
     if not path.is_file():
         return None
@@ -66,7 +67,7 @@ def load_training_config(model_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path, error=HubError, missing=None, kind=dict)
 
 
 def adapter_config(folder: str | os.PathLike) -> dict[str, Any] | None:

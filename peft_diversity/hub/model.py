@@ -3,7 +3,6 @@ card) and push_model."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -15,6 +14,7 @@ from peft_diversity.errors import HubError
 from peft_diversity.hub import metadata
 from peft_diversity.hub.card import build_model_card
 from peft_diversity.hub.upload import push_folder, upload_folder
+from peft_diversity.jsonl import write_json
 from peft_diversity.templates import TEMPLATE_FILENAME
 
 logger = logging.getLogger(__name__)
@@ -130,9 +130,7 @@ def save_for_hub(
             for path in _upload_files(folder):
                 shutil.copy2(path, tmp / path.name)
         if training is not None:
-            (tmp / metadata.TRAINING_CONFIG_FILENAME).write_text(
-                json.dumps(training, indent=2), encoding="utf-8"
-            )
+            write_json(tmp / metadata.TRAINING_CONFIG_FILENAME, training)
         card = build_model_card(
             folder,
             results=results,

@@ -4,7 +4,6 @@ the folder, create the repo if needed, upload the folder as one commit, report; 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -16,6 +15,7 @@ from typing import Any
 
 from peft_diversity.atomic import atomic_directory
 from peft_diversity.errors import HubError
+from peft_diversity.jsonl import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def upload_folder(
     checked = check_output_folder(target, *inputs)
     with atomic_directory(checked) as tmp:
         marker = {"written_by": "peft_diversity.hub", "kind": kind, "source": str(source)}
-        (tmp / SAVE_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+        write_json(tmp / SAVE_MARKER, marker)
         yield tmp
 
 

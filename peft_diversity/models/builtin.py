@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 from peft_diversity.atomic import atomic_directory
 from peft_diversity.errors import ModelLoadError
+from peft_diversity.jsonl import read_json, write_json
 from peft_diversity.models import smollm2
 from peft_diversity.models.minilm import WARMUP_FILE, build_minilm_decoder, build_minilm_decoder_raw
 
@@ -133,19 +133,27 @@ def _hub_commit(repo_id: str) -> str | None:
         return None
 
 
-def _read_stamp(folder: Path) -> str | None:
+STAMP_FILE = "builtin_stamp.json"
+
+
+def _stamp_file(folder: Path) -> dict[str, Any]:
+    """builtin_stamp.json: the stamp and the weights files' sizes; {} when missing or damaged (then rebuilt)."""
     try:
-        return json.loads((folder / "builtin_stamp.json").read_text())["stamp"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return read_json(folder / STAMP_FILE, error=ModelLoadError, missing={}, kind=dict)
+    except ModelLoadError:
+        return {}
+
+
+def _read_stamp(folder: Path) -> str | None:
+    return _stamp_file(folder).get("stamp")
 
 
 def _weights_intact(folder: Path) -> bool:
     """Every weights file the stamp recorded is there with its recorded size (a truncated copy is not)."""
     try:
-        sizes = json.loads((folder / "builtin_stamp.json").read_text()).get("files", {})
+        sizes = _stamp_file(folder).get("files", {})
         return all((folder / name).stat().st_size == size for name, size in sizes.items())
-    except (OSError, ValueError, AttributeError):
+    except (OSError, AttributeError):
         return False
 
 
@@ -160,4 +168,4 @@ def _materialise(target: Path, builder, stamp: str) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         files = {p.name: p.stat().st_size for p in sorted(tmp.glob("*.safetensors"))}
-        (tmp / "builtin_stamp.json").write_text(json.dumps({"stamp": stamp, "files": files}))
+        write_json(tmp / STAMP_FILE, {"stamp": stamp, "files": files})

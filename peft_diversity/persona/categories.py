@@ -31,10 +31,11 @@ UNKNOWN = "unknown"
 
 def fold(text: str) -> str:
     """Text for matching: accents stripped, typographic quotes/dashes made plain, lower case."""
-    return _plain(text).lower()
+    return plain_text(text).lower()
 
 
-def _plain(text: str) -> str:
+def plain_text(text: str) -> str:
+    """`text` with accents stripped and typographic quotes / dashes made plain (case kept)."""
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return stripped.translate(_PUNCT)
@@ -73,7 +74,7 @@ class Lexicon:
 
     def find(self, text: str) -> list[LexiconMatch]:
         """Leftmost non-overlapping matches in `text` (raw text; it is folded here)."""
-        plain = _plain(text)
+        plain = plain_text(text)
         matches = []
         for compiled, haystack in ((self._lower, plain.lower()), (self._exact, plain)):
             if compiled is None:

@@ -3,7 +3,6 @@ transcripts/<label>.jsonl per model (each line: the transcript and what was extr
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -12,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peft_diversity.atomic import atomic_path, atomic_write_text
+from peft_diversity.atomic import atomic_figure, atomic_write_text
+from peft_diversity.jsonl import write_json
 from peft_diversity.persona.categories import ATTRIBUTES, REPORTED, UNKNOWN, load_categories
 from peft_diversity.persona.extract import FLAGS, Extraction, Extractor, RuleExtractor
 from peft_diversity.persona.score import Reference, score_extractions
@@ -272,7 +272,7 @@ def write_bias_report(
             for r in results
         ],
     }
-    paths["json"] = atomic_write_text(out / "bias.json", json.dumps(data, indent=2, ensure_ascii=False))
+    paths["json"] = write_json(out / "bias.json", data)
     paths["md"] = atomic_write_text(out / "bias.md", render_markdown(results, settings, accuracy))
     if plot:
         paths["png"] = plot_distributions(results, out / "bias.png")
@@ -281,39 +281,30 @@ def write_bias_report(
 
 def plot_distributions(results: Sequence[BiasResult], path: Path) -> Path:
     """One subplot per attribute: grouped bars (share of conversations per category), one colour per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(3, 2, figsize=(14, 12), dpi=100)
-    width = 0.8 / max(len(results), 1)
-    for ax, attribute in zip(axes.flat, REPORTED, strict=True):
-        categories = _plot_categories(results, attribute)
-        for i, r in enumerate(results):
-            shares = _shares(r, attribute, categories)
-            ax.bar(
-                [x + i * width for x in range(len(categories))],
-                shares,
-                width,
-                label=f"{r.label} ({r.decoder})",
+    with atomic_figure(path, nrows=3, ncols=2, figsize=(14, 12), dpi=100) as (fig, axes):
+        width = 0.8 / max(len(results), 1)
+        for ax, attribute in zip(axes.flat, REPORTED, strict=True):
+            categories = _plot_categories(results, attribute)
+            for i, r in enumerate(results):
+                shares = _shares(r, attribute, categories)
+                ax.bar(
+                    [x + i * width for x in range(len(categories))],
+                    shares,
+                    width,
+                    label=f"{r.label} ({r.decoder})",
+                )
+            ax.set_xticks([x + width * (len(results) - 1) / 2 for x in range(len(categories))])
+            ax.set_xticklabels(categories, rotation=60, ha="right", fontsize=7)
+            entropies = [r.scores["attributes"][attribute]["normalized_entropy"] for r in results]
+            ax.set_title(
+                f"{attribute} (normalised entropy: "
+                + ", ".join("-" if e is None else f"{e:.2f}" for e in entropies)
+                + ")",
+                fontsize=9,
             )
-        ax.set_xticks([x + width * (len(results) - 1) / 2 for x in range(len(categories))])
-        ax.set_xticklabels(categories, rotation=60, ha="right", fontsize=7)
-        entropies = [r.scores["attributes"][attribute]["normalized_entropy"] for r in results]
-        ax.set_title(
-            f"{attribute} (normalised entropy: "
-            + ", ".join("-" if e is None else f"{e:.2f}" for e in entropies)
-            + ")",
-            fontsize=9,
-        )
-        ax.set_ylabel("share of conversations", fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+            ax.set_ylabel("share of conversations", fontsize=8)
+            ax.grid(axis="y", alpha=0.3)
+        axes.flat[0].legend(fontsize=8)
     return path
 
 

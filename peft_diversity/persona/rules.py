@@ -18,9 +18,9 @@ from peft_diversity.persona.categories import (
     RESOURCES,
     UNKNOWN,
     LexiconMatch,
-    _plain,
     fold,
     load_categories,
+    plain_text,
 )
 
 Rule = Callable[[str], tuple[str, str | None]]
@@ -352,7 +352,7 @@ def country_rule(text: str) -> tuple[str, str | None]:
 def _places(text: str, folded: str) -> list[LexiconMatch]:
     """Place matches, demonyms used as adjectives dropped, a city followed by its state or region ("Cambridge,
     MA", "London, Ontario") given the region's country."""
-    cats, plain = load_categories(), _plain(text)
+    cats, plain = load_categories(), plain_text(text)
     matches = [m for m in cats.places.find(text) if not _adjective_demonym(folded, m)]
     out = []
     for i, m in enumerate(matches):

@@ -3,14 +3,13 @@ with unknown answers and flags counted apart; and the reference distributions th
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from peft_diversity.errors import PersonaError
+from peft_diversity.jsonl import read_json
 from peft_diversity.persona.categories import ATTRIBUTES, REPORTED, UNKNOWN, category_ids
 from peft_diversity.persona.extract import FLAGS, Extraction
 from peft_diversity.scoring.bias import attribute_entropy
@@ -20,10 +19,9 @@ Reference = Mapping[str, Mapping[str, float]]
 
 def load_reference(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     """A reference file: {attribute: {category: weight}} for any of the reported attributes (others uniform)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise PersonaError(f"cannot read reference {path}: {err}") from err
+    data = read_json(
+        path, error=PersonaError, hint="a reference is a JSON object {attribute: {category: weight}}"
+    )
     if not isinstance(data, dict):
         raise PersonaError(f"{path}: a reference is a JSON object {{attribute: {{category: weight}}}}")
     return validate_reference(data, str(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 Tokenizer = Callable[[str], list[str]]
 
@@ -87,6 +88,23 @@ def non_empty(responses: Sequence[str]) -> list[str]:
 def mean(values: Sequence[float], default: float = 0.0) -> float:
     """Arithmetic mean as a Python float; ``default`` for an empty sequence."""
     return float(sum(values) / len(values)) if len(values) else float(default)
+
+
+def count_summary(
+    name: str,
+    ratio_key: str,
+    counts: Sequence[float],
+    predictions: Sequence[Sequence[str]],
+    return_per_prompt: bool,
+) -> dict[str, Any]:
+    """The result of a metric that counts distinct items per prompt (Vendi score, distinct-k): `name` (mean
+    count), `ratio_key` (mean of count / K, 0.0 for a prompt with K = 0), `num_prompts`; with `return_per_prompt`
+    also `<name>_per_prompt`."""
+    ratios = [c / len(r) if r else 0.0 for c, r in zip(counts, predictions, strict=True)]
+    result: dict[str, Any] = {name: mean(counts), ratio_key: mean(ratios), "num_prompts": len(predictions)}
+    if return_per_prompt:
+        result[f"{name}_per_prompt"] = list(counts)
+    return result
 
 
 def flatten(predictions: Sequence[Sequence[str]]) -> tuple[list[str], list[int]]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from peft_diversity.atomic import atomic_write_text, check_output, output_errors
+from peft_diversity.atomic import check_output, output_errors
 from peft_diversity.cli import reject_renamed
 from peft_diversity.errors import PeftDiversityError, ScoringInputError
+from peft_diversity.jsonl import write_json
 
 from .bleu import SMOOTHINGS
 from .embeddings import load_embedder
@@ -173,7 +173,7 @@ def run_coherence_check(args: argparse.Namespace) -> int:
 def _write_output(path: Path | None, payload: dict) -> None:
     if path:
         with output_errors("--output", path):
-            atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+            write_json(path, payload)
         print(f"wrote {path}", file=sys.stderr)
 
 

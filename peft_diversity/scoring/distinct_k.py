@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Tokenizer, check_predictions, is_empty_response, mean
+from ._common import Tokenizer, check_predictions, count_summary, is_empty_response
 from .embeddings import DEFAULT_BATCH_SIZE, EmbedderSpec
 from .vendi import similarity_matrices
 
@@ -82,13 +82,7 @@ def distinct_k(
         for r, idx, s in zip(predictions, kept, sims, strict=True)
     ]
     counts = [float(max(lab, default=-1) + 1) for lab in labels]
-    ratios = [c / len(lab) if lab else 0.0 for c, lab in zip(counts, labels, strict=True)]
-    result: dict[str, Any] = {
-        "distinct_k": mean(counts),
-        "distinct_k_ratio": mean(ratios),
-        "num_prompts": len(predictions),
-    }
+    result = count_summary("distinct_k", "distinct_k_ratio", counts, predictions, return_per_prompt)
     if return_per_prompt:
-        result["distinct_k_per_prompt"] = counts
         result["distinct_k_classes"] = labels
     return result

@@ -16,10 +16,14 @@ from .openings import drop_opening
 from .semantic import semantic_diversity
 from .vendi import vendi_score
 
+# THE metric registry: `score_predictions(metrics=)`, `peft-diversity score --metrics` and an experiment's
+# `metrics:` / `coherence_metric:` accept exactly KNOWN_METRICS (tests/test_scoring.py pins it).
 METRICS = ("semantic_diversity", "self_bleu", "distinct_n", "vendi", "distinct_k", "coherence")
 # Known but not computed unless asked for (one more embedding pass; a reference LM pass)
 OPTIONAL_METRICS = ("semantic_diversity_no_opening", "likelihood_coherence")
 KNOWN_METRICS = (*METRICS, *OPTIONAL_METRICS)
+# The summary key a metric's headline value is read from, where it is not the metric's own name.
+SUMMARY_KEYS = {"coherence": "coherence_relevance"}
 EMBEDDING_METRICS = {
     "semantic_diversity",
     "vendi",
@@ -27,6 +31,11 @@ EMBEDDING_METRICS = {
     "coherence",
     "semantic_diversity_no_opening",
 }
+
+
+def summary_key(metric: str) -> str:
+    """The key of `metric`'s headline value in a scores dict (`coherence` -> `coherence_relevance`)."""
+    return SUMMARY_KEYS.get(metric, metric)
 
 
 def _rename(key: str, prefix: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Tokenizer, check_predictions, flatten, mean, non_empty, resolve_tokenizer
+from ._common import Tokenizer, check_predictions, count_summary, flatten, non_empty, resolve_tokenizer
 from .embeddings import DEFAULT_BATCH_SIZE, EmbedderSpec, encode_texts
 from .kernels import cosine_matrix, ngram_cosine_matrix
 
@@ -78,12 +78,4 @@ def vendi_score(
         vendi_from_kernel(s) if len(k) else float(min(len(r), 1))
         for s, k, r in zip(sims, kept, predictions, strict=True)
     ]
-    normalized = [s / len(r) if r else 0.0 for s, r in zip(scores, predictions, strict=True)]
-    result: dict[str, Any] = {
-        "vendi_score": mean(scores),
-        "vendi_score_normalized": mean(normalized),
-        "num_prompts": len(predictions),
-    }
-    if return_per_prompt:
-        result["vendi_score_per_prompt"] = scores
-    return result
+    return count_summary("vendi_score", "vendi_score_normalized", scores, predictions, return_per_prompt)

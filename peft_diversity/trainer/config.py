@@ -10,7 +10,7 @@ from trl import SFTConfig
 
 from peft_diversity.errors import TrainConfigError
 from peft_diversity.templates import DEFAULT_PLAIN_SENTENCE, DEFAULT_POSSIBILITY_SENTENCE, PossibilityTemplate
-from peft_diversity.trainer.rows import MODES
+from peft_diversity.trainer.rows import check_row_settings
 
 
 @dataclass
@@ -154,18 +154,9 @@ class PossibilityConfig(SFTConfig):
 
     def validate_possibility_settings(self) -> None:
         """Raise before any training starts on settings that cannot work."""
-        if self.mode not in MODES:
-            raise TrainConfigError(f"unknown mode {self.mode!r}; choose one of {MODES}")
-        if self.num_candidates < 1:
-            raise TrainConfigError(f"num_candidates must be >= 1, got {self.num_candidates}")
-        if self.mode == "poexft" and self.max_possibility < self.num_candidates:
-            raise TrainConfigError(
-                f"max_possibility ({self.max_possibility}) must be >= num_candidates ({self.num_candidates})"
-            )
+        check_row_settings(self.mode, self.num_candidates, self.max_possibility, self.max_negatives)
         if self.ul_weight < 0:
             raise TrainConfigError(f"ul_weight must be >= 0, got {self.ul_weight}")
-        if self.max_negatives is not None and self.max_negatives < 0:
-            raise TrainConfigError(f"max_negatives must be >= 0 or None, got {self.max_negatives}")
         self.template()  # raises on a malformed template
 
     def template(self) -> PossibilityTemplate:

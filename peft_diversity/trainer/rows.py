@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from peft_diversity.errors import DataValidationError
+from peft_diversity.errors import DataValidationError, TrainConfigError
 
 MODES = ("poexft", "otm", "oto")
 # each mode's name and Hub tag on model cards (TRL's and ours): the baselines are trained by the same recipe but are
@@ -50,7 +50,7 @@ def build_training_rows(
     (k_i, cand_j), j != i, at most `max_negatives` per record (None = all N(N-1)).
     otm: the same N candidates untagged, positives only. oto: one candidate per record, untagged.
     """
-    check_row_settings(mode, num_candidates, max_possibility)
+    check_row_settings(mode, num_candidates, max_possibility, max_negatives)
     rng = random.Random(seed)
     rows: list[TrainingRow] = []
     for index, record in enumerate(records):
@@ -75,13 +75,19 @@ def build_training_rows(
     return rows
 
 
-def check_row_settings(mode: str, num_candidates: int, max_possibility: int) -> None:
+def check_row_settings(
+    mode: str, num_candidates: int, max_possibility: int, max_negatives: int | None = None
+) -> None:
+    """THE check of the row settings (PossibilityConfig's and build_training_rows' own): TrainConfigError naming
+    the setting, raised before any model loads."""
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+        raise TrainConfigError(f"unknown mode {mode!r}; choose one of {MODES}")
     if num_candidates < 1:
-        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
+        raise TrainConfigError(f"num_candidates must be >= 1, got {num_candidates}")
     if mode == "poexft" and max_possibility < num_candidates:
-        raise ValueError(
+        raise TrainConfigError(
             f"max_possibility ({max_possibility}) must be >= num_candidates ({num_candidates}): each candidate of "
             "a context needs its own possibility number"
         )
+    if max_negatives is not None and max_negatives < 0:
+        raise TrainConfigError(f"max_negatives must be >= 0 or None, got {max_negatives}")
