@@ -159,7 +159,7 @@ def test_study_recipes_are_the_papers_regime_and_variants_change_one_thing():
         study = asdict(ExperimentConfig.from_yaml(folder / f"{name.rsplit('-', 1)[0]}.yaml"))
         assert {k: v for k, v in variant["train"].items() if study["train"].get(k) != v} == change
         same = {k for k in study if study[k] == variant[k]}
-        assert set(study) - same == {"name", "train", "modes", "runs"}  # baselines cut to base + OTO
+        assert set(study) - same == {"name", "train", "modes", "runs"}  # only the runs (and modes) are cut
 
 
 # ----- the two-level bootstrap ---------------------------------------------------------------------------------------
