@@ -53,3 +53,7 @@ class BuildError(PeftDiversityError):
 
 class PersonaError(PeftDiversityError):
     """Bad input to the persona bias test (a reference file, a model spec, an option)."""
+
+
+class CommandLineError(PeftDiversityError):
+    """A command's flags or its `--config` file cannot be taken (unknown key, bad value, conflicting flags)."""

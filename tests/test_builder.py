@@ -3,7 +3,6 @@ de-duplication, retry policy, kill-and-resume, quality report."""
 
 from __future__ import annotations
 
-import argparse
 import codecs
 import email.utils
 import json
@@ -255,11 +254,9 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):
 
 
 def test_wording_flags_conflict_as_in_generate():
-    parser = argparse.ArgumentParser()
-    builder_cli.add_arguments(parser)
-
     def template(*argv):
-        return builder_cli.make_template(parser.parse_args(list(argv)), [])
+        (args,) = cli.parse_command(builder_cli.make_parser(), list(argv))
+        return builder_cli.make_template(args, [])
 
     with pytest.raises(BuildError, match="--template sets the whole wording: drop --task, --system-prompt"):
         template("--template", "x.json", "--task", "story", "--system-prompt", "Be brief.")

@@ -6,6 +6,8 @@ Each case runs `python -m peft_diversity.cli` in a subprocess (offline), as a us
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import re
@@ -130,20 +132,98 @@ NEW_SPELLINGS = [
 
 @pytest.mark.parametrize(("command", "argv", "expected"), NEW_SPELLINGS)
 def test_the_new_spellings_set_the_settings(command, argv, expected):
-    args = cli.build_parser(only=command).parse_args(cli.dashed_flags([command, *argv]))
+    (args,) = cli.parse_command(cli.make_command_parser(command), argv)
     assert {key: getattr(args, key) for key in expected} == expected
 
 
-def test_dashed_flags_leaves_values_and_everything_after_double_dash_alone():
-    argv = ["generate", "--model_name_or_path", "my_model", "--instruction=say_{input}", "--", "--not_a_flag"]
-    assert cli.dashed_flags(argv) == [
-        "generate",
-        "--model-name-or-path",
-        "my_model",
-        "--instruction=say_{input}",
-        "--",
-        "--not_a_flag",
+# ----- dataclass-based commands: every flag is a field, `--config FILE.yaml` sets any of them ---------------------
+COMMANDS = [name for name in cli.SUBCOMMANDS if name != "train"]  # train's dataclasses are TRL's own
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_flag_of_a_command_is_a_documented_field_of_its_dataclass(command):
+    parser = cli.make_command_parser(command)
+    (arguments,) = parser.dataclass_types
+    fields = {f.name: f for f in dataclasses.fields(arguments)}
+    flags = {
+        a.dest
+        for a in parser._actions
+        if a.option_strings and a.dest not in ("help", argparse.SUPPRESS) and not isinstance(a, cli._Renamed)
+    }
+    assert flags == set(fields)
+    undocumented = [name for name, f in fields.items() if not f.metadata.get("help", "").strip()]
+    assert undocumented == []
+
+
+def test_a_config_file_sets_a_commands_flags_and_a_flag_given_after_it_wins(tmp_path):
+    config = tmp_path / "bias.yaml"
+    config.write_text("num_conversations: 7\nmodels: [a=m1, b=m2]\nrecap: false\nseed: 3\n", encoding="utf-8")
+    (args,) = cli.parse_command(cli.make_command_parser("bias"), ["--config", str(config), "--seed", "5"])
+    assert (args.num_conversations, args.models, args.recap, args.seed) == (7, ["a=m1", "b=m2"], False, 5)
+    # a required flag may come from the file
+    config = tmp_path / "push.yaml"
+    config.write_text("repo_id: alice/x\nmetric: vendi\n", encoding="utf-8")
+    (args,) = cli.parse_command(cli.make_command_parser("push"), ["--config", str(config)])
+    assert (args.repo_id, args.metric, args.public) == ("alice/x", "vendi", False)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        (
+            "num_conversatons: 7\n",
+            "--config: unknown key(s) num_conversatons (misspelled or not a setting; see ",
+        ),
+        ("out: runs/x\n", "--config: unknown key(s) out (out was renamed output_dir)"),
+        ("- a\n- b\n", "a config file must be a mapping of setting: value"),
+        ("num_conversations: [\n", "not valid YAML"),
+    ],
+)
+def test_a_bad_config_file_is_one_line(tmp_path, capsys, yaml_text, message):
+    config = tmp_path / "bias.yaml"
+    config.write_text(yaml_text, encoding="utf-8")
+    assert cli.main(["bias", "--config", str(config)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("peft-diversity bias: ") and message in line
+
+
+def test_a_missing_config_file_a_stray_flag_and_conflicting_flags_are_one_line_each(tmp_path, capsys):
+    cases = [
+        (["bias", "--config", str(tmp_path / "nope.yaml")], "--config: file not found: "),
+        (["generate", "--model-name-or-path", "m", "--contxt", "hi"], "unrecognized arguments: --contxt hi"),
+        (
+            ["generate", "--model-name-or-path", "m", "--context", "hi", "--prompt", "x"],
+            "give exactly one of --context, --prompt or --input (got --context, --prompt)",
+        ),
+        (
+            ["push", "--repo-id", "a/b"],
+            "give exactly one of --model-name-or-path, --dataset-name or --metric",
+        ),
     ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"peft-diversity {argv[0]}: ") and message in line, line
+
+
+def test_score_takes_the_responses_file_as_a_positional_a_flag_or_a_config_key(tmp_path):
+    parser = cli.make_command_parser("score")
+    assert cli.parse_command(parser, ["r.jsonl"])[0].responses == Path("r.jsonl")
+    assert cli.parse_command(cli.make_command_parser("score"), ["--responses", "q.jsonl"])[
+        0
+    ].responses == Path("q.jsonl")
+    config = tmp_path / "score.yaml"
+    config.write_text("responses: y.jsonl\nmetrics: [distinct_n]\n", encoding="utf-8")
+    (args,) = cli.parse_command(cli.make_command_parser("score"), ["--config", str(config)])
+    assert (args.responses, args.metrics) == (Path("y.jsonl"), ["distinct_n"])
+    assert cli.parse_command(cli.make_command_parser("score"), [])[0].responses is None
+
+
+def test_a_commands_help_lists_its_fields_and_the_config_flag(capsys):
+    assert cli.main(["generate", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--model_name_or_path MODEL_NAME_OR_PATH, --model-name-or-path" in out
+    assert "--no_shared_prefix, --no-shared-prefix" in out and "--config FILE.yaml" in out
 
 
 def test_generate_runs_with_trl_spelled_flags(tiny_dir, tmp_path):

@@ -338,13 +338,12 @@ def test_push_model_malformed_repo_id_fails_first(repo_id, tmp_path):
 
 
 def test_cli_push_and_save_only(trained, logged_in, monkeypatch, tmp_path):
-    import argparse
-
     from peft_diversity.hub import cli as hub_cli
 
-    parser = argparse.ArgumentParser()
-    hub_cli.add_arguments(parser)
-    args = parser.parse_args(
+    def parse(argv):
+        return hub_cli.make_parser().parse_args_into_dataclasses(argv)[0]
+
+    args = parse(
         [
             "--model-name-or-path",
             str(trained["full"]),
@@ -358,13 +357,11 @@ def test_cli_push_and_save_only(trained, logged_in, monkeypatch, tmp_path):
 
     api = RecordingApi()
     monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: api)
-    args = parser.parse_args(
-        ["--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--public"]
-    )
+    args = parse(["--model-name-or-path", str(trained["full"]), "--repo-id", "alice/x", "--public"])
     assert hub_cli.run(args) == 0
     assert api.calls[0][2]["private"] is False
     with pytest.raises(HubError, match="owner/name"):
-        hub_cli.run(parser.parse_args(["--model-name-or-path", str(trained["full"]), "--repo-id", "bad"]))
+        hub_cli.run(parse(["--model-name-or-path", str(trained["full"]), "--repo-id", "bad"]))
 
 
 # ----- datasets and metrics ------------------------------------------------------------------------------------
@@ -599,14 +596,13 @@ def test_push_metric_unknown_name(logged_in):
 
 
 def test_cli_push_dataset_and_metric(logged_in, monkeypatch, tmp_path):
-    import argparse
-
     from peft_diversity.hub import cli as hub_cli
 
+    def parse(argv):
+        return hub_cli.make_parser().parse_args_into_dataclasses(argv)[0]
+
     monkeypatch.setattr("peft_diversity.scoring.embeddings.load_embedder", lambda *a, **k: _hash_embedder)
-    parser = argparse.ArgumentParser()
-    hub_cli.add_arguments(parser)
-    args = parser.parse_args(
+    args = parse(
         [
             "--dataset-name",
             "builtin:story",
@@ -623,17 +619,18 @@ def test_cli_push_dataset_and_metric(logged_in, monkeypatch, tmp_path):
 
     api = RecordingApi()
     monkeypatch.setattr("huggingface_hub.HfApi", lambda token=None: api)
-    assert hub_cli.run(parser.parse_args(["--dataset-name", "builtin:story", "--repo-id", "alice/s"])) == 0
+    assert hub_cli.run(parse(["--dataset-name", "builtin:story", "--repo-id", "alice/s"])) == 0
     assert api.calls[0][2] == {"private": True, "exist_ok": True, "repo_type": "dataset"}
     api.calls.clear()
-    assert hub_cli.run(parser.parse_args(["--metric", "vendi", "--repo-id", "alice/vendi"])) == 0
+    assert hub_cli.run(parse(["--metric", "vendi", "--repo-id", "alice/vendi"])) == 0
     assert api.calls[0][2]["repo_type"] == "space" and "vendi.py" in api.uploaded
     with pytest.raises(HubError, match="unknown metric"):
-        hub_cli.run(parser.parse_args(["--metric", "bleu", "--repo-id", "alice/bleu"]))
-    with pytest.raises(SystemExit):  # exactly one of --model-name-or-path / --dataset-name / --metric
-        parser.parse_args(["--metric", "vendi", "--dataset-name", "builtin:story", "--repo-id", "alice/x"])
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--repo-id", "alice/x"])
+        hub_cli.run(parse(["--metric", "bleu", "--repo-id", "alice/bleu"]))
+    # exactly one of --model-name-or-path / --dataset-name / --metric
+    with pytest.raises(HubError, match=r"exactly one of .*\(got --dataset-name, --metric\)"):
+        parse(["--metric", "vendi", "--dataset-name", "builtin:story", "--repo-id", "alice/x"])
+    with pytest.raises(HubError, match=r"exactly one of .*\(got none\)"):
+        parse(["--repo-id", "alice/x"])
 
 
 # ----- --save-only never loses data ----------------------------------------------------------------------------

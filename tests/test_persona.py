@@ -3,7 +3,6 @@ interviewers (scripted, LLM over a local HTTP double), interviews with a tiny mo
 
 from __future__ import annotations
 
-import argparse
 import configparser
 import fnmatch
 import importlib.util
@@ -819,9 +818,8 @@ def test_cli_bad_input_exits_2(tiny_folder, tmp_path, capsys):
 
 
 def test_default_model_is_smollm2_and_template_reaches_models_without_one(tiny_folder, tmp_path, monkeypatch):
-    parser = argparse.ArgumentParser()
-    bias_cli.add_arguments(parser)
-    assert parser.parse_args([]).models == ["base=builtin:smollm2-135m-instruct@sampling"]
+    assert bias_cli.BiasArguments().models == ["base=builtin:smollm2-135m-instruct@sampling"]
+    assert bias_cli.make_parser().parse_args_into_dataclasses([])[0].models == bias_cli.BiasArguments().models
 
     from peft_diversity.persona import interview
     from peft_diversity.templates import PossibilityTemplate

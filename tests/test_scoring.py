@@ -434,13 +434,12 @@ def test_cli_groups_by_model_and_decoder(tmp_path, capsys, embedder):
     ]
     path = tmp_path / "responses.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    import argparse
+    from peft_diversity.cli import parse_command
 
-    parser = argparse.ArgumentParser()
-    score_cli.add_arguments(parser)
     out = tmp_path / "scores.json"
-    args = parser.parse_args(
-        [str(path), "--output", str(out), "--metrics", "self_bleu", "semantic_diversity"]
+    (args,) = parse_command(
+        score_cli.make_parser(),
+        [str(path), "--output", str(out), "--metrics", "self_bleu", "semantic_diversity"],
     )
     assert score_cli.run(args) == 0
     table = capsys.readouterr().out
@@ -651,15 +650,13 @@ def test_empty_response_rule_values(embedder):
 def test_score_and_experiment_accept_exactly_the_metric_registry():
     """One registry (scoring.report.KNOWN_METRICS): the score command's --metrics, an experiment's `metrics:`
     and its `coherence_metric:` accept its names and nothing else."""
-    import argparse
 
     from peft_diversity.experiment.checks import experiment_problems
     from peft_diversity.experiment.config import ExperimentConfig
-    from peft_diversity.scoring.cli import add_arguments
+    from peft_diversity.scoring.cli import make_parser
     from peft_diversity.scoring.report import KNOWN_METRICS
 
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    parser = make_parser()
     assert tuple(parser.parse_args(["--metrics", *KNOWN_METRICS]).metrics) == KNOWN_METRICS
     (metrics_flag,) = [a for a in parser._actions if a.dest == "metrics"]
     assert tuple(metrics_flag.choices) == KNOWN_METRICS

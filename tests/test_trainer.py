@@ -555,7 +555,7 @@ def _no_model_load(monkeypatch):
         ({"ul_weight": -1}, (), "ul_weight must be >= 0"),
         ({"num_candidates": 3, "max_possibility": 2}, (), r"max_possibility \(2\) must be >= num_candidates"),
         ({"mode": "dpo"}, (), "unknown mode 'dpo'"),
-        ({"ul_wieght": 0.3}, (), r"Unknown arguments.*ul_wieght.*misspelled"),
+        ({"ul_wieght": 0.3}, (), r"unknown key\(s\) ul_wieght \(misspelled"),
         ({"max_length": 100_000}, (), "beyond .* window of 2048 tokens"),
         ({}, ("--resume_from_checkpoint", "last"), "no complete checkpoint"),
         ({"packing": True}, (), "packing=True is not supported"),

@@ -8,16 +8,15 @@
     peft-diversity build-data --report-only out                                                # rewrite the report
 
 Rerunning the same command resumes an interrupted build. Wired into `peft_diversity/cli.py` through
-`add_arguments` and `run`; the logic lives in `peft_diversity/builder.py`.
+`make_parser` and `run`; the logic lives in `peft_diversity/builder.py`.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peft_diversity.atomic import check_output
 from peft_diversity.builder.build import BuildSettings, build_config, build_dataset
@@ -25,9 +24,12 @@ from peft_diversity.builder.inputs import InputItem, display_name, read_inputs
 from peft_diversity.builder.report import quality_report
 from peft_diversity.builder.teachers import LocalTeacher, OpenAITeacher, Sampling
 from peft_diversity.chat import ChatError
-from peft_diversity.cli import reject_renamed
+from peft_diversity.cli import command_parser, given_flags
 from peft_diversity.errors import BuildError, DataValidationError
 from peft_diversity.templates import PossibilityTemplate, TemplateError
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 DEFAULT_TEACHER = "builtin:minilm-decoder"
 RENAMED = {
@@ -37,117 +39,141 @@ RENAMED = {
 }  # issue 22
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `peft-diversity build-data`."""
-    io = parser.add_argument_group("input and output")
-    io.add_argument(
-        "--input",
-        help="prompts: .jsonl, .csv or .parquet file, a dataset folder, or a Hub dataset id (owner/name)",
-    )
-    io.add_argument(
-        "--column",
-        help="column with the prompt text or (JSONL/Parquet/Hub) a list of dialogue turns; "
-        "default: the first of context, prompt, text, input, question, instruction",
-    )
-    io.add_argument(
-        "--id-column", help="column with record ids (default: 'id' when present, else line/row number)"
-    )
-    io.add_argument("--split", default="train", help="Hub dataset split (default: train)")
-    io.add_argument("--output-dir", type=Path, help="output folder (train.jsonl, rejected.jsonl, reports)")
-    io.add_argument("--limit", type=int, help="use only the first N input rows")
-    io.add_argument(
-        "--force",
-        action="store_true",
-        help="resume even though content settings or the inputs of finished records changed",
-    )
-    io.add_argument("--no-report", action="store_true", help="skip the quality report at the end")
-    io.add_argument(
-        "--report-only", type=Path, metavar="DIR", help="only (re)write the quality report of DIR"
-    )
+@dataclass
+class BuildDataArguments:
+    """Arguments of `peft-diversity build-data` (each field is a flag, `--a_b` or `--a-b`, and a `--config` key),
+    in four parts: input and output, the teacher, the prompt's wording, the candidates."""
 
-    teacher = parser.add_argument_group("teacher")
-    teacher.add_argument(
-        "--model-name-or-path",
+    # input and output
+    input: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompts: .jsonl, .csv or .parquet file, a dataset folder, or a Hub dataset id (owner/name)."
+        },
+    )
+    column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Column with the prompt text or (JSONL/Parquet/Hub) a list of dialogue turns; default: the first "
+            "of context, prompt, text, input, question, instruction."
+        },
+    )
+    id_column: str | None = field(
+        default=None,
+        metadata={"help": "Column with record ids (default: 'id' when present, else line/row number)."},
+    )
+    split: str = field(default="train", metadata={"help": "Hub dataset split."})
+    output_dir: Path | None = field(
+        default=None, metadata={"help": "Output folder (train.jsonl, rejected.jsonl, reports)."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "Use only the first N input rows."})
+    force: bool = field(
+        default=False,
+        metadata={"help": "Resume even though content settings or the inputs of finished records changed."},
+    )
+    report: bool = field(
+        default=True, metadata={"help": "Write the quality report at the end (`--no-report`: skip it)."}
+    )
+    report_only: Path | None = field(
+        default=None, metadata={"metavar": "DIR", "help": "Only (re)write the quality report of DIR."}
+    )
+    # the teacher
+    model_name_or_path: str = field(
         default=DEFAULT_TEACHER,
-        help=f"the teacher: a local model (Hub id, folder, builtin:<name>) or, with --base-url, the endpoint's "
-        f"model name (default: {DEFAULT_TEACHER})",
+        metadata={
+            "help": "The teacher: a local model (Hub id, folder, builtin:<name>) or, with --base-url, the endpoint's "
+            "model name."
+        },
     )
-    teacher.add_argument(
-        "--base-url", help="OpenAI-compatible endpoint incl. version prefix, e.g. http://127.0.0.1:8000/v1"
+    base_url: str | None = field(
+        default=None,
+        metadata={"help": "OpenAI-compatible endpoint incl. version prefix, e.g. http://127.0.0.1:8000/v1."},
     )
-    teacher.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
-    teacher.add_argument("--requests-per-minute", type=float, help="client-side rate limit (HTTP teacher)")
-    teacher.add_argument(
-        "--concurrency",
-        type=int,
-        default=4,
-        help="parallel requests (HTTP teacher, default 4; at most --batch-size)",
+    api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key."}
     )
-    teacher.add_argument(
-        "--http-max-retries",
-        type=int,
-        help="retries of one request on 429/5xx/timeouts (HTTP teacher, default 5)",
+    requests_per_minute: float | None = field(
+        default=None, metadata={"help": "Client-side rate limit (HTTP teacher)."}
     )
-    teacher.add_argument("--timeout", type=float, help="seconds per HTTP request (HTTP teacher, default 60)")
-    teacher.add_argument("--dtype", default="auto", help="local teacher dtype (auto, float32, bfloat16, ...)")
-    teacher.add_argument("--trust-remote-code", action="store_true")
-
-    prompt = parser.add_argument_group("prompt")
-    prompt.add_argument(
-        "--task",
-        choices=["dialogue", "story", "custom"],
-        help="how inputs are presented (default: dialogue for turn lists, else the text as is)",
+    concurrency: int = field(
+        default=4, metadata={"help": "Parallel requests (HTTP teacher; at most --batch-size)."}
     )
-    prompt.add_argument("--instruction", help="custom task wording with an {input} placeholder")
-    prompt.add_argument("--system-prompt", help="system message for the teacher")
-    prompt.add_argument(
-        "--template",
-        help="possibility_config.json (file or folder) to take the whole wording from "
-        "(instead of --task/--instruction/--system-prompt)",
+    http_max_retries: int | None = field(
+        default=None,
+        metadata={"help": "Retries of one request on 429/5xx/timeouts (HTTP teacher, default 5)."},
     )
-
-    build = parser.add_argument_group("candidates")
-    build.add_argument("--num-candidates", type=int, default=5, help="candidates per input (default 5)")
-    build.add_argument(
-        "--min-candidates",
-        type=int,
-        default=2,
-        help="reject inputs with fewer valid candidates in the end (default 2)",
+    timeout: float | None = field(
+        default=None, metadata={"help": "Seconds per HTTP request (HTTP teacher, default 60)."}
     )
-    build.add_argument(
-        "--max-retries",
-        type=int,
-        default=2,
-        help="extra teacher calls for inputs with fewer than N valid candidates (default 2)",
+    dtype: str = field(
+        default="auto", metadata={"help": "Local teacher dtype (auto, float32, bfloat16, ...)."}
     )
-    build.add_argument(
-        "--similarity-threshold",
-        type=float,
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run the teacher repository's own code."}
+    )
+    # the prompt's wording
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": "How inputs are presented (default: dialogue for turn lists, else the text as is).",
+            "choices": ["dialogue", "story", "custom"],
+        },
+    )
+    instruction: str | None = field(
+        default=None, metadata={"help": "Custom task wording with an {input} placeholder."}
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "System message for the teacher."})
+    template: str | None = field(
+        default=None,
+        metadata={
+            "help": "possibility_config.json (file or folder) to take the whole wording from (instead of "
+            "--task/--instruction/--system-prompt)."
+        },
+    )
+    # the candidates
+    num_candidates: int = field(default=5, metadata={"help": "Candidates per input."})
+    min_candidates: int = field(
+        default=2, metadata={"help": "Reject inputs with fewer valid candidates in the end."}
+    )
+    max_retries: int = field(
+        default=2, metadata={"help": "Extra teacher calls for inputs with fewer than N valid candidates."}
+    )
+    similarity_threshold: float = field(
         default=0.9,
-        help="drop a candidate whose SBERT cosine with a kept sibling is above this (default 0.9)",
+        metadata={"help": "Drop a candidate whose SBERT cosine with a kept sibling is above this."},
     )
-    build.add_argument("--no-semantic-dedup", action="store_true", help="exact-text de-duplication only")
-    build.add_argument(
-        "--embedder", help="sentence-transformers model path (default all-MiniLM-L6-v2, offline)"
+    semantic_dedup: bool = field(
+        default=True,
+        metadata={"help": "De-duplicate by meaning (`--no-semantic-dedup`: exact-text de-duplication only)."},
     )
-    build.add_argument("--temperature", type=float, default=1.0, help="teacher temperature; retries add 0.2")
-    build.add_argument("--max-new-tokens", type=int, default=64, help="per candidate (default 64)")
-    build.add_argument("--seed", type=int, default=0, help="local teacher seed (retry i uses seed + i)")
-    build.add_argument(
-        "--batch-size",
-        type=int,
-        help="inputs per teacher round (default 8; HTTP teacher: at least --concurrency)",
+    embedder: str | None = field(
+        default=None,
+        metadata={"help": "sentence-transformers model path (default all-MiniLM-L6-v2, offline)."},
     )
-    build.add_argument(
-        "--max-consecutive-failures",
-        type=int,
-        default=5,
-        help="stop after this many inputs in a row fail at the teacher (default 5)",
+    temperature: float = field(default=1.0, metadata={"help": "Teacher temperature; retries add 0.2."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Per candidate."})
+    seed: int = field(default=0, metadata={"help": "Local teacher seed (retry i uses seed + i)."})
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Inputs per teacher round (default 8; HTTP teacher: at least --concurrency)."},
     )
-    reject_renamed(parser, RENAMED)
+    max_consecutive_failures: int = field(
+        default=5, metadata={"help": "Stop after this many inputs in a row fail at the teacher."}
+    )
 
 
-def run(args: argparse.Namespace) -> int:
+def make_parser(prog: str | None = None) -> HfArgumentParser:
+    """The parser of `peft-diversity build-data`."""
+    return command_parser(
+        BuildDataArguments,
+        prog=prog,
+        description="Build one-to-many training data from your prompts with a teacher model; rerunning the same "
+        "command resumes an interrupted build.",
+        renamed=RENAMED,
+    )
+
+
+def run(args: BuildDataArguments) -> int:
     """0: every input has a record or a rejection; 1: some inputs are unfinished (teacher errors); 2: bad input."""
     from peft_diversity.errors import GenerationError
 
@@ -162,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _build(args: argparse.Namespace) -> int:
+def _build(args: BuildDataArguments) -> int:
     if not args.input or args.output_dir is None:
         raise BuildError("--input and --output-dir are required (or --report-only DIR)")
     check_output(
@@ -215,7 +241,7 @@ def _build(args: argparse.Namespace) -> int:
         f"{summary.wall_time_s:.1f} s",
         file=sys.stderr,
     )
-    if not args.no_report:
+    if args.report:
         _print_report(quality_report(args.output_dir, embedder=args.embedder))
     if summary.unfinished:
         print(
@@ -227,20 +253,12 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_template(args: argparse.Namespace, items: list[InputItem]) -> PossibilityTemplate:
+def make_template(args: BuildDataArguments, items: list[InputItem]) -> PossibilityTemplate:
     """The wording shown to the teacher: --template, else --task/--instruction, else guessed from the inputs.
 
     Conflicting flags are errors, as in `peft-diversity generate`.
     """
-    given = [
-        flag
-        for flag, value in (
-            ("--task", args.task),
-            ("--instruction", args.instruction),
-            ("--system-prompt", args.system_prompt),
-        )
-        if value is not None
-    ]
+    given = given_flags(args, "task", "instruction", "system_prompt")
     if args.template:
         if given:
             raise BuildError(f"--template sets the whole wording: drop {', '.join(given)} or drop --template")
@@ -257,7 +275,7 @@ def make_template(args: argparse.Namespace, items: list[InputItem]) -> Possibili
     return PossibilityTemplate(task=task, instruction=instruction, system_prompt=args.system_prompt)
 
 
-def make_teacher(args: argparse.Namespace, template: PossibilityTemplate) -> Any:
+def make_teacher(args: BuildDataArguments, template: PossibilityTemplate) -> Any:
     sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
     http = {
         "max_retries": args.http_max_retries,
@@ -300,8 +318,8 @@ def make_teacher(args: argparse.Namespace, template: PossibilityTemplate) -> Any
         ) from err
 
 
-def _embedder(args: argparse.Namespace) -> Any:
-    if getattr(args, "no_semantic_dedup", False):
+def _embedder(args: BuildDataArguments) -> Any:
+    if not args.semantic_dedup:
         return False
     return args.embedder
 

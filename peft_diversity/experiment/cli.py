@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from peft_diversity.assets import asset_path
 from peft_diversity.atomic import check_output
-from peft_diversity.cli import reject_renamed
+from peft_diversity.cli import command_parser
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 RECIPES = asset_path("recipes") / "experiments"
 DEMO_CONFIG = RECIPES / "demo-cpu.yaml"
@@ -22,19 +26,45 @@ REAL_MODEL_CONFIG = "recipes/experiments/dialogue-smollm2.yaml"
 REAL_MODEL_MINUTES = 72  # measured on the 2-core CPU, 2026-11-27 (docs/results.md)
 
 
-def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
-    if not demo:
-        parser.add_argument("--config", required=True, help="experiment YAML (see recipes/experiments/)")
-    parser.add_argument("--output-dir", default=None, help="output folder (default: runs/<experiment name>)")
-    parser.add_argument("--force", action="store_true", help="redo finished stages instead of skipping them")
-    reject_renamed(parser, {"--run-dir": "--output-dir"})  # issue 22: one flag name per concept
+@dataclass
+class DemoArguments:
+    """Arguments of `peft-diversity demo` (the experiment in recipes/experiments/demo-cpu.yaml)."""
+
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Output folder (default: runs/<experiment name>)."}
+    )
+    force: bool = field(default=False, metadata={"help": "Redo finished stages instead of skipping them."})
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    add_arguments(parser, demo=True)
+@dataclass
+class ExperimentArguments(DemoArguments):
+    """Arguments of `peft-diversity experiment`: the demo's, plus the experiment YAML (its `--config`, so this
+    command's YAML is its content, not a file of flags)."""
+
+    config: str | None = field(
+        default=None, metadata={"help": "Experiment YAML (see recipes/experiments/).", "required": True}
+    )
 
 
-def run(args: argparse.Namespace) -> int:
+RENAMED = {"--run-dir": "--output-dir"}  # issue 22: one flag name per concept
+DESCRIPTION = "Train, generate and score a comparison from an experiment YAML; finished stages are skipped."
+
+
+def make_parser(prog: str | None = None) -> HfArgumentParser:
+    """The parser of `peft-diversity experiment`."""
+    return command_parser(
+        ExperimentArguments, prog=prog, description=DESCRIPTION, renamed=RENAMED, config_flag=False
+    )
+
+
+def make_demo_parser(prog: str | None = None) -> HfArgumentParser:
+    """The parser of `peft-diversity demo`."""
+    return command_parser(
+        DemoArguments, prog=prog, description=f"The offline CPU demo: {DEMO_CONFIG.name}.", renamed=RENAMED
+    )
+
+
+def run(args: DemoArguments) -> int:
     import time
 
     from peft_diversity.errors import ExperimentConfigError

@@ -6,19 +6,19 @@
         --prompt "A lighthouse keeper..." --num-responses 3
     peft-diversity generate --model-name-or-path M --input records.jsonl --output responses.jsonl --decoder listing
 
-Wired into `peft_diversity/cli.py` through `add_arguments` and `run`.
+Wired into `peft_diversity/cli.py` through `make_parser` and `run`.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peft_diversity.atomic import check_output, output_errors
-from peft_diversity.cli import reject_renamed
+from peft_diversity.cli import check_one_of, command_parser
 from peft_diversity.errors import GenerationError
 from peft_diversity.generation.core import check_sampling_settings
 from peft_diversity.generation.decoders import DECODERS, get_decoder
@@ -38,54 +38,99 @@ TASKS = (*TASK_INSTRUCTIONS, "custom")
 RENAMED = {"--model": "--model-name-or-path", "-n": "--num-responses"}  # issue 22: one flag name per concept
 _TURN = re.compile(r"^\s*([^:\n]{1,40}?)\s*:\s*(\S.*)$")
 
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `peft-diversity generate`."""
-    parser.add_argument("--model-name-or-path", required=True, help="model folder, Hub id or builtin:<name>")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--context", help='dialogue ("Maya: hi\\nSam: hello") or plain text to respond to')
-    source.add_argument("--prompt", help="a story prompt (rendered with the story task wording)")
-    source.add_argument(
-        "--input", type=Path, help="JSONL file of records ({context|prompt, ...}), one per line"
+
+@dataclass
+class GenerateArguments:
+    """Arguments of `peft-diversity generate` (each field is a flag, `--a_b` or `--a-b`, and a `--config` key).
+
+    Exactly one of `context`, `prompt` and `input` says what to respond to. Decoding settings left unset keep the
+    decoder's defaults; a setting that belongs to another decoder is refused (see `decoder_kwargs`)."""
+
+    model_name_or_path: str = field(metadata={"help": "Model folder, Hub id or builtin:<name>."})
+    context: str | None = field(
+        default=None, metadata={"help": 'Dialogue ("Maya: hi\\nSam: hello") or plain text to respond to.'}
     )
-    parser.add_argument("--num-responses", type=int, default=None, help="number of responses (default 5)")
-    parser.add_argument(
-        "--decoder", default="possibilities", choices=list(DECODERS), help="default: possibilities"
+    prompt: str | None = field(
+        default=None, metadata={"help": "A story prompt (rendered with the story task wording)."}
     )
-    parser.add_argument(
-        "--possibilities", help="possibility numbers, e.g. 1,3,7, or 'random' (possibilities only)"
+    input: Path | None = field(
+        default=None, metadata={"help": "JSONL file of records ({context|prompt, ...}), one per line."}
     )
-    parser.add_argument(
-        "--template", help="possibility_config.json (file or folder); default: the model's own"
+    num_responses: int | None = field(
+        default=None, metadata={"help": "Responses per context (the decoder's default: 5)."}
     )
-    parser.add_argument(
-        "--task",
-        choices=TASKS,
-        help="task wording for a model without a saved template (default: dialogue, or story for --prompt)",
+    decoder: str = field(
+        default="possibilities", metadata={"help": "The decoder.", "choices": list(DECODERS)}
     )
-    parser.add_argument("--instruction", help="custom task instruction with {input} (implies --task custom)")
-    parser.add_argument(
-        "--temperature", type=float, default=None, help="sampling temperature; 0 = greedy (default 1)"
+    possibilities: str | None = field(
+        default=None,
+        metadata={"help": "Possibility numbers, e.g. 1,3,7, or 'random' (possibilities decoder only)."},
     )
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--min-p", type=float, default=None, help="min_p decoder threshold (default 0.1)")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="per response (default 64)")
-    parser.add_argument("--min-new-tokens", type=int, default=None)
-    parser.add_argument("--diversity-penalty", type=float, default=None, help="diverse_beam (default 1.0)")
-    parser.add_argument(
-        "--num-beams", type=int, default=None, help="diverse_beam (default: the number of responses)"
+    template: str | None = field(
+        default=None, metadata={"help": "possibility_config.json (file or folder); default: the model's own."}
     )
-    parser.add_argument(
-        "--num-beam-groups", type=int, default=None, help="diverse_beam (default: the number of responses)"
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": "Task wording for a model without a saved template (default: dialogue, or story for --prompt).",
+            "choices": TASKS,
+        },
     )
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None, help="contexts per generate call (default 8)")
-    parser.add_argument("--no-shared-prefix", action="store_true", help="always use the plain batched path")
-    parser.add_argument("--no-clean", action="store_true", help="print raw outputs (no clean-up)")
-    parser.add_argument("--output", type=Path, help="also write responses.jsonl here")
-    parser.add_argument("--dtype", default="auto", help="model dtype (auto, float32, bfloat16, ...)")
-    parser.add_argument("--trust-remote-code", action="store_true")
-    reject_renamed(parser, RENAMED)
+    instruction: str | None = field(
+        default=None, metadata={"help": "Custom task instruction with {input} (implies --task custom)."}
+    )
+    temperature: float | None = field(
+        default=None, metadata={"help": "Sampling temperature; 0 = greedy (the decoder's default: 1)."}
+    )
+    top_p: float | None = field(default=None, metadata={"help": "Nucleus sampling threshold."})
+    min_p: float | None = field(
+        default=None, metadata={"help": "min_p decoder threshold (its default: 0.1)."}
+    )
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Per response (the decoder's default: 64)."}
+    )
+    min_new_tokens: int | None = field(
+        default=None, metadata={"help": "At least this many new tokens per response."}
+    )
+    diversity_penalty: float | None = field(
+        default=None, metadata={"help": "diverse_beam (its default: 1.0)."}
+    )
+    num_beams: int | None = field(
+        default=None, metadata={"help": "diverse_beam (default: the number of responses)."}
+    )
+    num_beam_groups: int | None = field(
+        default=None, metadata={"help": "diverse_beam (default: the number of responses)."}
+    )
+    seed: int | None = field(default=None, metadata={"help": "Seed of the sampling decoders."})
+    batch_size: int | None = field(default=None, metadata={"help": "Contexts per generate call (default 8)."})
+    shared_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "Run the K prompts' shared prefix once (`--no-shared-prefix`: the plain batched path)."
+        },
+    )
+    clean: bool = field(
+        default=True, metadata={"help": "Clean up the outputs (`--no-clean`: print them raw)."}
+    )
+    output: Path | None = field(default=None, metadata={"help": "Also write responses.jsonl here."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype (auto, float32, bfloat16, ...)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repository's own code."})
+
+    def __post_init__(self) -> None:
+        check_one_of(self, "context", "prompt", "input", error=GenerationError)
+
+
+def make_parser(prog: str | None = None) -> HfArgumentParser:
+    """The parser of `peft-diversity generate`."""
+    return command_parser(
+        GenerateArguments,
+        prog=prog,
+        description="Generate K diverse responses per context, printed as a numbered list.",
+        renamed=RENAMED,
+    )
 
 
 def parse_context(text: str) -> str | list[dict[str, str]]:
@@ -117,7 +162,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def decoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def decoder_kwargs(args: GenerateArguments) -> dict[str, Any]:
     """Keyword settings for the chosen decoder from the parsed options (unset options keep the defaults)."""
     kwargs: dict[str, Any] = {"num_responses": args.num_responses}
     common = {
@@ -132,12 +177,12 @@ def decoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         raise GenerationError(f"--temperature/--top-p do not apply to the {args.decoder} decoder")
     kwargs.update({key: value for key, value in common.items() if value is not None})
     _add_decoder_specific(args, kwargs)
-    if args.no_clean:
+    if not args.clean:
         kwargs["clean"] = False
     return kwargs
 
 
-def _add_decoder_specific(args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
+def _add_decoder_specific(args: GenerateArguments, kwargs: dict[str, Any]) -> None:
     specific = {
         "possibilities": {"possibilities": _possibilities(args.possibilities)},
         "min_p": {"min_p": args.min_p},
@@ -165,7 +210,7 @@ def _add_decoder_specific(args: argparse.Namespace, kwargs: dict[str, Any]) -> N
         if value is not None and owner[flag] != args.decoder:
             raise GenerationError(f"{flag} applies to the {owner[flag]} decoder, not {args.decoder}")
     kwargs.update({key: value for key, value in specific.get(args.decoder, {}).items() if value is not None})
-    if args.no_shared_prefix and args.decoder in SHARED_PREFIX_DECODERS:
+    if not args.shared_prefix and args.decoder in SHARED_PREFIX_DECODERS:
         kwargs["shared_prefix"] = False
 
 
@@ -200,7 +245,7 @@ def print_responses(results: list[Responses], out=None, err=None) -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: GenerateArguments) -> int:
     """Load the model, generate, print; 0 on success, 2 on bad input (message on stderr)."""
     if args.output:
         check_output(args.output, "--output", inputs=[args.input])  # before the model loads
@@ -217,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(args: argparse.Namespace) -> list[Responses]:
+def _generate(args: GenerateArguments) -> list[Responses]:
     from peft_diversity.errors import ModelLoadError
     from peft_diversity.models.builtin import resolve_model_path
     from peft_diversity.models.loading import check_dtype, load_model_and_tokenizer
@@ -252,7 +297,7 @@ def _generate(args: argparse.Namespace) -> list[Responses]:
     return results
 
 
-def requested_template(args: argparse.Namespace) -> PossibilityTemplate | None:
+def requested_template(args: GenerateArguments) -> PossibilityTemplate | None:
     """The template `--task` / `--instruction` ask for (None when neither is given); checked before loading."""
     if args.task is None and args.instruction is None:
         return None
@@ -263,7 +308,7 @@ def requested_template(args: argparse.Namespace) -> PossibilityTemplate | None:
 
 
 def _pick_template(
-    args: argparse.Namespace, requested: PossibilityTemplate | None, saved: PossibilityTemplate | None
+    args: GenerateArguments, requested: PossibilityTemplate | None, saved: PossibilityTemplate | None
 ) -> PossibilityTemplate | None:
     """`--task`/`--instruction` apply only to models without a template of their own (base models)."""
     if requested is not None and saved is not None:

@@ -7,55 +7,81 @@ peft-diversity push --metric vendi --repo-id alice/vendi                    # me
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from peft_diversity.cli import reject_renamed
+from peft_diversity.cli import check_one_of, command_parser
+from peft_diversity.errors import HubError
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 RENAMED = {"--model-dir": "--model-name-or-path", "--dataset-source": "--dataset-name"}  # issue 22
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument(
-        "--model-name-or-path", default=None, help="trained model folder (the recipe's output_dir)"
+@dataclass
+class PushArguments:
+    """Arguments of `peft-diversity push` (each field is a flag, `--a_b` or `--a-b`, and a `--config` key).
+
+    Exactly one of `model_name_or_path`, `dataset_name` and `metric` says what to upload."""
+
+    repo_id: str = field(metadata={"help": "Target repo, owner/name."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Trained model folder (the recipe's output_dir)."}
     )
-    what.add_argument(
-        "--dataset-name",
+    dataset_name: str | None = field(
         default=None,
-        metavar="SRC",
-        help="push a one-to-many dataset instead (builtin:dialogue, a folder of <split>.jsonl, a file)",
+        metadata={
+            "metavar": "SRC",
+            "help": "Push a one-to-many dataset instead (builtin:dialogue, a folder of <split>.jsonl, a file).",
+        },
     )
-    what.add_argument("--metric", default=None, metavar="NAME", help="push metrics/NAME as a Gradio Space")
-    parser.add_argument("--repo-id", required=True, help="target repo, owner/name")
-    parser.add_argument(
-        "--public",
-        action="store_true",
-        help="create a public repo (default: private; metric Spaces are always public)",
+    metric: str | None = field(
+        default=None, metadata={"metavar": "NAME", "help": "Push metrics/NAME as a Gradio Space instead."}
     )
-    parser.add_argument("--merge", action="store_true", help="merge a LoRA adapter into full weights first")
-    parser.add_argument("--results", default=None, help="experiment results.json to report in the model card")
-    parser.add_argument(
-        "--base-model", default=None, help="base model id for the card (default: from the folder)"
+    public: bool = field(
+        default=False,
+        metadata={"help": "Create a public repo (default: private; metric Spaces are always public)."},
     )
-    parser.add_argument(
-        "--dataset", default=None, help="with a model: its training dataset's id, for the card"
+    merge: bool = field(default=False, metadata={"help": "Merge a LoRA adapter into full weights first."})
+    results: str | None = field(
+        default=None, metadata={"help": "An experiment's results.json to report in the model card."}
     )
-    parser.add_argument("--splits", default="train,test", help="dataset splits to push (comma-separated)")
-    parser.add_argument("--pretty-name", default=None, help="dataset card title")
-    parser.add_argument("--license", default="cc-by-4.0", help="dataset licence")
-    parser.add_argument("--commit-message", default=None)
-    parser.add_argument(
-        "--save-only",
+    base_model: str | None = field(
+        default=None, metadata={"help": "Base model id for the card (default: from the folder)."}
+    )
+    dataset: str | None = field(
+        default=None, metadata={"help": "With a model: its training dataset's id, for the card."}
+    )
+    splits: str = field(default="train,test", metadata={"help": "Dataset splits to push (comma-separated)."})
+    pretty_name: str | None = field(default=None, metadata={"help": "Dataset card title."})
+    license: str = field(default="cc-by-4.0", metadata={"help": "Dataset licence."})
+    commit_message: str | None = field(default=None, metadata={"help": "The Hub commit's message."})
+    save_only: str | None = field(
         default=None,
-        metavar="DIR",
-        help="write the upload folder to DIR and stop (no token, no upload; model or dataset)",
+        metadata={
+            "metavar": "DIR",
+            "help": "Write the upload folder to DIR and stop (no token, no upload; model or dataset).",
+        },
     )
-    reject_renamed(parser, RENAMED)
+
+    def __post_init__(self) -> None:
+        check_one_of(self, "model_name_or_path", "dataset_name", "metric", error=HubError)
 
 
-def _push(args: argparse.Namespace) -> str:
+def make_parser(prog: str | None = None) -> HfArgumentParser:
+    """The parser of `peft-diversity push`."""
+    return command_parser(
+        PushArguments,
+        prog=prog,
+        description="Upload a trained model (adapter or merged) with its template and card, a one-to-many "
+        "dataset, or a metric Space.",
+        renamed=RENAMED,
+    )
+
+
+def _push(args: PushArguments) -> str:
     from peft_diversity import hub
-    from peft_diversity.errors import HubError
 
     message = {"commit_message": args.commit_message} if args.commit_message else {}
     if args.metric:
@@ -78,7 +104,7 @@ def _push(args: argparse.Namespace) -> str:
     return hub.push_model(args.model_name_or_path, args.repo_id, private=not args.public, **message, **kwargs)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: PushArguments) -> int:
     from peft_diversity.atomic import check_output
     from peft_diversity.hub.upload import validate_model_repo_id
 

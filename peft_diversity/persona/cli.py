@@ -15,18 +15,19 @@ A model spec is `[label=]model[@decoder]`: a Hub id, a folder, an adapter folder
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peft_diversity.atomic import check_output
-from peft_diversity.cli import reject_renamed
+from peft_diversity.cli import command_parser
 from peft_diversity.persona.score import PersonaError
 
 if TYPE_CHECKING:
+    from transformers import HfArgumentParser
+
     from peft_diversity.persona.report import BiasResult
 
 DEFAULT_N = 100
@@ -45,76 +46,80 @@ class ModelSpec:
     decoder: str | None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `peft-diversity bias`."""
-    parser.add_argument(
-        "--models",
-        nargs="+",
-        default=[DEFAULT_MODEL],
-        metavar="[LABEL=]MODEL[@DECODER]",
-        help=f"models to interview (Hub id, folder, adapter folder or builtin:<name>; default {DEFAULT_MODEL})",
+@dataclass
+class BiasArguments:
+    """Arguments of `peft-diversity bias` (each field is a flag, `--a_b` or `--a-b`, and a `--config` key)."""
+
+    models: list[str] = field(
+        default_factory=lambda: [DEFAULT_MODEL],
+        metadata={
+            "metavar": "[LABEL=]MODEL[@DECODER]",
+            "help": "Models to interview (Hub id, folder, adapter folder or builtin:<name>).",
+        },
     )
-    parser.add_argument(
-        "--num-conversations",
-        type=int,
-        default=DEFAULT_N,
-        help=f"conversations per model (default {DEFAULT_N})",
+    num_conversations: int = field(default=DEFAULT_N, metadata={"help": "Conversations per model."})
+    output_dir: Path = field(default=Path("runs/bias"), metadata={"help": "Report folder."})
+    decoder: str | None = field(
+        default=None, metadata={"help": "Decoder for models without @decoder (default: automatic)."}
     )
-    parser.add_argument(
-        "--output-dir", type=Path, default=Path("runs/bias"), help="report folder (default runs/bias)"
-    )
-    parser.add_argument(
-        "--decoder", default=None, help="decoder for models without @decoder (default: automatic)"
-    )
-    parser.add_argument(
-        "--template",
+    template: str | None = field(
         default=None,
-        help="possibility_config.json (file or folder) for models without a saved template, e.g. a trained "
-        "model's folder so the base model is asked in the same words (default: the dialogue wording)",
+        metadata={
+            "help": "possibility_config.json (file or folder) for models without a saved template, e.g. a trained "
+            "model's folder so the base model is asked in the same words (default: the dialogue wording)."
+        },
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="conversations per generate call"
+    seed: int = field(default=0, metadata={"help": "Seed of the interviews."})
+    batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"help": "Conversations per generate call."})
+    max_new_tokens: int = field(default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "Per answer."})
+    temperature: float | None = field(default=None, metadata={"help": "Sampling temperature (default 1)."})
+    top_p: float | None = field(default=None, metadata={"help": "Nucleus sampling threshold."})
+    interviewer: str = field(default="scripted", metadata={"help": "scripted | hf:<model> | openai:<model>."})
+    extractor: str = field(default="rules", metadata={"help": "rules | hf:<model> | openai:<model>."})
+    base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint (with /v1) for openai: specs."}
     )
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="per answer")
-    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1)")
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--interviewer", default="scripted", help="scripted | hf:<model> | openai:<model>")
-    parser.add_argument("--extractor", default="rules", help="rules | hf:<model> | openai:<model>")
-    parser.add_argument(
-        "--base-url", default=None, help="OpenAI-compatible endpoint (with /v1) for openai: specs"
+    api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the endpoint's key."}
     )
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the endpoint's key")
-    parser.add_argument(
-        "--reference",
-        type=Path,
+    reference: Path | None = field(
         default=None,
-        help="JSON {attribute: {category: weight}} to compare with (default: uniform)",
+        metadata={"help": "JSON {attribute: {category: weight}} to compare with (default: uniform)."},
     )
-    parser.add_argument(
-        "--max-followups", type=int, default=1, help="follow-ups per unclear answer (default 1)"
+    max_followups: int = field(default=1, metadata={"help": "Follow-ups per unclear answer."})
+    recap: bool = field(
+        default=True, metadata={"help": "Ask the closing recap question (`--no-recap`: skip it)."}
     )
-    parser.add_argument("--no-recap", action="store_true", help="skip the closing recap question")
-    parser.add_argument(
-        "--check-extractor",
-        action="store_true",
-        help="only print the extractor's precision/recall on the hand-labelled snippets",
+    check_extractor: bool = field(
+        default=False,
+        metadata={"help": "Only print the extractor's precision/recall on the hand-labelled snippets."},
     )
-    parser.add_argument(
-        "--labelled",
-        type=Path,
+    labelled: Path | None = field(
         default=None,
-        help="with --check-extractor: a JSONL of labelled answers ({attribute, text, label, flags?} per line) "
-        "to score instead of the shipped snippets",
+        metadata={
+            "help": "With --check-extractor: a JSONL of labelled answers ({attribute, text, label, flags?} per line) "
+            "to score instead of the shipped snippets."
+        },
     )
-    parser.add_argument("--dtype", default="auto", help="model dtype (auto, float32, bfloat16, ...)")
-    parser.add_argument(
-        "--possibility-per",
-        choices=("turn", "conversation"),
+    dtype: str = field(default="auto", metadata={"help": "Model dtype (auto, float32, bfloat16, ...)."})
+    possibility_per: str = field(
         default="turn",
-        help="possibilities decoder: draw a possibility number per turn (default) or once per conversation",
+        metadata={
+            "help": "Possibilities decoder: draw a possibility number per turn or once per conversation.",
+            "choices": ["turn", "conversation"],
+        },
     )
-    reject_renamed(parser, RENAMED)
+
+
+def make_parser(prog: str | None = None) -> HfArgumentParser:
+    """The parser of `peft-diversity bias`."""
+    return command_parser(
+        BiasArguments,
+        prog=prog,
+        description="Persona demographic-bias test: interview models about themselves, compare how widely the "
+        "attributes of their personas spread (entropy).",
+        renamed=RENAMED,
+    )
 
 
 # ----- parsing and validation (all before any model is loaded) ---------------------------------------------
@@ -136,7 +141,7 @@ def _short_name(model: str) -> str:
     return Path(name).name or name
 
 
-def _validate(args: argparse.Namespace) -> None:
+def _validate(args: BiasArguments) -> None:
     for name, value in (
         ("--num-conversations", args.num_conversations),
         ("--batch-size", args.batch_size),
@@ -172,7 +177,7 @@ def check_model_available(model: str) -> None:
         raise PersonaError(f"model {model!r} is not a folder{where}")
 
 
-def resolve_specs(args: argparse.Namespace) -> list[ModelSpec]:
+def resolve_specs(args: BiasArguments) -> list[ModelSpec]:
     from peft_diversity.generation.decoders import DECODERS
     from peft_diversity.models.builtin import resolve_model_path
     from peft_diversity.templates import default_decoder, find_template
@@ -196,7 +201,7 @@ def resolve_specs(args: argparse.Namespace) -> list[ModelSpec]:
 
 
 # ----- interviewer / extractor backends ----------------------------------------------------------------------
-def chat_backend(spec: str, args: argparse.Namespace, *, temperature: float, max_tokens: int):
+def chat_backend(spec: str, args: BiasArguments, *, temperature: float, max_tokens: int):
     """The chat model (conversations -> replies) that `hf:<model>` or `openai:<model>` names (`chat.make_chat`)."""
     from peft_diversity.chat import default_base_url, make_chat
 
@@ -213,16 +218,16 @@ def chat_backend(spec: str, args: argparse.Namespace, *, temperature: float, max
     )
 
 
-def build_interviewer(args: argparse.Namespace):
+def build_interviewer(args: BiasArguments):
     from peft_diversity.persona.interview import ChatInterviewer, ScriptedInterviewer
 
-    options = {"seed": args.seed, "max_followups": args.max_followups, "recap": not args.no_recap}
+    options = {"seed": args.seed, "max_followups": args.max_followups, "recap": args.recap}
     if args.interviewer == "scripted":
         return ScriptedInterviewer(**options)
     return ChatInterviewer(chat_backend(args.interviewer, args, temperature=0.7, max_tokens=64), **options)
 
 
-def build_extractor(args: argparse.Namespace):
+def build_extractor(args: BiasArguments):
     from peft_diversity.persona.extract import ChatExtractor, RuleExtractor
 
     if args.extractor == "rules":
@@ -233,7 +238,7 @@ def build_extractor(args: argparse.Namespace):
 
 
 # ----- the run ------------------------------------------------------------------------------------------------
-def run(args: argparse.Namespace) -> int:
+def run(args: BiasArguments) -> int:
     """Interview, extract, score, report; 0 on success, 2 on bad input (one line on stderr)."""
     try:
         return _run(args)
@@ -253,7 +258,7 @@ def _bad_input_errors() -> tuple[type[Exception], ...]:
     return PersonaError, ModelLoadError, GenerationError, TemplateError, ChatError
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: BiasArguments) -> int:
     from peft_diversity.persona.extract import HELDOUT_SPLITS, extractor_accuracy, load_labelled
     from peft_diversity.persona.report import format_accuracy_table, format_bias_table, write_bias_report
     from peft_diversity.persona.score import load_reference
@@ -300,7 +305,7 @@ def _load_fallback_template(source: str | None) -> Any:
         raise PersonaError(f"--template {source}: {err}") from err
 
 
-def _settings(args: argparse.Namespace, start: float) -> dict[str, Any]:
+def _settings(args: BiasArguments, start: float) -> dict[str, Any]:
     return {
         "n": args.num_conversations,
         "seed": args.seed,
@@ -318,7 +323,7 @@ def _settings(args: argparse.Namespace, start: float) -> dict[str, Any]:
 
 def _interview_all(
     specs: list[ModelSpec],
-    args: argparse.Namespace,
+    args: BiasArguments,
     interviewer: Any,
     extractor: Any,
     references: Any,
@@ -353,7 +358,7 @@ def _interview_all(
 
 def _interview_model(
     spec: ModelSpec,
-    args: argparse.Namespace,
+    args: BiasArguments,
     interviewer: Any,
     extractor: Any,
     references: Any,

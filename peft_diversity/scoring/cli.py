@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from peft_diversity.atomic import check_output, output_errors
-from peft_diversity.cli import reject_renamed
+from peft_diversity.cli import command_parser
 from peft_diversity.errors import PeftDiversityError, ScoringInputError
 from peft_diversity.jsonl import write_json
 
@@ -23,65 +25,100 @@ from .report import (
     score_rows,
 )
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``score`` subcommand's arguments to ``parser``."""
-    parser.add_argument(
-        "responses", type=Path, nargs="?", help='JSONL: {"context", "responses": [...], "model"?, "decoder"?}'
-    )
-    parser.add_argument("--output", type=Path, default=None, help="write the scores as JSON here")
-    parser.add_argument(
-        "--metrics", nargs="+", choices=KNOWN_METRICS, default=list(METRICS), help="metrics to compute"
-    )
-    parser.add_argument(
-        "--embedder", default=None, help="SentenceTransformer path/id (default: bundled MiniLM)"
-    )
-    parser.add_argument("--max-order", type=int, default=4, help="self-BLEU max n-gram order")
-    parser.add_argument("--smoothing", choices=SMOOTHINGS, default="method1", help="self-BLEU smoothing")
-    parser.add_argument("--batch-size", type=int, default=128, help="embedding batch size")
-    parser.add_argument(
-        "--judge-model", default=None, help="coherence judge: local causal LM path, or endpoint model"
-    )
-    parser.add_argument(
-        "--base-url", default=None, help="OpenAI-compatible base URL (with /v1) for the judge"
-    )
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the judge API key")
-    parser.add_argument(
-        "--reference-model",
-        default=None,
-        help="likelihood_coherence's reference causal LM: id, path or builtin: (default builtin:smollm2-135m-instruct)",
-    )
-    parser.add_argument(
-        "--task", default="dialogue", help="task wording of likelihood_coherence's prompt: dialogue | story"
-    )
-    parser.add_argument(
-        "--check-coherence",
-        default=None,
-        metavar="DATA",
-        help="instead of scoring: validate likelihood_coherence on one-to-many DATA (e.g. builtin:story): own human "
-        "reply vs another context's, and vs a parrot of the context; every variant, with bootstrap intervals",
-    )
-    parser.add_argument("--split", default="test", help="split of --check-coherence DATA (default test)")
-    parser.add_argument(
-        "--num-candidates",
-        type=int,
-        default=None,
-        help="--check-coherence: own replies per context (default all)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="--check-coherence: seed of the shuffles and bootstrap"
-    )
-    parser.add_argument(
-        "--num-contexts",
-        type=int,
-        default=None,
-        help="--check-coherence: the first N contexts only (default all)",
-    )
-    # issue 22: an endpoint is --base-url / --api-key-env in every subcommand
-    reject_renamed(parser, {"--judge-base-url": "--base-url", "--judge-api-key-env": "--api-key-env"})
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 
-def _judge(args: argparse.Namespace):
+@dataclass
+class ScoreArguments:
+    """Arguments of `peft-diversity score` (each field is a flag, `--a_b` or `--a-b`, and a `--config` key).
+
+    The responses file may also be given as the first positional argument (`peft-diversity score FILE`)."""
+
+    responses: Path | None = field(
+        default=None,
+        metadata={"help": 'JSONL to score: {"context", "responses": [...], "model"?, "decoder"?} per line.'},
+    )
+    output: Path | None = field(default=None, metadata={"help": "Write the scores as JSON here."})
+    metrics: list[str] = field(
+        default_factory=lambda: list(METRICS),
+        metadata={"help": "Metrics to compute.", "choices": KNOWN_METRICS},
+    )
+    embedder: str | None = field(
+        default=None,
+        metadata={"help": "SentenceTransformer path/id (default: the bundled all-MiniLM-L6-v2)."},
+    )
+    max_order: int = field(default=4, metadata={"help": "Self-BLEU's largest n-gram order."})
+    smoothing: str = field(
+        default="method1", metadata={"help": "Self-BLEU smoothing.", "choices": SMOOTHINGS}
+    )
+    batch_size: int = field(default=128, metadata={"help": "Embedding batch size."})
+    judge_model: str | None = field(
+        default=None,
+        metadata={"help": "Coherence judge: a local causal LM path/id, or the endpoint's model name."},
+    )
+    base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible base URL (with /v1) of the judge."}
+    )
+    api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge's key."}
+    )
+    reference_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "likelihood_coherence's reference causal LM: id, path or builtin: "
+            "(default builtin:smollm2-135m-instruct)."
+        },
+    )
+    task: str = field(
+        default="dialogue",
+        metadata={"help": "Task wording of likelihood_coherence's prompt: dialogue | story."},
+    )
+    check_coherence: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "DATA",
+            "help": "Instead of scoring: validate likelihood_coherence on one-to-many DATA (e.g. builtin:story): own "
+            "human reply vs another context's, and vs a parrot of the context; every variant, with bootstrap intervals.",
+        },
+    )
+    split: str = field(default="test", metadata={"help": "Split of --check-coherence DATA."})
+    num_candidates: int | None = field(
+        default=None, metadata={"help": "--check-coherence: own replies per context (default all)."}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "--check-coherence: seed of the shuffles and the bootstrap."}
+    )
+    num_contexts: int | None = field(
+        default=None, metadata={"help": "--check-coherence: the first N contexts only (default all)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.responses is not None:
+            self.responses = Path(self.responses)
+
+
+# issue 22: an endpoint is --base-url / --api-key-env in every subcommand
+RENAMED = {"--judge-base-url": "--base-url", "--judge-api-key-env": "--api-key-env"}
+
+
+def make_parser(prog: str | None = None) -> HfArgumentParser:
+    """The parser of `peft-diversity score`: the dataclass's flags plus the responses file as a positional."""
+    parser = command_parser(
+        ScoreArguments,
+        prog=prog,
+        description="Score a responses.jsonl file with every diversity metric, per (model, decoder).",
+        renamed=RENAMED,
+    )
+    # the same field as --responses; SUPPRESS leaves the flag's value (or the YAML's) when no file is given here.
+    # No `type`: argparse would convert the SUPPRESS marker itself; ScoreArguments makes the value a Path.
+    parser.add_argument(
+        "responses", nargs="?", default=argparse.SUPPRESS, metavar="RESPONSES", help="= --responses"
+    )
+    return parser
+
+
+def _judge(args: ScoreArguments):
     if args.base_url and not args.judge_model:
         raise PeftDiversityError("--base-url needs --judge-model")
     return make_judge(args.judge_model, args.base_url, api_key_env=args.api_key_env)
@@ -96,7 +133,7 @@ def check_embedder_path(name: str) -> None:
         raise ScoringInputError(f"--embedder {name}: no such folder")
 
 
-def _load_embedder(args: argparse.Namespace):
+def _load_embedder(args: ScoreArguments):
     """The ``--embedder`` loaded before any scoring: a bad one is one line, not a sentence-transformers traceback
     half-way through (None: the default, loaded by the metrics)."""
     if args.embedder is None or not set(args.metrics) & EMBEDDING_METRICS:
@@ -114,7 +151,7 @@ def _load_embedder(args: argparse.Namespace):
         ) from None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: ScoreArguments) -> int:
     """Score ``args.responses``; print a markdown table; write JSON to ``args.output``. Returns 0."""
     if args.output:
         check_output(args.output, "--output", inputs=[args.responses])
@@ -142,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_coherence_check(args: argparse.Namespace) -> int:
+def run_coherence_check(args: ScoreArguments) -> int:
     """``score --check-coherence DATA``: `likelihood.check_likelihood_coherence`, printed as a table."""
     import time
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -227,46 +226,7 @@ def _resume_path(args: PossibilityConfig) -> str | None:
 __all__ = ["make_parser", "run_training", "resolve_model_path"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # Every flag belongs to the TrlParser; -h/--help is forwarded to it so all fields are listed.
-    parser.add_argument("-h", "--help", action="store_true", dest="train_help")
-
-
-def run(args: argparse.Namespace) -> int:
-    trl_parser = make_parser(prog="peft-diversity train")
-    if args.train_help:
-        trl_parser.print_help()
-        return 0
-    script_args, training_args, model_args = parse_train_args(trl_parser, args.train_argv)
+def run(script_args: ScriptArguments, training_args: PossibilityConfig, model_args: ModelConfig) -> int:
+    """`peft-diversity train`: the recipe's entry point, after `cli.parse_command` (one-line errors)."""
     run_training(script_args, training_args, model_args)
     return 0
-
-
-def parse_train_args(trl_parser: TrlParser, argv: list[str]):
-    """The TrlParser's dataclasses; a missing / malformed recipe, an unknown key or an invalid setting is one
-    TrainConfigError line (naming the key or setting), not a traceback from the parser."""
-    import yaml
-
-    if "--config" in argv:
-        index = argv.index("--config") + 1
-        path = Path(argv[index]) if index < len(argv) else None
-        if path is None or not path.is_file():
-            raise TrainConfigError(f"--config: recipe file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise TrainConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
-        if not isinstance(data, dict):
-            raise TrainConfigError(f"{path}: a recipe must be a mapping of setting: value")
-    try:
-        return trl_parser.parse_args_and_config(args=argv)
-    except TrainConfigError:
-        raise
-    except (ValueError, TypeError) as err:
-        message = " ".join(str(err).split())
-        if message.startswith("Unknown arguments from config file"):
-            message = (
-                message.split(". Please")[0]
-                + " (misspelled or not a setting; see `peft-diversity train --help`)"
-            )
-        raise TrainConfigError(message) from None
