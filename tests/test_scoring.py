@@ -654,7 +654,7 @@ def test_score_and_experiment_accept_exactly_the_metric_registry():
     from peft_diversity.experiment.checks import experiment_problems
     from peft_diversity.experiment.config import ExperimentConfig
     from peft_diversity.scoring.cli import make_parser
-    from peft_diversity.scoring.report import KNOWN_METRICS
+    from peft_diversity.scoring.report import KNOWN_METRICS, PER_CONTEXT_METRICS
 
     parser = make_parser()
     assert tuple(parser.parse_args(["--metrics", *KNOWN_METRICS]).metrics) == KNOWN_METRICS
@@ -670,7 +670,31 @@ def test_score_and_experiment_accept_exactly_the_metric_registry():
     assert experiment_problems({**base, "metrics": list(KNOWN_METRICS)}, ExperimentConfig) == []
     (problem,) = experiment_problems({**base, "metrics": ["vibes"]}, ExperimentConfig)
     assert problem == f"metrics: unknown metrics ['vibes']; choose from {list(KNOWN_METRICS)}"
-    for name in KNOWN_METRICS:
+    for name in PER_CONTEXT_METRICS:
         assert ExperimentConfig.from_dict({**base, "coherence_metric": name}).coherence_metric == name
     with pytest.raises(ExperimentConfigError, match="coherence_metric 'vibes' is not a metric"):
         ExperimentConfig.from_dict({**base, "coherence_metric": "vibes"})
+    # refused before any work, not after generation when the per-context file finds no values
+    for name in sorted(set(KNOWN_METRICS) - set(PER_CONTEXT_METRICS)):
+        with pytest.raises(
+            ExperimentConfigError, match=f"coherence_metric '{name}' has no value per context"
+        ):
+            ExperimentConfig.from_dict({**base, "coherence_metric": name})
+
+
+def test_every_per_context_metric_gives_a_value_per_context(embedder):
+    """PER_CONTEXT_METRICS (what `coherence_metric` accepts) is true of the metrics: each returns
+    `<summary key>_per_prompt`, one value per context (likelihood_coherence's: tests/test_likelihood.py)."""
+    from peft_diversity.scoring.report import PER_CONTEXT_METRICS, score_predictions, summary_key
+
+    metrics = [m for m in PER_CONTEXT_METRICS if m != "likelihood_coherence"]
+    predictions = [["a cat sat on the mat", "the dog ran far away"], ["one two three", "four five six seven"]]
+    out = score_predictions(
+        predictions,
+        contexts=["Ann: hi", "Bo: yo"],
+        metrics=metrics,
+        embedder=embedder,
+        return_per_prompt=True,
+    )
+    for metric in metrics:
+        assert len(out["per_prompt"][f"{summary_key(metric)}_per_prompt"]) == 2, metric

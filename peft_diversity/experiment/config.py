@@ -76,7 +76,7 @@ class ExperimentConfig:
     """One sampling setting and its values, e.g. {temperature: [0.6, 0.8, 1.0, 1.2]}: every run that samples
     and does not set that key in its own `settings` becomes one run per value (`experiment/runs.py`)."""
     coherence_metric: str = "coherence"
-    """The metric on the frontier's x-axis (a name in scoring.report.KNOWN_METRICS)."""
+    """The metric on the frontier's x-axis: one with a value per context (scoring.report.PER_CONTEXT_METRICS)."""
 
     def __post_init__(self) -> None:
         from peft_diversity.experiment.runs import expand_sweep
@@ -121,7 +121,7 @@ class ExperimentConfig:
     def _validate_study(self) -> None:
         """seeds / sweep / coherence_metric / run variants (the multi-seed frontier study's keys)."""
         from peft_diversity.experiment.runs import check_sweep
-        from peft_diversity.scoring.report import KNOWN_METRICS
+        from peft_diversity.scoring.report import KNOWN_METRICS, PER_CONTEXT_METRICS
 
         if self.seeds is not None:
             if (
@@ -134,10 +134,10 @@ class ExperimentConfig:
                 raise ExperimentConfigError(f"seeds must not repeat, got {self.seeds}")
         if self.sweep is not None:
             check_sweep(self.sweep)
-        if self.coherence_metric not in KNOWN_METRICS:
+        if self.coherence_metric not in PER_CONTEXT_METRICS:  # before generation, not after it
+            what = "has no value per context" if self.coherence_metric in KNOWN_METRICS else "is not a metric"
             raise ExperimentConfigError(
-                f"coherence_metric {self.coherence_metric!r} is not a metric; choose "
-                f"from {list(KNOWN_METRICS)}"
+                f"coherence_metric {self.coherence_metric!r} {what}; choose from {list(PER_CONTEXT_METRICS)}"
             )
         names = [run.name for run in self.runs]
         for run in self.runs:

@@ -24,6 +24,9 @@ OPTIONAL_METRICS = ("semantic_diversity_no_opening", "likelihood_coherence")
 KNOWN_METRICS = (*METRICS, *OPTIONAL_METRICS)
 # The summary key a metric's headline value is read from, where it is not the metric's own name.
 SUMMARY_KEYS = {"coherence": "coherence_relevance"}
+# Metrics with one value per context under their summary key (`<key>_per_prompt`), which an experiment's
+# `coherence_metric` needs (per-context files, the bootstrap); distinct_n and vendi report several keys instead.
+PER_CONTEXT_METRICS = tuple(m for m in KNOWN_METRICS if m not in ("distinct_n", "vendi"))
 EMBEDDING_METRICS = {
     "semantic_diversity",
     "vendi",
