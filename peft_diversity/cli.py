@@ -12,11 +12,13 @@ of names: docs/architecture.md, "Command-line flags") and turning a bad flag or 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
@@ -85,29 +87,46 @@ def reject_renamed(parser: argparse.ArgumentParser, renamed: dict[str, str]) -> 
 
 
 def command_parser(
-    arguments: type,
+    arguments: type | tuple[type, ...],
     *,
     prog: str | None,
     description: str,
     renamed: dict[str, str] | None = None,
     config_flag: bool = True,
 ) -> HfArgumentParser:
-    """The parser of one subcommand: every field of the `arguments` dataclass is a flag (`--a_b` and `--a-b`;
-    help from the field's metadata). A TrlParser also reads `--config FILE.yaml` (a key per field); a command whose
-    dataclass owns a `config` field (the experiment YAML) gets a plain HfArgumentParser. Old flag spellings in
-    `renamed` ({old: new}) are refused with a one-line hint."""
-    from transformers import HfArgumentParser
-    from trl import TrlParser
-
+    """The parser of one subcommand: every field of the `arguments` dataclass(es) is a flag (`--a_b` and `--a-b`;
+    help from the field's metadata). A TrlParser also reads `--config FILE.yaml` (a key per field, see
+    `parse_command`); a command whose dataclass owns a `config` field (the experiment YAML) gets a plain
+    HfArgumentParser. Old flag spellings in `renamed` ({old: new}) are refused with a one-line hint; every
+    argparse error is one line too."""
     if config_flag:
         description += (
             " --config FILE.yaml sets any of these flags (a key per flag, `a_b: value`); flags override it."
         )
-    parser = (TrlParser if config_flag else HfArgumentParser)(
+    parser = parser_class(config_flag)(
         arguments, prog=prog, description=description, formatter_class=_HelpFormatter
     )
     reject_renamed(parser, renamed or {})
     return parser
+
+
+class _OneLineErrors:
+    """argparse's errors (a missing required flag, a bad value or choice) as one line, like every other error of
+    the command line, instead of a usage block; `--help` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+@functools.cache
+def parser_class(config_flag: bool = True) -> type:
+    """TrlParser (or, without `--config`, HfArgumentParser) with one-line errors (imported on first use: the
+    top-level parser stays light)."""
+    from transformers import HfArgumentParser
+    from trl import TrlParser
+
+    base = TrlParser if config_flag else HfArgumentParser
+    return type(base.__name__, (_OneLineErrors, base), {"__module__": __name__})
 
 
 def given_flags(arguments: Any, *names: str) -> list[str]:
@@ -130,53 +149,36 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a flag's default where it is one: not for required flags, unset (None) ones, or `--no-x`."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.required or action.default is None or isinstance(action, argparse._StoreFalseAction):
+        if isinstance(action, argparse._StoreFalseAction):  # HfArgumentParser copies the positive flag's help
+            return f"= --{action.dest} false."
+        if action.required or action.default is None:
             return action.help
         return super()._get_help_string(action)
 
 
 def parse_command(parser: HfArgumentParser, argv: list[str]) -> tuple[Any, ...]:
-    """The parser's dataclasses from `argv`. A missing or malformed `--config` file, a YAML key that is no flag, a
-    value a field refuses (its `__post_init__` raising ValueError) or a stray argument is one CommandLineError line
-    naming the file, key or flag, never a traceback from the parser. argparse's own errors (a missing required flag,
-    a value outside `choices`) keep argparse's usage line and exit 2."""
+    """The parser's dataclasses from `argv`, every problem one CommandLineError line naming the file, key or flag.
+
+    With a TrlParser, `--config FILE.yaml` (or `--config=FILE.yaml`) sets defaults, a flag given after it winning.
+    Each key must be a flag (an old name gets its rename hint), and each value is checked as the flag's would be
+    (type, choices; a single value for a list flag is a list of one), before any default is set. An `env:` mapping
+    sets environment variables, as in TRL. A value a field refuses (its `__post_init__`) or a stray argument is
+    one line too."""
     from trl import TrlParser
 
     from peft_diversity.errors import CommandLineError
 
-    renamed = {
-        a.option_strings[0].lstrip("-").replace("-", "_"): a.new
-        for a in parser._actions
-        if isinstance(a, _Renamed)
-    }
     if isinstance(parser, TrlParser):
-        _check_config_file(argv)
+        argv, path = _split_config_flag(argv)
+        if path is not None:
+            _apply_config(parser, _read_config(path), path)
     try:
-        if isinstance(parser, TrlParser):
-            *parsed, from_config, rest = parser.parse_args_and_config(
-                argv, return_remaining_strings=True, separate_remaining_strings=True
-            )
-        else:
-            *parsed, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
-            from_config = []
+        *parsed, rest = parser.parse_args_into_dataclasses(
+            argv, return_remaining_strings=True, look_for_args_file=False
+        )
     except (ValueError, TypeError) as err:  # a field refused its value; a stray flag is the likelier cause
         _check_no_stray(parser, argv)
         raise CommandLineError(" ".join(str(err).split())) from None
-    unknown = [key[2:] for key in from_config[::2]]
-    if unknown:
-        hints = [
-            f"{key} was renamed {renamed[key].lstrip('-').replace('-', '_')}"
-            for key in unknown
-            if key in renamed
-        ]
-        raise CommandLineError(
-            f"--config: unknown key(s) {', '.join(unknown)}"
-            + (
-                f" ({'; '.join(hints)})"
-                if hints
-                else f" (misspelled or not a setting; see `{parser.prog} --help`)"
-            )
-        )
     _check_no_stray(parser, rest, parsed=True)
     return tuple(parsed)
 
@@ -186,25 +188,41 @@ def _check_no_stray(parser: HfArgumentParser, argv: list[str], parsed: bool = Fa
     from peft_diversity.errors import CommandLineError
 
     if not parsed:
-        if "--config" in argv:  # TrlParser's own flag, with its value
-            index = argv.index("--config")
-            argv = argv[:index] + argv[index + 2 :]
         _, argv = parser.parse_known_args(argv)
     if argv:
         raise CommandLineError(f"unrecognized arguments: {' '.join(argv)} (see `{parser.prog} --help`)")
 
 
-def _check_config_file(argv: list[str]) -> None:
-    """`--config PATH` must name a readable YAML mapping (TrlParser would raise a bare OSError / YAMLError)."""
+def _split_config_flag(argv: list[str]) -> tuple[list[str], Path | None]:
+    """argv without `--config PATH` / `--config=PATH`, and the path (None when not given; given twice: an error)."""
+    from peft_diversity.errors import CommandLineError
+
+    rest, paths = [], []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            rest += [token, *tokens]
+        elif token == "--config":
+            value = next(tokens, None)
+            if value is None or value.startswith("--"):
+                raise CommandLineError("--config needs a YAML file")
+            paths.append(value)
+        elif token.startswith("--config="):
+            paths.append(token.partition("=")[2])
+        else:
+            rest.append(token)
+    if len(paths) > 1:
+        raise CommandLineError(f"--config given {len(paths)} times ({', '.join(paths)}): give one file")
+    return rest, Path(paths[0]) if paths else None
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A `--config` file: a YAML mapping (its `env:` mapping applied to os.environ and removed, as TRL does)."""
     import yaml
 
     from peft_diversity.errors import CommandLineError
 
-    if "--config" not in argv:
-        return
-    index = argv.index("--config") + 1
-    path = Path(argv[index]) if index < len(argv) else None
-    if path is None or not path.is_file():
+    if not path.is_file():
         raise CommandLineError(f"--config: file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -212,6 +230,75 @@ def _check_config_file(argv: list[str]) -> None:
         raise CommandLineError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
         raise CommandLineError(f"{path}: a config file must be a mapping of setting: value")
+    env = data.pop("env", {})
+    if not isinstance(env, dict):
+        raise CommandLineError(f"{path}: env: must be a mapping of variable: value")
+    os.environ.update({str(key): str(value) for key, value in env.items()})
+    return data
+
+
+def _apply_config(parser: HfArgumentParser, config: dict[str, Any], path: Path) -> None:
+    """Check every key and value of a `--config` file against the parser's flags, then make them its defaults."""
+    from peft_diversity.errors import CommandLineError
+
+    flags = {
+        action.dest: action
+        for action in parser._actions
+        if action.option_strings and isinstance(action, argparse._StoreAction)
+    }
+    renamed = {
+        action.option_strings[0].lstrip("-").replace("-", "_"): action.new.lstrip("-").replace("-", "_")
+        for action in parser._actions
+        if isinstance(action, _Renamed)
+    }
+    unknown = [str(key) for key in config if key not in flags]
+    if unknown:
+        hints = [f"{key} was renamed {renamed[key]}" for key in unknown if key in renamed]
+        raise CommandLineError(
+            f"{path}: unknown key(s) {', '.join(unknown)} "
+            + (
+                f"({'; '.join(hints)})"
+                if hints
+                else f"(misspelled or not a setting; see `{parser.prog} --help`)"
+            )
+        )
+    parser.set_defaults_with_config(
+        **{key: _config_value(flags[key], value, f"{path}: {key}") for key, value in config.items()}
+    )
+
+
+def _config_value(action: argparse.Action, value: Any, where: str) -> Any:
+    """A YAML value converted and checked as the flag would convert and check it on the command line."""
+    if value is None:
+        return None
+    if action.nargs == "+":
+        return [_convert(action, item, where) for item in (value if isinstance(value, list) else [value])]
+    return _convert(action, value, where)
+
+
+def _convert(action: argparse.Action, value: Any, where: str) -> Any:
+    from peft_diversity.errors import CommandLineError
+
+    if isinstance(value, dict | list):  # a mapping-valued setting (TRL's *_kwargs): its dataclass checks it
+        return value
+    if isinstance(value, bool) and action.type in (None, str):  # a str-or-bool setting: kept as TRL keeps it
+        return value
+    if isinstance(value, bool):
+        try:
+            converted = action.type(str(value))
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            converted = None
+        if not isinstance(converted, bool):  # a true/false where a number or a path belongs
+            raise CommandLineError(f"{where}: {str(value).lower()} is not a value of this setting")
+        value = converted
+    elif action.type is not None:
+        try:
+            value = action.type(value if isinstance(value, str) else str(value))
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            raise CommandLineError(f"{where}: invalid value {value!r}") from None
+    if action.choices is not None and value not in action.choices:
+        raise CommandLineError(f"{where}: {value!r} is not one of {list(action.choices)}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,15 +329,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command, rest = argv[0], argv[1:]
     parser = make_command_parser(command)
-    if {"-h", "--help"} & set(rest[: rest.index("--")] if "--" in rest else rest):
-        parser.print_help()
-        return 0
     from peft_diversity.errors import PeftDiversityError
 
     setup_logging()
     module = importlib.import_module(SUBCOMMANDS[command][0])
     try:
-        arguments = parse_command(parser, rest)
+        try:
+            arguments = parse_command(parser, rest)
+        except SystemExit as stop:  # --help: printed, exit 0 (a caller of main() gets the code back)
+            if stop.code:
+                raise
+            return 0
         return int(module.run(*arguments) or 0)
     except PeftDiversityError as err:  # bad input: one clear line, no traceback from deep inside
         print(f"peft-diversity {command}: {err}", file=sys.stderr)
@@ -258,4 +347,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m peft_diversity.cli`: run the imported module's main, not this `__main__` copy, whose classes
+    # (_Renamed, the parser classes) would differ from those the subcommand modules import
+    from peft_diversity.cli import main as package_main
+
+    sys.exit(package_main())

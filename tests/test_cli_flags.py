@@ -172,9 +172,9 @@ def test_a_config_file_sets_a_commands_flags_and_a_flag_given_after_it_wins(tmp_
     [
         (
             "num_conversatons: 7\n",
-            "--config: unknown key(s) num_conversatons (misspelled or not a setting; see ",
+            "unknown key(s) num_conversatons (misspelled or not a setting; see ",
         ),
-        ("out: runs/x\n", "--config: unknown key(s) out (out was renamed output_dir)"),
+        ("out: runs/x\n", "unknown key(s) out (out was renamed output_dir)"),
         ("- a\n- b\n", "a config file must be a mapping of setting: value"),
         ("num_conversations: [\n", "not valid YAML"),
     ],
@@ -185,6 +185,73 @@ def test_a_bad_config_file_is_one_line(tmp_path, capsys, yaml_text, message):
     assert cli.main(["bias", "--config", str(config)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("peft-diversity bias: ") and message in line
+
+
+@pytest.mark.parametrize(
+    ("command", "yaml_text", "message"),
+    [
+        # values are checked as the flag's would be, before they become defaults (they used to reach the command
+        # raw: a string where a list belongs was split into letters; a float where an int belongs, a traceback)
+        ("score", "max_order: 2.5\n", "max_order: invalid value 2.5"),
+        ("score", "output: true\n", "output: true is not a value of this setting"),
+        ("score", "smoothing: bogus\n", "smoothing: 'bogus' is not one of ['none', 'method1'"),
+        ("score", "metrics: [distinct_n, vibes]\n", "metrics: 'vibes' is not one of"),
+        (
+            "bias",
+            "possibility_per: sometimes\n",
+            "possibility_per: 'sometimes' is not one of ['turn', 'conversation']",
+        ),
+        # an old key is named before the required flag it leaves unset
+        (
+            "generate",
+            "model: m\ncontext: hi\n",
+            "unknown key(s) model (model was renamed model_name_or_path)",
+        ),
+    ],
+)
+def test_a_bad_value_in_a_config_file_is_one_line_naming_the_key(
+    tmp_path, capsys, command, yaml_text, message
+):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml_text, encoding="utf-8")
+    assert cli.main([command, "--config", str(config)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"peft-diversity {command}: {config}: ") and message in line, line
+
+
+def test_config_values_take_the_flags_types_and_a_single_value_fills_a_list(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("metrics: distinct_n\nmax_order: '3'\noutput: s.json\n", encoding="utf-8")
+    (args,) = cli.parse_command(cli.make_command_parser("score"), [f"--config={config}", "r.jsonl"])
+    assert (args.metrics, args.max_order, args.output) == (["distinct_n"], 3, Path("s.json"))
+
+
+def test_config_twice_or_without_a_file_is_one_line(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("seed: 1\n", encoding="utf-8")
+    for argv, message in [
+        (["bias", "--config", str(config), f"--config={config}"], "--config given 2 times"),
+        (["bias", "--config"], "--config needs a YAML file"),
+    ]:
+        assert cli.main(argv) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert message in line, line
+
+
+def test_argparse_errors_are_one_line_too(capsys):
+    for argv, message in [
+        (["generate", "--context", "hi"], "the following arguments are required: --model_name_or_path"),
+        (
+            ["generate", "--model-name-or-path", "m", "--context", "hi", "--num-responses", "abc"],
+            "invalid int value",
+        ),
+        (["score", "r.jsonl", "--smoothing", "bogus"], "invalid choice: 'bogus'"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        assert stop.value.code == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"peft-diversity {argv[0]}: ") and message in line, line
 
 
 def test_a_missing_config_file_a_stray_flag_and_conflicting_flags_are_one_line_each(tmp_path, capsys):

@@ -300,7 +300,9 @@ def make_teacher(args: BuildDataArguments, template: PossibilityTemplate) -> Any
     }
     given = [flags[key] for key, value in http.items() if value is not None]
     if given:  # a local teacher sends no requests
-        raise BuildError(f"{', '.join(given)} apply to an HTTP teacher only (--base-url)")
+        raise BuildError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to an HTTP teacher only (--base-url)"
+        )
     from peft_diversity.errors import ModelLoadError
 
     try:

@@ -113,7 +113,11 @@ def make_parser(prog: str | None = None) -> HfArgumentParser:
     # the same field as --responses; SUPPRESS leaves the flag's value (or the YAML's) when no file is given here.
     # No `type`: argparse would convert the SUPPRESS marker itself; ScoreArguments makes the value a Path.
     parser.add_argument(
-        "responses", nargs="?", default=argparse.SUPPRESS, metavar="RESPONSES", help="= --responses"
+        "responses",
+        nargs="?",
+        default=argparse.SUPPRESS,
+        metavar="RESPONSES",
+        help="= --responses (before the flags, or after `--`: --metrics takes every word after it)",
     )
     return parser
 

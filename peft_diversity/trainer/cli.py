@@ -11,6 +11,7 @@ from pathlib import Path
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
 from peft_diversity.atomic import check_output
+from peft_diversity.cli import parser_class
 from peft_diversity.data import load_one_to_many
 from peft_diversity.errors import TrainConfigError
 from peft_diversity.models.builtin import resolve_model_path
@@ -32,7 +33,7 @@ CHECKPOINT_WEIGHTS = (
 
 def make_parser(prog: str | None = None) -> TrlParser:
     """`--config recipe.yaml` plus any field of ScriptArguments, PossibilityConfig and ModelConfig as a flag."""
-    parser = TrlParser((ScriptArguments, PossibilityConfig, ModelConfig), prog=prog)
+    parser = parser_class()((ScriptArguments, PossibilityConfig, ModelConfig), prog=prog)  # one-line errors
     parser.description = (
         "Train a PoExFT / OTM / OTO model. --config RECIPE.yaml gives the settings (see recipes/<model>/<method>/); "
         "any field below given as a flag overrides it. --resume_from_checkpoint last (or true) resumes from the "
