@@ -17,6 +17,7 @@ import importlib
 import logging
 import os
 import sys
+import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -217,7 +218,8 @@ def _split_config_flag(argv: list[str]) -> tuple[list[str], Path | None]:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    """A `--config` file: a YAML mapping (its `env:` mapping applied to os.environ and removed, as TRL does)."""
+    """A `--config` file: a YAML mapping (its `env:` mapping applied to os.environ and removed, as TRL does; an
+    empty file sets nothing)."""
     import yaml
 
     from peft_diversity.errors import CommandLineError
@@ -228,17 +230,19 @@ def _read_config(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise CommandLineError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise CommandLineError(f"{path}: a config file must be a mapping of setting: value")
-    env = data.pop("env", {})
-    if not isinstance(env, dict):
-        raise CommandLineError(f"{path}: env: must be a mapping of variable: value")
+    env = data.pop("env", None) or {}
+    if not isinstance(env, dict) or any(isinstance(v, dict | list) for v in env.values()):
+        raise CommandLineError(f"{path}: env: must be a mapping of variable: plain value")
     os.environ.update({str(key): str(value) for key, value in env.items()})
     return data
 
 
 def _apply_config(parser: HfArgumentParser, config: dict[str, Any], path: Path) -> None:
-    """Check every key and value of a `--config` file against the parser's flags, then make them its defaults."""
+    """Check every key and value of a `--config` file against the parser's flags, then make them its defaults.
+    A key is spelt as its flag may be (`a_b` or `a-b`)."""
     from peft_diversity.errors import CommandLineError
 
     flags = {
@@ -251,7 +255,13 @@ def _apply_config(parser: HfArgumentParser, config: dict[str, Any], path: Path) 
         for action in parser._actions
         if isinstance(action, _Renamed)
     }
-    unknown = [str(key) for key in config if key not in flags]
+    settings: dict[str, Any] = {}
+    for key, value in config.items():
+        name = str(key).replace("-", "_")
+        if name in settings:
+            raise CommandLineError(f"{path}: {name} is given twice (as {name} and {name.replace('_', '-')})")
+        settings[name] = value
+    unknown = [key for key in settings if key not in flags]
     if unknown:
         hints = [f"{key} was renamed {renamed[key]}" for key in unknown if key in renamed]
         raise CommandLineError(
@@ -262,33 +272,70 @@ def _apply_config(parser: HfArgumentParser, config: dict[str, Any], path: Path) 
                 else f"(misspelled or not a setting; see `{parser.prog} --help`)"
             )
         )
+    annotations = _annotations(parser)
     parser.set_defaults_with_config(
-        **{key: _config_value(flags[key], value, f"{path}: {key}") for key, value in config.items()}
+        **{
+            key: _config_value(flags[key], value, annotations.get(key), f"{path}: {key}")
+            for key, value in settings.items()
+        }
     )
 
 
-def _config_value(action: argparse.Action, value: Any, where: str) -> Any:
+def _annotations(parser: HfArgumentParser) -> dict[str, Any]:
+    """Each field's declared type, across the parser's dataclasses (what a YAML value may be beyond the flag's
+    string: a mapping for TRL's `*_kwargs`, a bool for a str-or-bool setting)."""
+    import typing
+
+    return {
+        name: hint for dtype in parser.dataclass_types for name, hint in typing.get_type_hints(dtype).items()
+    }
+
+
+def _admits(annotation: Any, kind: type) -> bool:
+    """Whether the declared type (or a member of its union) is `kind` (dict, list, bool) or a generic of it."""
+    import typing
+
+    members = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else ()
+    )
+    return any(m is kind or typing.get_origin(m) is kind for m in (*members, annotation))
+
+
+def _config_value(action: argparse.Action, value: Any, annotation: Any, where: str) -> Any:
     """A YAML value converted and checked as the flag would convert and check it on the command line."""
-    if value is None:
-        return None
-    if action.nargs == "+":
-        return [_convert(action, item, where) for item in (value if isinstance(value, list) else [value])]
-    return _convert(action, value, where)
-
-
-def _convert(action: argparse.Action, value: Any, where: str) -> Any:
     from peft_diversity.errors import CommandLineError
 
-    if isinstance(value, dict | list):  # a mapping-valued setting (TRL's *_kwargs): its dataclass checks it
-        return value
-    if isinstance(value, bool) and action.type in (None, str):  # a str-or-bool setting: kept as TRL keeps it
-        return value
+    if value is None:
+        if action.required or action.default is not None:  # a flag whose value cannot be "unset"
+            raise CommandLineError(f"{where}: needs a value (null is not one)")
+        return None
+    if action.nargs == "+":
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise CommandLineError(f"{where}: needs at least one value")
+        return [_convert(action, item, None, where) for item in items]
+    return _convert(action, value, annotation, where)
+
+
+def _convert(action: argparse.Action, value: Any, annotation: Any, where: str) -> Any:
+    from peft_diversity.errors import CommandLineError
+
+    if isinstance(value, dict | list):
+        if _admits(
+            annotation, type(value)
+        ):  # a mapping-valued setting (TRL's *_kwargs): its dataclass checks it
+            return value
+        raise CommandLineError(f"{where}: expected a single value, got {type(value).__name__} {value!r}")
+    if isinstance(value, bool) and _admits(annotation, bool) and action.type in (None, str):
+        return value  # a str-or-bool setting, kept as TRL keeps it
     if isinstance(value, bool):
         try:
-            converted = action.type(str(value))
+            converted = action.type(str(value)) if action.type not in (None, str) else None
         except (ValueError, TypeError, argparse.ArgumentTypeError):
             converted = None
-        if not isinstance(converted, bool):  # a true/false where a number or a path belongs
+        if not isinstance(converted, bool):  # a true/false (or YAML's yes/no/on/off) where it is no value
             raise CommandLineError(f"{where}: {str(value).lower()} is not a value of this setting")
         value = converted
     elif action.type is not None:

@@ -201,6 +201,14 @@ def test_a_bad_config_file_is_one_line(tmp_path, capsys, yaml_text, message):
             "possibility_per: sometimes\n",
             "possibility_per: 'sometimes' is not one of ['turn', 'conversation']",
         ),
+        # a structure where one value belongs, null for a setting that cannot be unset, YAML's `no` (a bool) on a
+        # flag with choices, an empty list (found by review: each reached the command and ended in a traceback)
+        ("score", "max_order: [3]\n", "max_order: expected a single value, got list [3]"),
+        ("score", "metrics: [[distinct_n]]\n", "metrics: expected a single value"),
+        ("score", "max_order: null\n", "max_order: needs a value (null is not one)"),
+        ("score", "smoothing: no\n", "smoothing: false is not a value of this setting"),
+        ("bias", "models: []\n", "models: needs at least one value"),
+        ("score", "max-order: 2\nmax_order: 3\n", "max_order is given twice"),
         # an old key is named before the required flag it leaves unset
         (
             "generate",
@@ -221,9 +229,16 @@ def test_a_bad_value_in_a_config_file_is_one_line_naming_the_key(
 
 def test_config_values_take_the_flags_types_and_a_single_value_fills_a_list(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text("metrics: distinct_n\nmax_order: '3'\noutput: s.json\n", encoding="utf-8")
+    config.write_text(
+        "metrics: distinct_n\nmax-order: '3'\noutput: s.json\nembedder: null\nenv:\n", encoding="utf-8"
+    )
     (args,) = cli.parse_command(cli.make_command_parser("score"), [f"--config={config}", "r.jsonl"])
-    assert (args.metrics, args.max_order, args.output) == (["distinct_n"], 3, Path("s.json"))
+    assert (args.metrics, args.max_order, args.output, args.embedder) == (
+        ["distinct_n"],
+        3,
+        Path("s.json"),
+        None,
+    )
 
 
 def test_config_twice_or_without_a_file_is_one_line(tmp_path, capsys):

@@ -96,6 +96,9 @@ class ScoreArguments:
     def __post_init__(self) -> None:
         if self.responses is not None:
             self.responses = Path(self.responses)
+        for name in ("max_order", "batch_size"):  # before any file is read or model loaded
+            if getattr(self, name) < 1:
+                raise ScoringInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
 
 
 # issue 22: an endpoint is --base-url / --api-key-env in every subcommand
