@@ -88,14 +88,14 @@ def reject_renamed(parser: argparse.ArgumentParser, renamed: dict[str, str]) -> 
 
 
 def command_parser(
-    arguments: type | tuple[type, ...],
+    arguments: type,
     *,
     prog: str | None,
     description: str,
     renamed: dict[str, str] | None = None,
     config_flag: bool = True,
 ) -> HfArgumentParser:
-    """The parser of one subcommand: every field of the `arguments` dataclass(es) is a flag (`--a_b` and `--a-b`;
+    """The parser of one subcommand: every field of the `arguments` dataclass is a flag (`--a_b` and `--a-b`;
     help from the field's metadata). A TrlParser also reads `--config FILE.yaml` (a key per field, see
     `parse_command`); a command whose dataclass owns a `config` field (the experiment YAML) gets a plain
     HfArgumentParser. Old flag spellings in `renamed` ({old: new}) are refused with a one-line hint; every

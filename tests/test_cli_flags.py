@@ -168,28 +168,17 @@ def test_a_config_file_sets_a_commands_flags_and_a_flag_given_after_it_wins(tmp_
 
 
 @pytest.mark.parametrize(
-    ("yaml_text", "message"),
+    ("command", "yaml_text", "message"),
     [
+        # the file itself: a misspelt key, an old name, not a mapping, not YAML
         (
+            "bias",
             "num_conversatons: 7\n",
             "unknown key(s) num_conversatons (misspelled or not a setting; see ",
         ),
-        ("out: runs/x\n", "unknown key(s) out (out was renamed output_dir)"),
-        ("- a\n- b\n", "a config file must be a mapping of setting: value"),
-        ("num_conversations: [\n", "not valid YAML"),
-    ],
-)
-def test_a_bad_config_file_is_one_line(tmp_path, capsys, yaml_text, message):
-    config = tmp_path / "bias.yaml"
-    config.write_text(yaml_text, encoding="utf-8")
-    assert cli.main(["bias", "--config", str(config)]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("peft-diversity bias: ") and message in line
-
-
-@pytest.mark.parametrize(
-    ("command", "yaml_text", "message"),
-    [
+        ("bias", "out: runs/x\n", "unknown key(s) out (out was renamed output_dir)"),
+        ("bias", "- a\n- b\n", "a config file must be a mapping of setting: value"),
+        ("bias", "num_conversations: [\n", "not valid YAML"),
         # values are checked as the flag's would be, before they become defaults (they used to reach the command
         # raw: a string where a list belongs was split into letters; a float where an int belongs, a traceback)
         ("score", "max_order: 2.5\n", "max_order: invalid value 2.5"),
@@ -217,7 +206,7 @@ def test_a_bad_config_file_is_one_line(tmp_path, capsys, yaml_text, message):
         ),
     ],
 )
-def test_a_bad_value_in_a_config_file_is_one_line_naming_the_key(
+def test_a_bad_config_file_or_value_is_one_line_naming_the_file_and_key(
     tmp_path, capsys, command, yaml_text, message
 ):
     config = tmp_path / "c.yaml"
